@@ -1,0 +1,310 @@
+#include "core/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+#include "core/block_manager.h"
+#include "core/request.h"
+#include "core/request_delta.h"
+#include "core/scheduler.h"
+#include "core/stop_check.h"
+
+namespace taco {
+
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineOptions opts;
+  std::unique_ptr<Executor> executor;
+  int32_t vocab_size;
+  std::vector<int32_t> eos_ids;
+  int32_t max_model_len;
+  std::unique_ptr<BlockManager> blocks;
+  std::unique_ptr<Scheduler> scheduler;
+  std::unordered_map<std::string, std::unique_ptr<Request>> requests;
+  std::unordered_map<int64_t, Request*> owner;  // sequence id -> its request
+  std::vector<Request*> changed;                // requests with something to report
+  int64_t next_seq_id = 0;
+  int64_t next_arrival = 0;
+  EngineMetrics counters;  // the step and token counters; the rest is read live
+
+  void validate(const std::string& id, const std::vector<int32_t>& prompt,
+                const SamplingOptions& so) const;
+  SeqState new_seq(Request* r, int32_t index);
+  void mark_changed(Request* r);
+  void apply(const ScheduledSeq& ss, SeqStepResult& res);
+  void append_token(Request* r, int32_t index, SeqStepResult& res);
+  void fork(Request* r);
+  void end_sequence(Request* r, int32_t index);
+  std::vector<RequestDelta> collect_deltas();
+};
+
+Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, int32_t vocab_size,
+               std::vector<int32_t> eos_token_ids, int32_t max_model_len)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  if (!executor) throw std::invalid_argument("Engine: executor is null");
+  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
+  if (executor->block_size() != opts.block_size) {
+    throw std::invalid_argument("executor block_size " + str(executor->block_size()) +
+                                " differs from block_size " + str(opts.block_size));
+  }
+  if (max_model_len <= 0) throw std::invalid_argument("max_model_len must be positive");
+  if (vocab_size <= 0) throw std::invalid_argument("vocab_size must be positive");
+  if (opts.max_num_seqs <= 0) throw std::invalid_argument("max_num_seqs must be positive");
+  const int64_t capacity = int64_t{executor->num_device_blocks()} * opts.block_size;
+  if (capacity < max_model_len) {
+    throw std::runtime_error("the KV cache holds " + str(executor->num_device_blocks()) +
+                             " blocks of " + str(opts.block_size) + " tokens (" + str(capacity) +
+                             " tokens), fewer than max_model_len " + str(max_model_len) +
+                             "; give the cache more memory or lower max_model_len");
+  }
+  SchedulerConfig cfg;
+  cfg.max_num_seqs = opts.max_num_seqs;
+  cfg.max_num_batched_tokens = opts.max_num_batched_tokens > 0
+                                   ? opts.max_num_batched_tokens
+                                   : std::max<int32_t>(max_model_len, 2048);
+  cfg.chunked_prefill = opts.enable_chunked_prefill;
+  cfg.preemption_mode = opts.preemption_mode;
+  if (!cfg.chunked_prefill && cfg.max_num_batched_tokens < max_model_len) {
+    throw std::invalid_argument("max_num_batched_tokens " + str(cfg.max_num_batched_tokens) +
+                                " is smaller than max_model_len " + str(max_model_len) +
+                                " without enable_chunked_prefill: long prompts could never run");
+  }
+  m.opts = opts;
+  m.opts.max_num_batched_tokens = cfg.max_num_batched_tokens;
+  m.vocab_size = vocab_size;
+  m.eos_ids = std::move(eos_token_ids);
+  m.max_model_len = max_model_len;
+  m.blocks = std::make_unique<BlockManager>(executor->num_device_blocks(),
+                                            executor->num_cpu_blocks(), opts.block_size,
+                                            opts.enable_prefix_caching);
+  m.scheduler = std::make_unique<Scheduler>(cfg, *m.blocks);
+  m.executor = std::move(executor);
+}
+
+Engine::~Engine() = default;
+
+const EngineOptions& Engine::options() const { return impl_->opts; }
+
+void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& prompt,
+                            const SamplingOptions& so) const {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("request '" + id + "': " + what);
+  };
+  if (requests.count(id)) fail("request id is already in use");
+  if (prompt.empty()) fail("prompt is empty");
+  const int64_t len = static_cast<int64_t>(prompt.size());
+  if (len > max_model_len) {
+    fail("prompt has " + str(len) + " tokens, more than max_model_len " + str(max_model_len));
+  }
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= vocab_size) {
+      fail("token id " + str(prompt[i]) + " at position " + str(i) + " is out of range [0, " +
+           str(vocab_size) + ")");
+    }
+  }
+  if (so.use_beam_search) fail("use_beam_search is not supported yet");
+  if (so.n < 1) fail("n must be at least 1, got " + str(so.n));
+  if (so.best_of < so.n) fail("best_of " + str(so.best_of) + " is less than n " + str(so.n));
+  if (so.best_of > opts.max_num_seqs) {
+    fail("best_of " + str(so.best_of) + " exceeds max_num_seqs " + str(opts.max_num_seqs));
+  }
+  if (so.max_tokens < 1) fail("max_tokens must be at least 1, got " + str(so.max_tokens));
+  if (so.min_tokens < 0) fail("min_tokens must be non-negative, got " + str(so.min_tokens));
+  // Worst case: every sequence holds its own blocks (after a recompute) plus one copy-on-write.
+  const int64_t bs = opts.block_size;
+  const int64_t slots = std::min<int64_t>(len + so.max_tokens - 1, max_model_len);
+  const int64_t per_seq = (std::max(slots, len) + bs - 1) / bs;
+  const int64_t need = so.best_of == 1 ? per_seq : so.best_of * (per_seq + 1);
+  const int64_t have = blocks->device().num_blocks();
+  if (need > have) {
+    fail("needs up to " + str(need) + " KV blocks for " + str(so.best_of) + " sequence(s) of " +
+         str(std::max(slots, len)) + " tokens, more than the " + str(have) + " the cache holds");
+  }
+}
+
+SeqState Engine::Impl::new_seq(Request* r, int32_t index) {
+  SeqState s;
+  s.seq = std::make_unique<Sequence>();
+  s.seq->id = next_seq_id++;
+  s.seq->index = index;
+  s.seq->prompt = r->prompt;
+  owner.emplace(s.seq->id, r);
+  return s;
+}
+
+void Engine::add_request(const std::string& request_id, std::vector<int32_t> prompt,
+                         const SamplingOptions& opts) {
+  Impl& m = *impl_;
+  m.validate(request_id, prompt, opts);
+  auto r = std::make_unique<Request>();
+  r->id = request_id;
+  r->opts = opts;
+  r->prompt = std::make_shared<const std::vector<int32_t>>(std::move(prompt));
+  r->arrival = m.next_arrival++;
+  r->prompt_logprobs_done = opts.prompt_logprobs < 0;
+  r->seqs.push_back(m.new_seq(r.get(), 0));
+  m.scheduler->add(r.get());
+  m.requests.emplace(request_id, std::move(r));
+}
+
+bool Engine::abort(const std::string& request_id) {
+  Impl& m = *impl_;
+  auto it = m.requests.find(request_id);
+  if (it == m.requests.end() || it->second->state == RequestState::kFinished) return false;
+  Request* r = it->second.get();
+  m.scheduler->remove(r);
+  for (const SeqState& s : r->seqs) m.owner.erase(s.seq->id);
+  m.changed.erase(std::remove(m.changed.begin(), m.changed.end(), r), m.changed.end());
+  m.requests.erase(it);
+  return true;
+}
+
+void Engine::finish_sequence(const std::string& request_id, int32_t index, FinishReason reason) {
+  Impl& m = *impl_;
+  auto it = m.requests.find(request_id);
+  if (it == m.requests.end()) return;
+  Request* r = it->second.get();
+  if (index < 0 || index >= static_cast<int32_t>(r->seqs.size())) return;
+  Sequence& q = *r->seqs[index].seq;
+  if (q.finished()) return;
+  q.finish = reason;
+  q.status = SeqStatus::kFinished;
+  m.end_sequence(r, index);
+}
+
+void Engine::Impl::mark_changed(Request* r) {
+  if (r->changed) return;
+  r->changed = true;
+  changed.push_back(r);
+}
+
+// A sequence just finished: release its blocks, and the request's place when it was the last.
+void Engine::Impl::end_sequence(Request* r, int32_t index) {
+  scheduler->release(r->seqs[index]);
+  mark_changed(r);
+  if (r->all_finished()) {
+    scheduler->remove(r);
+    r->state = RequestState::kFinished;
+  }
+}
+
+// The other best_of - 1 sequences start from the computed prompt minus its last token, which
+// each computes itself to sample its own first token.
+void Engine::Impl::fork(Request* r) {
+  r->forked = true;
+  const int32_t shared = r->seqs[0].seq->prompt_len() - 1;
+  for (int32_t k = 1; k < r->opts.best_of; ++k) {
+    SeqState child = new_seq(r, k);
+    child.seq->status = SeqStatus::kRunning;
+    child.seq->num_computed = shared;
+    blocks->fork(r->seqs[0].blocks, shared, &child.blocks);
+    r->seqs.push_back(std::move(child));
+  }
+}
+
+void Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res) {
+  Sequence& q = *r->seqs[index].seq;
+  SeqState& s = r->seqs[index];
+  q.output.push_back(res.token);
+  q.cumulative_logprob += res.logprob;
+  s.logprobs.push_back(res.logprob);
+  if (r->opts.logprobs >= 0) {
+    // The executor may return more candidates (beam search); report the top `logprobs`.
+    if (static_cast<int32_t>(res.top.size()) > r->opts.logprobs) res.top.resize(r->opts.logprobs);
+    s.top.push_back(std::move(res.top));
+  }
+  ++counters.num_generated_tokens;
+  if (r->first_token_time == 0) r->first_token_time = now_seconds();
+  mark_changed(r);
+  const bool stopped = check_stop(q, r->opts, eos_ids, max_model_len);
+  if (!r->forked && r->opts.best_of > 1) fork(r);
+  if (stopped) end_sequence(r, index);
+}
+
+void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
+  Request* r = owner.at(ss.seq_id);
+  const int32_t index = ss.seq->index;
+  Sequence& q = *r->seqs[index].seq;
+  const int32_t prompt_done = std::min(q.num_computed + ss.num_new, q.prompt_len());
+  counters.num_prompt_tokens_computed += std::max(0, prompt_done - q.num_computed);
+  q.num_computed += ss.num_new;
+  blocks->publish_full_blocks(q, r->seqs[index].blocks);
+  if (ss.want_prompt_logprobs) {
+    for (auto& entry : res.prompt_logprobs) r->prompt_logprobs.push_back(std::move(entry));
+    if (q.num_computed >= q.prompt_len()) {
+      r->prompt_logprobs_done = true;
+      mark_changed(r);
+    }
+  }
+  if (ss.do_sample) append_token(r, index, res);
+}
+
+std::vector<RequestDelta> Engine::Impl::collect_deltas() {
+  std::vector<RequestDelta> deltas;
+  for (Request* r : changed) {
+    r->changed = false;
+    RequestDelta d;
+    if (build_delta(*r, &d)) deltas.push_back(std::move(d));
+    if (r->state == RequestState::kFinished) {
+      for (const SeqState& s : r->seqs) owner.erase(s.seq->id);
+      const std::string id = r->id;  // r dies inside erase
+      requests.erase(id);
+    }
+  }
+  changed.clear();
+  return deltas;
+}
+
+std::vector<RequestDelta> Engine::step() {
+  Impl& m = *impl_;
+  SchedulerOutput out = m.scheduler->schedule();
+  if (!out.empty()) {
+    std::vector<SeqStepResult> results = m.executor->execute(out);
+    if (results.size() != out.seqs.size()) {
+      throw std::runtime_error("executor returned " + str(results.size()) + " results for " +
+                               str(out.seqs.size()) + " scheduled sequences");
+    }
+    ++m.counters.num_steps;
+    for (size_t i = 0; i < results.size(); ++i) m.apply(out.seqs[i], results[i]);
+  }
+  return m.collect_deltas();
+}
+
+bool Engine::has_unfinished() const { return !impl_->requests.empty(); }
+
+int32_t Engine::num_unfinished() const {
+  int32_t n = 0;
+  for (const auto& kv : impl_->requests) n += kv.second->state != RequestState::kFinished;
+  return n;
+}
+
+EngineMetrics Engine::metrics() const {
+  const Impl& m = *impl_;
+  EngineMetrics e = m.counters;
+  const SchedulerStats& st = m.scheduler->stats();
+  e.num_preemptions = st.num_preemptions;
+  e.prefix_cache_queries = st.prefix_cache_queries;
+  e.prefix_cache_hits = st.prefix_cache_hits;
+  e.num_swapped_out = st.num_swapped_out;
+  e.num_running = m.scheduler->num_running();
+  e.num_waiting = m.scheduler->num_waiting();
+  e.num_swapped = m.scheduler->num_swapped();
+  e.kv_blocks_total = m.blocks->device().num_blocks();
+  e.kv_blocks_used = e.kv_blocks_total - m.blocks->device().num_free();
+  e.cpu_blocks_used = m.blocks->cpu().num_blocks() - m.blocks->cpu().num_free();
+  return e;
+}
+
+}  // namespace taco

@@ -1,0 +1,85 @@
+// The engine loop: scheduler + block manager + an Executor. No ATen.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/engine_options.h"
+#include "core/executor.h"
+#include "core/sampling_options.h"
+#include "core/sequence.h"
+
+namespace taco {
+
+// New results of one sequence since the previous step.
+struct SeqDelta {
+  int32_t index = 0;
+  std::vector<int32_t> new_token_ids;
+  std::vector<float> new_logprobs;                     // logprob of each new token
+  std::vector<std::vector<TokenLogprob>> new_top;      // when logprobs >= 0: top-k per new token
+  double cumulative_logprob = 0;
+  FinishReason finish = FinishReason::kNone;
+  int32_t stop_token = -1;
+  // Beam search rewrites whole sequences: when set, token_ids replace everything sent before.
+  bool replace = false;
+};
+
+struct RequestDelta {
+  std::string request_id;
+  std::vector<SeqDelta> seqs;
+  bool finished = false;
+  int32_t num_cached_tokens = 0;  // prefix-cache hit, block aligned
+  // Sent once, when the prompt is fully computed and prompt_logprobs >= 0.
+  std::vector<std::vector<TokenLogprob>> prompt_logprobs;
+  double first_token_time = 0;  // seconds (steady clock) when the first output token arrived
+};
+
+struct EngineMetrics {
+  int64_t num_preemptions = 0;
+  int64_t prefix_cache_queries = 0;  // tokens looked up
+  int64_t prefix_cache_hits = 0;     // tokens found
+  int64_t num_swapped_out = 0;
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_swapped = 0;
+  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_total = 0;
+  int32_t cpu_blocks_used = 0;  // swap space holding swapped-out sequences
+  int64_t num_steps = 0;
+  int64_t num_generated_tokens = 0;
+  int64_t num_prompt_tokens_computed = 0;
+};
+
+class Engine {
+ public:
+  // vocab_size bounds token ids; eos_token_ids end a sequence unless ignore_eos.
+  Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, int32_t vocab_size,
+         std::vector<int32_t> eos_token_ids, int32_t max_model_len);
+  ~Engine();
+
+  // Throws std::invalid_argument naming the problem (empty or too long prompt, token id out of
+  // range, a request that can never fit the KV cache, duplicate id). Nothing is queued then.
+  void add_request(const std::string& request_id, std::vector<int32_t> prompt,
+                   const SamplingOptions& opts);
+  // Frees a request in any state; false when unknown or finished.
+  bool abort(const std::string& request_id);
+  // Ends one sequence of a request as stopped (Python found a stop string).
+  void finish_sequence(const std::string& request_id, int32_t index, FinishReason reason);
+
+  // One step: schedule, execute, append tokens, check stops. Returns what changed.
+  std::vector<RequestDelta> step();
+  bool has_unfinished() const;
+  int32_t num_unfinished() const;
+  EngineMetrics metrics() const;
+
+  const EngineOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taco

@@ -1,0 +1,45 @@
+// The boundary between the ATen-free engine (cpp/core) and the model runner (cpp/model).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/scheduler_output.h"
+
+namespace taco {
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+// Result for one ScheduledSeq, in the order of SchedulerOutput::seqs.
+struct SeqStepResult {
+  int64_t seq_id = 0;
+  // When do_sample: the sampled token and its logprob (of the processed distribution
+  // before temperature, as vLLM 0.6 reports).
+  int32_t token = -1;
+  float logprob = 0.0f;
+  int32_t rank = 0;  // 1-based rank of the sampled token among the logprobs
+  // Top candidates, descending by logprob: max(logprobs, 2 * beam width) of them when asked.
+  std::vector<TokenLogprob> top;
+  // When want_prompt_logprobs: one entry per prompt token predicted by this chunk's positions:
+  // a chunk computing positions [a, b) yields prompt tokens a+1 .. min(b, prompt_len - 1), so the
+  // chunks of one prompt together cover tokens 1 .. prompt_len-1 in order (token 0 has none).
+  // Each entry holds the actual token first, then the top prompt_logprobs candidates.
+  std::vector<std::vector<TokenLogprob>> prompt_logprobs;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // KV capacity the runner allocated, in blocks of block_size tokens.
+  virtual int32_t num_device_blocks() const = 0;
+  virtual int32_t num_cpu_blocks() const = 0;
+  virtual int32_t block_size() const = 0;
+  // Swaps and copies blocks as listed, then runs one forward over the scheduled batch and samples.
+  virtual std::vector<SeqStepResult> execute(const SchedulerOutput& out) = 0;
+};
+
+}  // namespace taco

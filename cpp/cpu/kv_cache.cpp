@@ -1,0 +1,48 @@
+#include "cpu/kv_cache.h"
+
+#include <ATen/Parallel.h>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace taco::cpu {
+
+template <typename T>
+void write_kv_cache(const WriteKvParams& p) {
+  const int64_t num_slots = p.num_blocks * p.block_size;
+  for (int64_t t = 0; t < p.tokens; ++t) {
+    if (p.slot_mapping[t] >= num_slots) {
+      throw std::out_of_range("write_kv_cache: slot " + std::to_string(p.slot_mapping[t]) +
+                              " beyond the cache's " + std::to_string(num_slots));
+    }
+  }
+  // Element offsets within one of the two halves of kv.
+  const int64_t row = p.head_dim;
+  const int64_t head_stride = p.block_size * row;
+  const int64_t block_stride = p.num_kv_heads * head_stride;
+  T* k_cache = static_cast<T*>(p.kv);
+  T* v_cache = k_cache + p.num_blocks * block_stride;
+  at::parallel_for(0, p.tokens, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t slot = p.slot_mapping[t];
+      if (slot < 0) continue;
+      const int64_t base = (slot / p.block_size) * block_stride + (slot % p.block_size) * row;
+      const T* k = static_cast<const T*>(p.key) + t * p.key_stride;
+      const T* v = static_cast<const T*>(p.value) + t * p.value_stride;
+      for (int64_t h = 0; h < p.num_kv_heads; ++h) {
+        std::memcpy(k_cache + base + h * head_stride, k + h * row, row * sizeof(T));
+        std::memcpy(v_cache + base + h * head_stride, v + h * row, row * sizeof(T));
+      }
+    }
+  });
+}
+
+template void write_kv_cache<float>(const WriteKvParams&);
+template void write_kv_cache<c10::BFloat16>(const WriteKvParams&);
+template void write_kv_cache<c10::Half>(const WriteKvParams&);
+
+}  // namespace taco::cpu

@@ -1,0 +1,52 @@
+#include "cpu/rotary.h"
+
+#include <ATen/Parallel.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cpu/vec.h"
+
+namespace taco::cpu {
+namespace {
+
+template <typename T>
+void rotate_head(T* x, const float* cos, const float* sin, int64_t half, bool is_neox) {
+  for (int64_t i = 0; i < half; ++i) {
+    const int64_t a = is_neox ? i : 2 * i;
+    const int64_t b = is_neox ? i + half : 2 * i + 1;
+    const float x0 = to_float(x[a]);
+    const float x1 = to_float(x[b]);
+    x[a] = from_float<T>(x0 * cos[i] - x1 * sin[i]);
+    x[b] = from_float<T>(x1 * cos[i] + x0 * sin[i]);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void rotary_embedding(const RotaryParams& p) {
+  const int64_t half = p.rot_dim / 2;
+  for (int64_t t = 0; t < p.tokens; ++t) {
+    if (p.positions[t] < 0 || p.positions[t] >= p.max_pos) {
+      throw std::out_of_range("rotary_embedding: position " + std::to_string(p.positions[t]) +
+                              " outside the cos/sin cache of " + std::to_string(p.max_pos));
+    }
+  }
+  at::parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* cos = p.cos_sin + p.positions[t] * p.rot_dim;
+      const float* sin = cos + half;
+      T* q = static_cast<T*>(p.query) + t * p.query_stride;
+      for (int64_t h = 0; h < p.num_heads; ++h) rotate_head(q + h * p.head_dim, cos, sin, half, p.is_neox);
+      T* k = static_cast<T*>(p.key) + t * p.key_stride;
+      for (int64_t h = 0; h < p.num_kv_heads; ++h) rotate_head(k + h * p.head_dim, cos, sin, half, p.is_neox);
+    }
+  });
+}
+
+template void rotary_embedding<float>(const RotaryParams&);
+template void rotary_embedding<c10::BFloat16>(const RotaryParams&);
+template void rotary_embedding<c10::Half>(const RotaryParams&);
+
+}  // namespace taco::cpu

@@ -1,0 +1,27 @@
+// Builds a ready engine from EngineOptions: reads config.json, loads weights, picks device and
+// dtype, sizes the KV cache, and wires the model runner into the core Engine.
+#pragma once
+
+#include <memory>
+
+#include "core/engine.h"
+
+namespace taco {
+
+// Facts about the loaded model that callers (the Python LLM, taco.h) need.
+struct ModelInfo {
+  int32_t vocab_size = 0;
+  int32_t max_model_len = 0;
+  std::vector<int32_t> eos_token_ids;
+  std::string dtype;   // resolved: float32 | bfloat16 | float16
+  std::string device;  // resolved: cpu | cuda
+  std::string architecture;
+  int32_t num_device_blocks = 0;
+  int32_t num_cpu_blocks = 0;
+};
+
+// Throws std::invalid_argument for bad options or model files (the message names the file or
+// option), std::runtime_error when the KV cache cannot hold one max_model_len sequence.
+std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
+
+}  // namespace taco

@@ -1,0 +1,103 @@
+#include "model/llama.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "ops/ops.h"
+
+namespace taco {
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Reads one tensor of the expected shape, converted to dtype.
+class Loader {
+ public:
+  Loader(const WeightStore& w, at::ScalarType dtype) : w_(w), dtype_(dtype) {}
+
+  at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
+    const TensorEntry& e = w_.entry(name);
+    if (e.shape != shape) {
+      throw std::invalid_argument("weight \"" + name + "\" has shape " + shape_str(e.shape) +
+                                  ", the config implies " + shape_str(shape));
+    }
+    return w_.load(name, dtype_);
+  }
+
+  // Stacks several projections of the same input into one GEMM weight [sum(out), in].
+  Linear fused(const std::string& prefix, const std::vector<std::string>& parts,
+               const std::vector<int64_t>& outs, int64_t in, bool bias) const {
+    std::vector<at::Tensor> ws, bs;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      ws.push_back(get(prefix + parts[i] + ".weight", {outs[i], in}));
+      if (bias) bs.push_back(get(prefix + parts[i] + ".bias", {outs[i]}));
+    }
+    Linear l;
+    l.weight = ws.size() == 1 ? ws[0] : at::cat(ws, 0).contiguous();
+    if (bias) l.bias = bs.size() == 1 ? bs[0] : at::cat(bs, 0).contiguous();
+    return l;
+  }
+
+ private:
+  const WeightStore& w_;
+  at::ScalarType dtype_;
+};
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::ScalarType dtype,
+                       int64_t max_positions)
+    : config_(c), dtype_(dtype) {
+  attn_shape_ = {c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps};
+  Loader load(weights, dtype);
+  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
+  embed_ = load.get("model.embed_tokens.weight", {c.vocab_size, H});
+  lm_head_ = c.tie_word_embeddings ? embed_ : load.get("lm_head.weight", {c.vocab_size, H});
+  norm_ = load.get("model.norm.weight", {H});
+  layers_.resize(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Layer& l = layers_[i];
+    l.input_norm = load.get(p + "input_layernorm.weight", {H});
+    l.post_norm = load.get(p + "post_attention_layernorm.weight", {H});
+    l.attn.qkv =
+        load.fused(p + "self_attn.", {"q_proj", "k_proj", "v_proj"}, {q, kv, kv}, H, c.qkv_bias);
+    l.attn.o = load.fused(p + "self_attn.", {"o_proj"}, {H}, q, c.o_bias);
+    if (c.qk_norm) {
+      l.attn.q_norm = load.get(p + "self_attn.q_norm.weight", {D});
+      l.attn.k_norm = load.get(p + "self_attn.k_norm.weight", {D});
+    }
+    l.mlp.gate_up = load.fused(p + "mlp.", {"gate_proj", "up_proj"}, {I, I}, H, c.mlp_bias);
+    l.mlp.down = load.fused(p + "mlp.", {"down_proj"}, {H}, I, c.mlp_bias);
+  }
+  rope_cache_ = build_rope_cache(c.rope, D, max_positions);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetadata& md,
+                               std::vector<at::Tensor>& kv_caches) const {
+  // residual carries the running sum of the stream; hidden is the normalized input of each block.
+  at::Tensor residual = at::embedding(embed_, input_ids);
+  at::Tensor hidden = at::empty_like(residual);
+  ops::rms_norm(hidden, residual, layers_[0].input_norm, config_.rms_norm_eps);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    if (i > 0) ops::fused_add_rms_norm(hidden, residual, l.input_norm, config_.rms_norm_eps);
+    hidden = attention_forward(l.attn, attn_shape_, hidden, md, rope_cache_, kv_caches[i]);
+    ops::fused_add_rms_norm(hidden, residual, l.post_norm, config_.rms_norm_eps);
+    hidden = mlp_forward(l.mlp, hidden);
+  }
+  ops::fused_add_rms_norm(hidden, residual, norm_, config_.rms_norm_eps);
+  return hidden;
+}
+
+at::Tensor LlamaModel::compute_logits(const at::Tensor& hidden) const {
+  return at::linear(hidden, lm_head_).to(at::kFloat);
+}
+
+}  // namespace taco

@@ -1,0 +1,53 @@
+// The Llama-family decoder: Llama 1/2/3 (and SmolLM2, TinyLlama), Mistral, Qwen2 and Qwen3.
+// They share weight names and structure; their differences are config flags (ModelConfig):
+// Qwen2 has q/k/v biases, Qwen3 RMS-normalizes each q/k head before rope, Llama may carry
+// attention/MLP biases and llama3 rope scaling.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "model/layers.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+
+namespace taco {
+
+class LlamaModel {
+ public:
+  // Loads and converts every weight to `dtype`; shapes are checked against the config and a
+  // mismatch names the tensor. The rope cache covers positions [0, max_positions).
+  LlamaModel(const ModelConfig& config, const WeightStore& weights, at::ScalarType dtype,
+             int64_t max_positions);
+
+  // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into
+  // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D].
+  at::Tensor forward(const at::Tensor& input_ids, const AttentionMetadata& md,
+                     std::vector<at::Tensor>& kv_caches) const;
+
+  // hidden [N, H] -> logits [N, V] float32 (the projection runs in the model dtype, as HF's).
+  at::Tensor compute_logits(const at::Tensor& hidden) const;
+
+  const ModelConfig& config() const { return config_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+ private:
+  struct Layer {
+    at::Tensor input_norm;  // [H]
+    at::Tensor post_norm;   // [H]
+    AttentionWeights attn;
+    MlpWeights mlp;
+  };
+
+  ModelConfig config_;
+  at::ScalarType dtype_;
+  AttentionShape attn_shape_;
+  at::Tensor embed_;    // [V, H]
+  at::Tensor lm_head_;  // [V, H], the embedding itself when tied
+  at::Tensor norm_;     // [H]
+  at::Tensor rope_cache_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace taco

@@ -1,0 +1,226 @@
+#include "model/model_runner.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "core/sampling_options.h"
+#include "core/sequence.h"
+#include "ops/ops.h"
+
+namespace taco {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+double device_space_gib(const EngineOptions& opts) {
+  if (opts.cpu_kvcache_space_gib > 0) return opts.cpu_kvcache_space_gib;
+  const char* env = std::getenv("TACO_CPU_KVCACHE_SPACE");
+  if (env == nullptr || *env == '\0') return 4.0;
+  char* end = nullptr;
+  const double gib = std::strtod(env, &end);
+  if (end == env || *end != '\0' || !(gib > 0)) {
+    throw std::invalid_argument(std::string("TACO_CPU_KVCACHE_SPACE must be a positive number of "
+                                            "GiB, got \"") +
+                                env + "\"");
+  }
+  return gib;
+}
+
+at::Tensor int_tensor(std::vector<int32_t>& v, std::vector<int64_t> shape) {
+  return at::from_blob(v.data(), shape, at::kInt);
+}
+
+at::Tensor long_tensor(std::vector<int64_t>& v) {
+  return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kLong);
+}
+
+}  // namespace
+
+KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
+  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
+  const double block_bytes = 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
+                             static_cast<double>(at::elementSize(dtype));
+  KvCacheSize s;
+  if (opts.num_gpu_blocks_override > 0) {
+    s.num_device_blocks = opts.num_gpu_blocks_override;
+  } else {
+    s.num_device_blocks =
+        static_cast<int32_t>(std::min(device_space_gib(opts) * kGiB / block_bytes, 1e9));
+  }
+  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
+  s.num_cpu_blocks = static_cast<int32_t>(std::min(opts.swap_space_gib * kGiB / block_bytes, 1e9));
+  return s;
+}
+
+// Flat batch buffers, reused across steps (clear() keeps their capacity).
+struct ModelRunner::Batch {
+  std::vector<int64_t> input_ids, positions, slot_mapping;
+  std::vector<int32_t> query_start_loc, seq_lens, block_table;
+  int64_t max_blocks = 0, max_query_len = 0, max_seq_len = 0;
+  std::vector<int64_t> logit_rows;  // sampled rows first, then prompt-logprob rows
+  std::vector<size_t> sample_seqs;  // index into out.seqs per sampled row
+  std::vector<size_t> prompt_seqs;  // per seq with prompt logprobs: index into out.seqs
+  std::vector<int32_t> prompt_counts, prompt_targets;
+
+  void clear() {
+    input_ids.clear(), positions.clear(), slot_mapping.clear();
+    query_start_loc.assign(1, 0), seq_lens.clear(), block_table.clear();
+    max_blocks = max_query_len = max_seq_len = 0;
+    logit_rows.clear(), sample_seqs.clear(), prompt_seqs.clear();
+    prompt_counts.clear(), prompt_targets.clear();
+  }
+};
+
+ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts,
+                         KvCacheSize size, std::vector<int32_t> eos_token_ids)
+    : model_(std::move(model)),
+      block_size_(opts.block_size),
+      num_device_blocks_(size.num_device_blocks),
+      num_cpu_blocks_(size.num_cpu_blocks),
+      sampler_(static_cast<int32_t>(model_->config().vocab_size), std::move(eos_token_ids),
+               opts.seed) {
+  const ModelConfig& c = model_->config();
+  const auto options = at::TensorOptions().dtype(model_->dtype());
+  // Uninitialized on purpose: a block is always written before attention reads it, and untouched
+  // pages of a large cache cost no memory.
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    kv_caches_.push_back(
+        at::empty({2, num_device_blocks_, c.num_kv_heads, block_size_, c.head_dim}, options));
+    if (num_cpu_blocks_ > 0) {
+      cpu_caches_.push_back(
+          at::empty({2, num_cpu_blocks_, c.num_kv_heads, block_size_, c.head_dim}, options));
+    }
+  }
+  batch_ = std::make_unique<Batch>();
+}
+
+ModelRunner::~ModelRunner() = default;
+
+// Order: swap out (frees device blocks), swap in, then copy-on-write copies.
+void ModelRunner::move_blocks(const SchedulerOutput& out) {
+  if (!out.swap_out.empty()) ops::swap_blocks(kv_caches_, cpu_caches_, out.swap_out);
+  if (!out.swap_in.empty()) ops::swap_blocks(cpu_caches_, kv_caches_, out.swap_in);
+  if (!out.copy.empty()) ops::copy_blocks(kv_caches_, out.copy);
+}
+
+// The scheduler is trusted code, but a bad slot or block id would corrupt memory in the kernels:
+// check them (a few integer compares per token).
+void ModelRunner::check_scheduled(const ScheduledSeq& s) const {
+  const int32_t end = s.num_computed + s.num_new;
+  const int64_t num_slots = int64_t{num_device_blocks_} * block_size_;
+  bool ok = s.num_new > 0 && s.num_computed >= 0 && end <= s.seq->len() &&
+            static_cast<int64_t>(s.slot_mapping.size()) == s.num_new &&
+            static_cast<int64_t>(s.block_table.size()) * block_size_ >= end;
+  for (int64_t slot : s.slot_mapping) ok = ok && slot < num_slots;
+  for (int32_t block : s.block_table) ok = ok && block >= 0 && block < num_device_blocks_;
+  if (!ok) {
+    throw std::logic_error("scheduled sequence " + std::to_string(s.seq_id) +
+                           " has inconsistent lengths, slots or block ids");
+  }
+}
+
+void ModelRunner::build_batch(const SchedulerOutput& out, Batch& b) const {
+  b.clear();
+  for (const ScheduledSeq& s : out.seqs) {
+    b.max_blocks = std::max<int64_t>(b.max_blocks, s.block_table.size());
+  }
+  std::vector<int64_t> prompt_rows;
+  for (size_t i = 0; i < out.seqs.size(); ++i) {
+    const ScheduledSeq& s = out.seqs[i];
+    const int64_t first_row = static_cast<int64_t>(b.input_ids.size());
+    const int32_t end = s.num_computed + s.num_new;
+    check_scheduled(s);
+    for (int32_t p = s.num_computed; p < end; ++p) {
+      b.input_ids.push_back(s.seq->token_at(p));
+      b.positions.push_back(p);
+    }
+    b.slot_mapping.insert(b.slot_mapping.end(), s.slot_mapping.begin(), s.slot_mapping.end());
+    b.query_start_loc.push_back(static_cast<int32_t>(b.input_ids.size()));
+    b.seq_lens.push_back(end);
+    b.block_table.insert(b.block_table.end(), s.block_table.begin(), s.block_table.end());
+    b.block_table.resize(b.seq_lens.size() * b.max_blocks, 0);
+    b.max_query_len = std::max<int64_t>(b.max_query_len, s.num_new);
+    b.max_seq_len = std::max<int64_t>(b.max_seq_len, end);
+    if (s.do_sample) {
+      b.logit_rows.push_back(first_row + s.num_new - 1);
+      b.sample_seqs.push_back(i);
+    }
+    if (s.want_prompt_logprobs) {
+      // Row p predicts prompt token p + 1: this chunk covers targets num_computed+1 .. up to
+      // the last prompt token, so the chunks together cover prompt tokens 1 .. P-1 in order.
+      const int32_t stop = std::min(end, s.seq->prompt_len() - 1);
+      const int32_t count = std::max(0, stop - s.num_computed);
+      for (int32_t p = s.num_computed; p < s.num_computed + count; ++p) {
+        prompt_rows.push_back(first_row + (p - s.num_computed));
+        b.prompt_targets.push_back(s.seq->token_at(p + 1));
+      }
+      b.prompt_seqs.push_back(i);
+      b.prompt_counts.push_back(count);
+    }
+  }
+  b.logit_rows.insert(b.logit_rows.end(), prompt_rows.begin(), prompt_rows.end());
+}
+
+void ModelRunner::fill_prompt_logprobs(const SchedulerOutput& out, const Batch& b,
+                                       const at::Tensor& logits,
+                                       std::vector<SeqStepResult>& results) const {
+  int64_t row = static_cast<int64_t>(b.sample_seqs.size());
+  size_t target = 0;
+  for (size_t j = 0; j < b.prompt_seqs.size(); ++j) {
+    const size_t i = b.prompt_seqs[j];
+    const int32_t count = b.prompt_counts[j];
+    if (count == 0) continue;
+    std::vector<int32_t> targets(b.prompt_targets.begin() + target,
+                                 b.prompt_targets.begin() + target + count);
+    results[i].prompt_logprobs = Sampler::prompt_logprobs(logits.narrow(0, row, count), targets,
+                                                          out.seqs[i].sampling->prompt_logprobs);
+    row += count;
+    target += count;
+  }
+}
+
+std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
+  c10::InferenceMode guard;
+  move_blocks(out);
+  std::vector<SeqStepResult> results(out.seqs.size());
+  for (size_t i = 0; i < out.seqs.size(); ++i) results[i].seq_id = out.seqs[i].seq_id;
+  if (out.seqs.empty()) return results;
+
+  Batch& b = *batch_;
+  build_batch(out, b);
+  const auto B = static_cast<int64_t>(out.seqs.size());
+  AttentionMetadata md;
+  md.positions = long_tensor(b.positions);
+  md.slot_mapping = long_tensor(b.slot_mapping);
+  md.query_start_loc = int_tensor(b.query_start_loc, {B + 1});
+  md.seq_lens = int_tensor(b.seq_lens, {B});
+  md.block_table = int_tensor(b.block_table, {B, b.max_blocks});
+  md.max_query_len = b.max_query_len;
+  md.max_seq_len = b.max_seq_len;
+
+  at::Tensor hidden = model_->forward(long_tensor(b.input_ids), md, kv_caches_);
+  if (b.logit_rows.empty()) return results;
+  at::Tensor logits =
+      model_->compute_logits(hidden.index_select(0, long_tensor(b.logit_rows))).contiguous();
+
+  const auto num_sampled = static_cast<int64_t>(b.sample_seqs.size());
+  if (num_sampled > 0) {
+    std::vector<const ScheduledSeq*> rows;
+    std::vector<SeqStepResult*> res;
+    for (size_t i : b.sample_seqs) {
+      rows.push_back(&out.seqs[i]);
+      res.push_back(&results[i]);
+    }
+    at::Tensor sample_logits = logits.narrow(0, 0, num_sampled);
+    sampler_.sample(sample_logits, rows, res);
+  }
+  fill_prompt_logprobs(out, b, logits, results);
+  return results;
+}
+
+}  // namespace taco

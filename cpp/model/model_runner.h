@@ -1,0 +1,56 @@
+// The Executor over a Llama-family model: owns the paged KV cache (device and CPU swap), turns a
+// SchedulerOutput into one flat batch, runs the forward, and samples.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/engine_options.h"
+#include "core/executor.h"
+#include "model/llama.h"
+#include "model/sampler.h"
+
+namespace taco {
+
+struct KvCacheSize {
+  int32_t num_device_blocks = 0;
+  int32_t num_cpu_blocks = 0;
+};
+
+// Device blocks: num_gpu_blocks_override if > 0, else cpu_kvcache_space_gib, else the env
+// TACO_CPU_KVCACHE_SPACE (GiB), else 4 GiB. CPU (swap) blocks from swap_space_gib.
+KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& config,
+                          at::ScalarType dtype);
+
+class ModelRunner : public Executor {
+ public:
+  ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts, KvCacheSize size,
+              std::vector<int32_t> eos_token_ids);
+  ~ModelRunner() override;
+
+  int32_t num_device_blocks() const override { return num_device_blocks_; }
+  int32_t num_cpu_blocks() const override { return num_cpu_blocks_; }
+  int32_t block_size() const override { return block_size_; }
+  std::vector<SeqStepResult> execute(const SchedulerOutput& out) override;
+
+ private:
+  struct Batch;
+  void check_scheduled(const ScheduledSeq& s) const;
+  void build_batch(const SchedulerOutput& out, Batch& batch) const;
+  void move_blocks(const SchedulerOutput& out);
+  void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
+                            const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
+
+  std::unique_ptr<LlamaModel> model_;
+  int32_t block_size_;
+  int32_t num_device_blocks_;
+  int32_t num_cpu_blocks_;
+  std::vector<at::Tensor> kv_caches_;   // per layer [2, blocks, Hkv, block_size, D]
+  std::vector<at::Tensor> cpu_caches_;  // swap space, same shape with num_cpu_blocks
+  Sampler sampler_;
+  std::unique_ptr<Batch> batch_;  // reused buffers of the flat batch
+};
+
+}  // namespace taco

@@ -1,0 +1,45 @@
+// Batched sampling over float32 logits rows, one row per sequence that samples this step.
+//
+// Logprobs semantics: log_softmax of the logits after the logits processors (allowed ids, bias,
+// bad words, min_tokens, penalties) and before temperature / top-k / top-p / min-p. For greedy
+// requests this equals the model's own log-probabilities, which is what HF and vLLM report.
+//
+// Randomness: a request with a seed draws its uniform number from a counter-based hash of
+// (seed, sequence index, output length), so it samples the same tokens wherever it sits in a
+// batch and whatever else runs; unseeded requests draw from one engine generator seeded by
+// EngineOptions::seed, in batch order.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "core/executor.h"
+#include "core/scheduler_output.h"
+
+namespace taco {
+
+class Sampler {
+ public:
+  Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids, uint64_t seed);
+
+  // logits [N, V] float32 contiguous, row i for rows[i] (a ScheduledSeq with do_sample); edited
+  // in place. Fills token, logprob, rank and top of results[i].
+  void sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>& rows,
+              const std::vector<SeqStepResult*>& results);
+
+  // logits [P, V] float32 where row i predicts targets[i]: per row the target's logprob first,
+  // then the top k (k = prompt_logprobs), of the unprocessed model distribution.
+  static std::vector<std::vector<TokenLogprob>> prompt_logprobs(const at::Tensor& logits,
+                                                                const std::vector<int32_t>& targets,
+                                                                int k);
+
+ private:
+  int32_t vocab_size_;
+  std::vector<int32_t> eos_token_ids_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace taco

@@ -1,0 +1,181 @@
+// ATen adapters: check shapes, dtypes and devices, fill the kernel params, dispatch by dtype.
+// CUDA tensors are rejected until the CUDA backend lands (cuda/).
+#include "ops/ops.h"
+
+
+#include "cpu/activation.h"
+#include "cpu/kv_cache.h"
+#include "cpu/norm.h"
+#include "cpu/paged_attention.h"
+#include "cpu/rotary.h"
+
+namespace taco::ops {
+namespace {
+
+void check_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, ": only CPU tensors are supported in this build, got ",
+              t.device());
+}
+
+// Rows must be contiguous (stride 1 along the last dim); returns the row stride.
+int64_t row_stride(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.stride(1) == 1, name, ": expected a 2-D tensor with contiguous rows");
+  return t.stride(0);
+}
+
+// Calls fn.template operator()<T>() for the model dtypes the kernels are built for.
+template <typename Fn>
+void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
+  switch (dtype) {
+    case at::kFloat:
+      return fn.template operator()<float>();
+    case at::kBFloat16:
+      return fn.template operator()<c10::BFloat16>();
+    case at::kHalf:
+      return fn.template operator()<c10::Half>();
+    default:
+      TORCH_CHECK(false, name, ": dtype ", dtype, " is not supported (float32, bfloat16, float16)");
+  }
+}
+
+}  // namespace
+
+void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
+  check_cpu(x, "rms_norm");
+  TORCH_CHECK(out.sizes() == x.sizes() && out.dtype() == x.dtype() && weight.dtype() == x.dtype(),
+              "rms_norm: out, x and weight must share shape and dtype");
+  TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1), "rms_norm: bad weight");
+  cpu::RmsNormParams p{out.data_ptr(), x.data_ptr(), nullptr, weight.data_ptr(), x.size(0),
+                       x.size(1), row_stride(out, "rms_norm out"), row_stride(x, "rms_norm x"),
+                       static_cast<float>(eps)};
+  dispatch(x.scalar_type(), "rms_norm", [&]<typename T>() { cpu::rms_norm<T>(p); });
+}
+
+void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
+  check_cpu(x, "fused_add_rms_norm");
+  TORCH_CHECK(residual.is_contiguous() && residual.sizes() == x.sizes() &&
+                  residual.dtype() == x.dtype() && weight.dtype() == x.dtype(),
+              "fused_add_rms_norm: x, residual and weight must share shape and dtype");
+  TORCH_CHECK(weight.numel() == x.size(-1), "fused_add_rms_norm: bad weight");
+  const int64_t stride = row_stride(x, "fused_add_rms_norm x");
+  cpu::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(), weight.data_ptr(),
+                       x.size(0), x.size(1), stride, stride, static_cast<float>(eps)};
+  dispatch(x.scalar_type(), "fused_add_rms_norm", [&]<typename T>() { cpu::fused_add_rms_norm<T>(p); });
+}
+
+void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
+                      int64_t head_dim, const at::Tensor& cos_sin_cache, bool is_neox) {
+  check_cpu(query, "rotary_embedding");
+  TORCH_CHECK(positions.scalar_type() == at::kLong && positions.is_contiguous(),
+              "rotary_embedding: positions must be contiguous int64");
+  TORCH_CHECK(cos_sin_cache.scalar_type() == at::kFloat && cos_sin_cache.is_contiguous() &&
+                  cos_sin_cache.dim() == 2 && cos_sin_cache.size(1) <= head_dim &&
+                  cos_sin_cache.size(1) % 2 == 0,
+              "rotary_embedding: cos_sin_cache must be contiguous float32 [max_pos, rot_dim]");
+  TORCH_CHECK(query.dtype() == key.dtype() && query.size(0) == positions.size(0) &&
+                  key.size(0) == positions.size(0) && query.size(1) % head_dim == 0 &&
+                  key.size(1) % head_dim == 0,
+              "rotary_embedding: query/key must be [T, heads * head_dim] of one dtype");
+  cpu::RotaryParams p{positions.data_ptr<int64_t>(),
+                      query.data_ptr(),
+                      key.data_ptr(),
+                      cos_sin_cache.data_ptr<float>(),
+                      positions.size(0),
+                      query.size(1) / head_dim,
+                      key.size(1) / head_dim,
+                      head_dim,
+                      cos_sin_cache.size(1),
+                      row_stride(query, "rotary_embedding query"),
+                      row_stride(key, "rotary_embedding key"),
+                      cos_sin_cache.size(0),
+                      is_neox};
+  dispatch(query.scalar_type(), "rotary_embedding", [&]<typename T>() { cpu::rotary_embedding<T>(p); });
+}
+
+void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
+  check_cpu(x, "silu_and_mul");
+  TORCH_CHECK(x.size(1) % 2 == 0 && out.is_contiguous() && out.size(0) == x.size(0) &&
+                  out.size(1) == x.size(1) / 2 && out.dtype() == x.dtype(),
+              "silu_and_mul: expected x [T, 2I] and out [T, I] of one dtype");
+  cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1),
+                          row_stride(x, "silu_and_mul x")};
+  dispatch(x.scalar_type(), "silu_and_mul", [&]<typename T>() { cpu::silu_and_mul<T>(p); });
+}
+
+void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
+                    const at::Tensor& slot_mapping) {
+  check_cpu(kv, "write_kv_cache");
+  TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous(),
+              "write_kv_cache: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
+  TORCH_CHECK(key.dim() == 3 && key.sizes() == value.sizes() && key.size(1) == kv.size(2) &&
+                  key.size(2) == kv.size(4) && key.dtype() == kv.dtype() &&
+                  value.dtype() == kv.dtype(),
+              "write_kv_cache: key/value must be [T, kv_heads, head_dim] in the cache dtype");
+  TORCH_CHECK(key.stride(2) == 1 && key.stride(1) == key.size(2) && value.stride(2) == 1 &&
+                  value.stride(1) == value.size(2),
+              "write_kv_cache: key/value heads must be contiguous within a token");
+  TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&
+                  slot_mapping.numel() == key.size(0),
+              "write_kv_cache: slot_mapping must be contiguous int64 [T]");
+  cpu::WriteKvParams p{key.data_ptr(), value.data_ptr(), kv.data_ptr(),
+                       slot_mapping.data_ptr<int64_t>(), key.size(0), kv.size(2), kv.size(4),
+                       kv.size(3), kv.size(1), key.stride(0), value.stride(0)};
+  dispatch(kv.scalar_type(), "write_kv_cache", [&]<typename T>() { cpu::write_kv_cache<T>(p); });
+}
+
+void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
+                     const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
+                     const at::Tensor& block_table, double scale, int64_t max_query_len,
+                     int64_t max_seq_len) {
+  (void)max_query_len;  // the CPU kernel plans from query_start_loc; CUDA uses these for grids
+  (void)max_seq_len;
+  check_cpu(query, "paged_attention");
+  TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous() && kv.dtype() == query.dtype(),
+              "paged_attention: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == kv.size(4) && query.stride(2) == 1 &&
+                  query.stride(1) == query.size(2),
+              "paged_attention: query must be [T, heads, head_dim] with contiguous heads");
+  TORCH_CHECK(out.is_contiguous() && out.sizes() == query.sizes() && out.dtype() == query.dtype(),
+              "paged_attention: out must be contiguous like query");
+  for (const auto* t : {&query_start_loc, &seq_lens, &block_table}) {
+    TORCH_CHECK(t->scalar_type() == at::kInt && t->is_contiguous(),
+                "paged_attention: query_start_loc, seq_lens and block_table must be contiguous int32");
+  }
+  const int64_t num_seqs = seq_lens.numel();
+  TORCH_CHECK(query_start_loc.numel() == num_seqs + 1 && block_table.dim() == 2 &&
+                  block_table.size(0) == num_seqs,
+              "paged_attention: batch metadata sizes disagree");
+  cpu::PagedAttentionParams p{out.data_ptr(),
+                              query.data_ptr(),
+                              kv.data_ptr(),
+                              query_start_loc.data_ptr<int32_t>(),
+                              seq_lens.data_ptr<int32_t>(),
+                              block_table.data_ptr<int32_t>(),
+                              num_seqs,
+                              query.size(1),
+                              kv.size(2),
+                              kv.size(4),
+                              kv.size(3),
+                              kv.size(1),
+                              block_table.size(1),
+                              query.stride(0),
+                              static_cast<float>(scale)};
+  dispatch(query.scalar_type(), "paged_attention", [&]<typename T>() { cpu::paged_attention<T>(p); });
+}
+
+void copy_blocks(std::vector<at::Tensor>& kv_caches,
+                 const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
+  for (auto& kv : kv_caches) {
+    for (const auto& [src, dst] : src_dst) kv.select(1, dst).copy_(kv.select(1, src));
+  }
+}
+
+void swap_blocks(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
+                 const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
+  TORCH_CHECK(src.size() == dst.size(), "swap_blocks: layer counts differ");
+  for (size_t layer = 0; layer < src.size(); ++layer) {
+    for (const auto& [s, d] : src_dst) dst[layer].select(1, d).copy_(src[layer].select(1, s));
+  }
+}
+
+}  // namespace taco::ops

@@ -1,0 +1,45 @@
+"""taco_llm: offline LLM inference with the vLLM / TACO-LLM offline API over a C++ runtime."""
+
+# torch first: the compiled engine (taco_llm._C, loaded when an LLM is made) links against the
+# torch libraries, and `import taco_llm._C` runs this file before loading it.
+import torch  # noqa: F401
+
+from taco_llm.engine_args import EngineArgs
+from taco_llm.inputs import PromptInputs, PromptType, TextPrompt, TokensPrompt
+from taco_llm.llm import LLM
+from taco_llm.outputs import (
+    BeamSearchOutput,
+    BeamSearchSequence,
+    CompletionOutput,
+    Logprob,
+    RequestMetrics,
+    RequestOutput,
+)
+from taco_llm.sampling_params import (
+    BeamSearchParams,
+    RequestOutputKind,
+    SamplingParams,
+    SamplingType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "BeamSearchOutput",
+    "BeamSearchParams",
+    "BeamSearchSequence",
+    "CompletionOutput",
+    "EngineArgs",
+    "Logprob",
+    "PromptInputs",
+    "PromptType",
+    "RequestMetrics",
+    "RequestOutput",
+    "RequestOutputKind",
+    "SamplingParams",
+    "SamplingType",
+    "TextPrompt",
+    "TokensPrompt",
+    "__version__",
+]

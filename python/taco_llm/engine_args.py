@@ -1,0 +1,263 @@
+"""EngineArgs: vLLM 0.6's engine arguments, names and defaults, validated and converted to the
+C++ engine's `_C.EngineOptions`.
+
+A bad value raises ValueError naming the argument and its allowed values. A non-default value for
+a feature taco_llm does not build yet raises NotImplementedError naming the argument: a vLLM user
+is never silently given something else than what they asked for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+_DTYPE_ALIASES = {
+    "auto": "auto",
+    "half": "float16",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+    "float": "float32",
+    "float32": "float32",
+}
+_DEVICES = ("auto", "cpu", "cuda")
+_VLLM_ONLY_DEVICES = ("neuron", "tpu", "xpu", "openvino")
+_BLOCK_SIZES = (8, 16, 32)
+_LOAD_FORMATS = ("auto", "safetensors")
+_VLLM_LOAD_FORMATS = (
+    "pt",
+    "npcache",
+    "dummy",
+    "tensorizer",
+    "sharded_state",
+    "gguf",
+    "bitsandbytes",
+    "mistral",
+)
+
+# Arguments whose features are not built: any value other than this default is refused.
+_NOT_BUILT: dict[str, Any] = {
+    "tensor_parallel_size": 1,
+    "pipeline_parallel_size": 1,
+    "quantization": None,
+    "revision": None,
+    "code_revision": None,
+    "tokenizer_revision": None,
+    "cpu_offload_gb": 0,
+    "kv_cache_dtype": "auto",
+    "quantization_param_path": None,
+    "rope_scaling": None,
+    "rope_theta": None,
+    "enable_lora": False,
+    "enable_prompt_adapter": False,
+    "speculative_model": None,
+    "num_speculative_tokens": None,
+    "num_scheduler_steps": 1,
+    "limit_mm_per_prompt": None,
+    "mm_processor_kwargs": None,
+    "worker_use_ray": False,
+    "disable_sliding_window": False,
+    "override_neuron_config": None,
+}
+
+
+def _normalize_dtype(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.") if not isinstance(dtype, str) else dtype
+    if name not in _DTYPE_ALIASES:
+        raise ValueError(
+            f"dtype must be one of {sorted(_DTYPE_ALIASES)} (or a torch float dtype), "
+            f"got {dtype!r}."
+        )
+    return _DTYPE_ALIASES[name]
+
+
+def _positive_int(name: str, value: Any, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        suffix = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be an int >= 1{suffix}, got {value!r}.")
+
+
+@dataclass
+class EngineArgs:
+    """Arguments of the engine, as vLLM 0.6 names them (see LLM for the documented ones)."""
+
+    model: str
+    served_model_name: str | list[str] | None = None
+    tokenizer: str | None = None
+    skip_tokenizer_init: bool = False
+    tokenizer_mode: str = "auto"
+    trust_remote_code: bool = False
+    download_dir: str | None = None
+    load_format: str = "auto"
+    dtype: Any = "auto"
+    kv_cache_dtype: str = "auto"
+    quantization_param_path: str | None = None
+    seed: int = 0
+    max_model_len: int | None = None
+    distributed_executor_backend: str | None = None
+    worker_use_ray: bool = False
+    pipeline_parallel_size: int = 1
+    tensor_parallel_size: int = 1
+    block_size: int = 16
+    enable_prefix_caching: bool = False
+    disable_sliding_window: bool = False
+    use_v2_block_manager: bool = False
+    swap_space: float = 4
+    cpu_offload_gb: float = 0
+    gpu_memory_utilization: float = 0.9
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int = 256
+    max_logprobs: int = 20
+    disable_log_stats: bool = False
+    revision: str | None = None
+    code_revision: str | None = None
+    rope_scaling: dict | None = None
+    rope_theta: float | None = None
+    tokenizer_revision: str | None = None
+    quantization: str | None = None
+    enforce_eager: bool | None = None
+    max_context_len_to_capture: int | None = None
+    max_seq_len_to_capture: int = 8192
+    disable_custom_all_reduce: bool = False
+    limit_mm_per_prompt: dict | None = None
+    enable_lora: bool = False
+    enable_prompt_adapter: bool = False
+    device: str = "auto"
+    num_scheduler_steps: int = 1
+    num_gpu_blocks_override: int | None = None
+    preemption_mode: str | None = None
+    enable_chunked_prefill: bool | None = None
+    speculative_model: str | None = None
+    num_speculative_tokens: int | None = None
+    disable_async_output_proc: bool = False
+    override_neuron_config: dict | None = None
+    mm_processor_kwargs: dict | None = None
+    # taco_llm extensions: CPU KV cache size (GiB; 0 = env TACO_CPU_KVCACHE_SPACE or 4) and CPU
+    # threads (0 = all cores).
+    cpu_kvcache_space_gib: float = 0.0
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_not_built()
+        self._check_model()
+        self.dtype = _normalize_dtype(self.dtype)
+        self._check_device()
+        self._check_memory()
+        self._check_scheduling()
+        if self.max_context_len_to_capture is not None:
+            # Deprecated vLLM name of max_seq_len_to_capture; it wins when given.
+            _positive_int("max_context_len_to_capture", self.max_context_len_to_capture, False)
+            self.max_seq_len_to_capture = self.max_context_len_to_capture
+        _positive_int("max_seq_len_to_capture", self.max_seq_len_to_capture, False)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> EngineArgs:
+        """EngineArgs(**kwargs) with a TypeError that names every unknown argument."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"Unknown engine argument(s): {', '.join(unknown)}.")
+        return cls(**kwargs)
+
+    def _check_not_built(self) -> None:
+        for name, default in _NOT_BUILT.items():
+            value = getattr(self, name)
+            if value != default:
+                raise NotImplementedError(
+                    f"{name}={value!r} is not supported by taco_llm yet (only {default!r})."
+                )
+        if self.tokenizer_mode not in ("auto", "slow"):
+            raise NotImplementedError(
+                f"tokenizer_mode={self.tokenizer_mode!r} is not supported (use 'auto' or 'slow')."
+            )
+        if self.distributed_executor_backend not in (None, "mp", "uni"):
+            raise NotImplementedError(
+                f"distributed_executor_backend={self.distributed_executor_backend!r} is not "
+                "supported yet (only None, 'mp' or 'uni' with tensor_parallel_size=1)."
+            )
+        if self.load_format in _VLLM_LOAD_FORMATS:
+            raise NotImplementedError(
+                f"load_format={self.load_format!r} is not supported yet (use 'auto' or "
+                "'safetensors')."
+            )
+        if self.load_format not in _LOAD_FORMATS:
+            raise ValueError(
+                f"load_format must be one of {_LOAD_FORMATS}, got {self.load_format!r}."
+            )
+
+    def _check_model(self) -> None:
+        if not isinstance(self.model, (str, os.PathLike)) or not str(self.model):
+            raise ValueError(f"model must be a path to an HF-format directory, got {self.model!r}.")
+        self.model = os.fspath(self.model)
+        if not os.path.isdir(self.model):
+            raise ValueError(
+                f"model must be a local HF-format directory (config.json + *.safetensors); "
+                f"{self.model!r} is not a directory (downloading from the Hub is not supported)."
+            )
+        if self.tokenizer is None:
+            self.tokenizer = self.model
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an int, got {self.seed!r}.")
+
+    def _check_device(self) -> None:
+        if self.device in _VLLM_ONLY_DEVICES:
+            raise NotImplementedError(f"device={self.device!r} is not supported (use {_DEVICES}).")
+        if self.device not in _DEVICES:
+            raise ValueError(f"device must be one of {_DEVICES}, got {self.device!r}.")
+
+    def _check_memory(self) -> None:
+        gmu = self.gpu_memory_utilization
+        if not isinstance(gmu, (int, float)) or isinstance(gmu, bool) or not 0.0 < gmu <= 1.0:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gmu!r}.")
+        if not isinstance(self.swap_space, (int, float)) or self.swap_space < 0:
+            raise ValueError(f"swap_space must be a number of GiB >= 0, got {self.swap_space!r}.")
+        if (
+            not isinstance(self.cpu_kvcache_space_gib, (int, float))
+            or self.cpu_kvcache_space_gib < 0
+        ):
+            raise ValueError(
+                "cpu_kvcache_space_gib must be >= 0 (0: default), "
+                f"got {self.cpu_kvcache_space_gib!r}."
+            )
+        if self.block_size not in _BLOCK_SIZES:
+            raise ValueError(f"block_size must be one of {_BLOCK_SIZES}, got {self.block_size!r}.")
+        _positive_int("num_gpu_blocks_override", self.num_gpu_blocks_override, True)
+
+    def _check_scheduling(self) -> None:
+        _positive_int("max_num_seqs", self.max_num_seqs, False)
+        _positive_int("max_num_batched_tokens", self.max_num_batched_tokens, True)
+        _positive_int("max_model_len", self.max_model_len, True)
+        _positive_int("max_logprobs", self.max_logprobs, False)
+        if self.preemption_mode not in (None, "recompute", "swap"):
+            raise ValueError(
+                "preemption_mode must be None, 'recompute' or 'swap', "
+                f"got {self.preemption_mode!r}."
+            )
+        if not isinstance(self.num_threads, int) or self.num_threads < 0:
+            raise ValueError(
+                f"num_threads must be an int >= 0 (0: all cores), got {self.num_threads!r}."
+            )
+
+    def to_engine_options(self, options_cls: type) -> Any:
+        """Fills a `_C.EngineOptions` (passed in so this module does not import the extension)."""
+        o = options_cls()
+        o.model = self.model
+        o.dtype = self.dtype
+        o.device = self.device
+        o.seed = self.seed % 2**64
+        o.block_size = self.block_size
+        o.max_num_seqs = self.max_num_seqs
+        o.max_num_batched_tokens = self.max_num_batched_tokens or 0
+        o.max_model_len = self.max_model_len or 0
+        o.enable_prefix_caching = bool(self.enable_prefix_caching)
+        o.enable_chunked_prefill = bool(self.enable_chunked_prefill)
+        o.swap_space_gib = float(self.swap_space)
+        o.preemption_mode = self.preemption_mode or "recompute"
+        o.num_gpu_blocks_override = self.num_gpu_blocks_override or 0
+        o.cpu_kvcache_space_gib = float(self.cpu_kvcache_space_gib)
+        o.gpu_memory_utilization = float(self.gpu_memory_utilization)
+        o.enforce_eager = bool(self.enforce_eager)
+        o.max_seq_len_to_capture = self.max_seq_len_to_capture
+        o.num_threads = self.num_threads
+        return o

@@ -1,0 +1,221 @@
+"""LLM: the vLLM / TACO-LLM offline API over the C++ engine."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from taco_llm.chat_utils import apply_chat_template, load_chat_template, parse_conversations
+from taco_llm.engine_args import EngineArgs
+from taco_llm.engine_loop import run_requests
+from taco_llm.inputs import ParsedPrompt, parse_prompts
+from taco_llm.outputs import BeamSearchOutput, BeamSearchSequence, RequestOutput
+from taco_llm.request_builder import RequestBuilder, pair_params
+from taco_llm.sampling_params import BeamSearchParams, SamplingParams
+from taco_llm.tokenizer import get_tokenizer
+
+
+def _load_engine_module() -> Any:
+    """The compiled engine module. torch goes first: _C links against its libraries."""
+    import torch  # noqa: F401
+
+    from taco_llm import _C
+
+    return _C
+
+
+def _refuse(name: str, value: Any) -> None:
+    if value is not None:
+        raise NotImplementedError(f"{name} is not supported by taco_llm yet (got {value!r}).")
+
+
+class LLM:
+    """An LLM for offline inference: a tokenizer, the C++ engine (model, paged KV cache,
+    scheduler) and the loop that turns batches of prompts into RequestOutputs.
+
+    Arguments are vLLM 0.6's (see EngineArgs for **kwargs). A non-default value for a feature
+    taco_llm does not build yet raises NotImplementedError naming it."""
+
+    def __init__(
+        self,
+        model: str,
+        tokenizer: str | None = None,
+        tokenizer_mode: str = "auto",
+        skip_tokenizer_init: bool = False,
+        trust_remote_code: bool = False,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        quantization: str | None = None,
+        revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.9,
+        swap_space: float = 4,
+        cpu_offload_gb: float = 0,
+        enforce_eager: bool | None = None,
+        max_context_len_to_capture: int | None = None,
+        max_seq_len_to_capture: int = 8192,
+        disable_custom_all_reduce: bool = False,
+        disable_async_output_proc: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("disable_log_stats", True)
+        self.engine_args = EngineArgs.from_kwargs(
+            model=model,
+            tokenizer=tokenizer,
+            tokenizer_mode=tokenizer_mode,
+            skip_tokenizer_init=skip_tokenizer_init,
+            trust_remote_code=trust_remote_code,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            quantization=quantization,
+            revision=revision,
+            tokenizer_revision=tokenizer_revision,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            swap_space=swap_space,
+            cpu_offload_gb=cpu_offload_gb,
+            enforce_eager=enforce_eager,
+            max_context_len_to_capture=max_context_len_to_capture,
+            max_seq_len_to_capture=max_seq_len_to_capture,
+            disable_custom_all_reduce=disable_custom_all_reduce,
+            disable_async_output_proc=disable_async_output_proc,
+            **kwargs,
+        )
+        args = self.engine_args
+        self._tokenizer = None
+        if not args.skip_tokenizer_init:
+            self._tokenizer = get_tokenizer(
+                args.tokenizer, args.tokenizer_mode, args.trust_remote_code
+            )
+        self._C = _load_engine_module()
+        self._engine = self._C.Engine(args.to_engine_options(self._C.EngineOptions))
+        self.model_info: dict[str, Any] = dict(self._engine.model_info)
+        self._request_counter = itertools.count()
+
+    # ---- tokenizer ----
+
+    def get_tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def set_tokenizer(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    # ---- generation ----
+
+    def generate(
+        self,
+        prompts: Any = None,
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        prompt_token_ids: list[int] | list[list[int]] | None = None,
+        use_tqdm: bool = True,
+        lora_request: Any = None,
+        prompt_adapter_request: Any = None,
+        guided_options_request: Any = None,
+    ) -> list[RequestOutput]:
+        """Generates completions for the prompts (a str, a TextPrompt, a TokensPrompt, or a list
+        of them; or the legacy prompt_token_ids). Outputs are in the order of the prompts."""
+        _refuse("lora_request", lora_request)
+        _refuse("prompt_adapter_request", prompt_adapter_request)
+        _refuse("guided_options_request", guided_options_request)
+        parsed = parse_prompts(prompts, prompt_token_ids)
+        return self._run(parsed, pair_params(sampling_params, len(parsed)), use_tqdm)
+
+    def chat(
+        self,
+        messages: Any,
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+        lora_request: Any = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+    ) -> list[RequestOutput]:
+        """Generates replies to one conversation (a list of {'role', 'content'} messages) or to
+        a list of conversations, formatted with the tokenizer's chat template or chat_template."""
+        _refuse("lora_request", lora_request)
+        _refuse("mm_processor_kwargs", mm_processor_kwargs)
+        conversations, _ = parse_conversations(messages)
+        template = load_chat_template(chat_template)
+        texts = [
+            apply_chat_template(
+                self._tokenizer,
+                conv,
+                template,
+                add_generation_prompt,
+                continue_final_message,
+                tools,
+                chat_template_kwargs,
+            )
+            for conv in conversations
+        ]
+        parsed = [ParsedPrompt(text=t, token_ids=None) for t in texts]
+        return self._run(parsed, pair_params(sampling_params, len(parsed)), use_tqdm)
+
+    def beam_search(
+        self, prompts: Sequence[Any], params: BeamSearchParams, use_tqdm: bool = False
+    ) -> list[BeamSearchOutput]:
+        """vLLM 0.6.3's beam search: the beam_width best sequences of each prompt, best first.
+        Each sequence's tokens and text include its prompt."""
+        if not isinstance(params, BeamSearchParams):
+            raise ValueError(f"params must be a BeamSearchParams, got {params!r}.")
+        parsed = parse_prompts(list(prompts))
+        width = params.beam_width
+        sp = SamplingParams(
+            n=width,
+            best_of=width,
+            use_beam_search=width > 1,
+            temperature=0.0,
+            max_tokens=params.max_tokens,
+            ignore_eos=params.ignore_eos,
+            length_penalty=params.length_penalty if width > 1 else 1.0,
+            include_stop_str_in_output=params.include_stop_str_in_output,
+            logprobs=0,
+            skip_special_tokens=False,
+        )
+        outputs = self._run(parsed, [sp] * len(parsed), use_tqdm)
+        return [self._to_beams(out) for out in outputs]
+
+    def _to_beams(self, out: RequestOutput) -> BeamSearchOutput:
+        beams = []
+        for c in out.outputs:
+            tokens = list(out.prompt_token_ids) + list(c.token_ids)
+            text = self._tokenizer.decode(tokens) if self._tokenizer is not None else None
+            beams.append(
+                BeamSearchSequence(
+                    tokens=tokens,
+                    logprobs=c.logprobs or [],
+                    cum_logprob=c.cumulative_logprob or 0.0,
+                    text=text,
+                    finish_reason=c.finish_reason,
+                    stop_reason=c.stop_reason,
+                )
+            )
+        return BeamSearchOutput(sequences=beams)
+
+    def _run(
+        self, prompts: list[ParsedPrompt], params: list[SamplingParams], use_tqdm: bool
+    ) -> list[RequestOutput]:
+        info = self.model_info
+        builder = RequestBuilder(
+            self._tokenizer,
+            int(info["vocab_size"]),
+            int(info["max_model_len"]),
+            self.engine_args.max_logprobs,
+            self._C.SamplingOptions,
+        )
+        ids = [str(next(self._request_counter)) for _ in prompts]
+        requests = builder.build(prompts, params, ids)
+        async_output = not self.engine_args.disable_async_output_proc
+        return run_requests(self._engine, requests, use_tqdm, async_output)
+
+    # ---- engine state ----
+
+    def get_metrics(self) -> dict[str, Any]:
+        """The engine's counters: preemptions, prefix-cache queries and hits, KV blocks in use,
+        running / waiting / swapped requests, steps and tokens computed."""
+        return dict(self._engine.metrics())

@@ -1,0 +1,29 @@
+"""Loading the HF tokenizer that goes with a model, as vLLM's get_tokenizer does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_tokenizer(
+    tokenizer_name: str,
+    tokenizer_mode: str = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """An HF tokenizer: the fast one when available ("auto"), the slow one for "slow"."""
+    from transformers import AutoTokenizer
+
+    if tokenizer_mode not in ("auto", "slow"):
+        raise ValueError(f"tokenizer_mode must be 'auto' or 'slow', got {tokenizer_mode!r}.")
+    if tokenizer_mode == "slow":
+        if kwargs.get("use_fast", False):
+            raise ValueError("Cannot use the fast tokenizer in slow tokenizer mode.")
+        kwargs["use_fast"] = False
+    try:
+        return AutoTokenizer.from_pretrained(
+            tokenizer_name, trust_remote_code=trust_remote_code, revision=revision, **kwargs
+        )
+    except (OSError, ValueError) as e:
+        raise ValueError(f"Could not load the tokenizer from {tokenizer_name!r}: {e}") from e
