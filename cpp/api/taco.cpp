@@ -38,7 +38,7 @@ taco_status status_of(const std::exception_ptr& e, std::string* message) {
   } catch (const std::out_of_range& err) {
     *message = err.what();
     return TACO_ERR_NOT_FOUND;
-  } catch (const std::length_error& err) {
+  } catch (const taco::CapacityError& err) {
     *message = err.what();
     return TACO_ERR_CAPACITY;
   } catch (const std::exception& err) {

@@ -64,7 +64,7 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
   if (opts.max_num_seqs <= 0) throw std::invalid_argument("max_num_seqs must be positive");
   const int64_t capacity = int64_t{executor->num_device_blocks()} * opts.block_size;
   if (capacity < max_model_len) {
-    throw std::runtime_error("the KV cache holds " + str(executor->num_device_blocks()) +
+    throw CapacityError("the KV cache holds " + str(executor->num_device_blocks()) +
                              " blocks of " + str(opts.block_size) + " tokens (" + str(capacity) +
                              " tokens), fewer than max_model_len " + str(max_model_len) +
                              "; give the cache more memory or lower max_model_len");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -51,6 +52,11 @@ struct EngineMetrics {
   int64_t num_steps = 0;
   int64_t num_generated_tokens = 0;
   int64_t num_prompt_tokens_computed = 0;
+};
+
+// The KV cache cannot hold one max_model_len sequence.
+struct CapacityError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 class Engine {

@@ -77,13 +77,6 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);
 
   const KvCacheSize size = kv_cache_size(opts, config, dtype);
-  if (static_cast<int64_t>(size.num_device_blocks) * opts.block_size < opts.max_model_len) {
-    throw std::runtime_error(
-        "KV cache holds " + std::to_string(int64_t{size.num_device_blocks} * opts.block_size) +
-        " tokens, fewer than max_model_len " + std::to_string(opts.max_model_len) +
-        ": raise the KV cache space (TACO_CPU_KVCACHE_SPACE / kv cache GiB) or lower "
-        "max_model_len");
-  }
   auto model = std::make_unique<LlamaModel>(config, WeightStore::open_dir(opts.model), dtype,
                                             opts.max_model_len);
   auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);

@@ -21,7 +21,8 @@ struct ModelInfo {
 };
 
 // Throws std::invalid_argument for bad options or model files (the message names the file or
-// option), std::runtime_error when the KV cache cannot hold one max_model_len sequence.
+// option), taco::CapacityError (a std::runtime_error) when the KV cache cannot hold one
+// max_model_len sequence.
 std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
 
 }  // namespace taco

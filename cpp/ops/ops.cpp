@@ -2,6 +2,7 @@
 // CUDA tensors are rejected until the CUDA backend lands (cuda/).
 #include "ops/ops.h"
 
+#include <initializer_list>
 
 #include "cpu/activation.h"
 #include "cpu/kv_cache.h"
@@ -13,8 +14,12 @@ namespace taco::ops {
 namespace {
 
 void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, ": only CPU tensors are supported in this build, got ",
-              t.device());
+  TORCH_CHECK(!t.is_cuda(), name, ": CUDA backend not built (only CPU kernels are available)");
+  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
+}
+
+void check_cpu(std::initializer_list<const at::Tensor*> tensors, const char* name) {
+  for (const at::Tensor* t : tensors) check_cpu(*t, name);
 }
 
 // Rows must be contiguous (stride 1 along the last dim); returns the row stride.
@@ -41,7 +46,7 @@ void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
 }  // namespace
 
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
-  check_cpu(x, "rms_norm");
+  check_cpu({&out, &x, &weight}, "rms_norm");
   TORCH_CHECK(out.sizes() == x.sizes() && out.dtype() == x.dtype() && weight.dtype() == x.dtype(),
               "rms_norm: out, x and weight must share shape and dtype");
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1), "rms_norm: bad weight");
@@ -52,7 +57,7 @@ void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, do
 }
 
 void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
-  check_cpu(x, "fused_add_rms_norm");
+  check_cpu({&x, &residual, &weight}, "fused_add_rms_norm");
   TORCH_CHECK(residual.is_contiguous() && residual.sizes() == x.sizes() &&
                   residual.dtype() == x.dtype() && weight.dtype() == x.dtype(),
               "fused_add_rms_norm: x, residual and weight must share shape and dtype");
@@ -65,7 +70,7 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
 
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
                       int64_t head_dim, const at::Tensor& cos_sin_cache, bool is_neox) {
-  check_cpu(query, "rotary_embedding");
+  check_cpu({&positions, &query, &key, &cos_sin_cache}, "rotary_embedding");
   TORCH_CHECK(positions.scalar_type() == at::kLong && positions.is_contiguous(),
               "rotary_embedding: positions must be contiguous int64");
   TORCH_CHECK(cos_sin_cache.scalar_type() == at::kFloat && cos_sin_cache.is_contiguous() &&
@@ -93,8 +98,8 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
 }
 
 void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
-  check_cpu(x, "silu_and_mul");
-  TORCH_CHECK(x.size(1) % 2 == 0 && out.is_contiguous() && out.size(0) == x.size(0) &&
+  check_cpu({&out, &x}, "silu_and_mul");
+  TORCH_CHECK(x.dim() == 2 && out.dim() == 2 && x.size(1) % 2 == 0 && out.is_contiguous() && out.size(0) == x.size(0) &&
                   out.size(1) == x.size(1) / 2 && out.dtype() == x.dtype(),
               "silu_and_mul: expected x [T, 2I] and out [T, I] of one dtype");
   cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1),
@@ -104,7 +109,7 @@ void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
 
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
                     const at::Tensor& slot_mapping) {
-  check_cpu(kv, "write_kv_cache");
+  check_cpu({&key, &value, &kv, &slot_mapping}, "write_kv_cache");
   TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous(),
               "write_kv_cache: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
   TORCH_CHECK(key.dim() == 3 && key.sizes() == value.sizes() && key.size(1) == kv.size(2) &&
@@ -129,7 +134,7 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
                      int64_t max_seq_len) {
   (void)max_query_len;  // the CPU kernel plans from query_start_loc; CUDA uses these for grids
   (void)max_seq_len;
-  check_cpu(query, "paged_attention");
+  check_cpu({&out, &query, &kv, &query_start_loc, &seq_lens, &block_table}, "paged_attention");
   TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous() && kv.dtype() == query.dtype(),
               "paged_attention: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
   TORCH_CHECK(query.dim() == 3 && query.size(2) == kv.size(4) && query.stride(2) == 1 &&
@@ -163,17 +168,48 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
   dispatch(query.scalar_type(), "paged_attention", [&]<typename T>() { cpu::paged_attention<T>(p); });
 }
 
+namespace {
+
+// Both ids of every pair must name a block of a cache with num_blocks blocks (select() would
+// silently wrap a negative id).
+void check_block_pairs(const std::vector<std::pair<int32_t, int32_t>>& src_dst, int64_t src_blocks,
+                       int64_t dst_blocks, const char* name) {
+  for (const auto& [src, dst] : src_dst) {
+    TORCH_CHECK(src >= 0 && src < src_blocks && dst >= 0 && dst < dst_blocks, name, ": block pair (",
+                src, ", ", dst, ") outside caches of ", src_blocks, " and ", dst_blocks, " blocks");
+  }
+}
+
+void check_cache(const at::Tensor& kv, const char* name) {
+  TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2, name,
+              ": each kv cache must be [2, blocks, kv_heads, block_size, head_dim]");
+}
+
+}  // namespace
+
 void copy_blocks(std::vector<at::Tensor>& kv_caches,
                  const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
   for (auto& kv : kv_caches) {
+    check_cache(kv, "copy_blocks");
+    check_block_pairs(src_dst, kv.size(1), kv.size(1), "copy_blocks");
     for (const auto& [src, dst] : src_dst) kv.select(1, dst).copy_(kv.select(1, src));
   }
 }
 
+// src and dst sit on different devices (device <-> CPU); copy_ moves each [2, Hkv, bs, D] block.
 void swap_blocks(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
                  const std::vector<std::pair<int32_t, int32_t>>& src_dst) {
-  TORCH_CHECK(src.size() == dst.size(), "swap_blocks: layer counts differ");
+  TORCH_CHECK(src.size() == dst.size(), "swap_blocks: layer counts differ (", src.size(), " vs ",
+              dst.size(), ")");
   for (size_t layer = 0; layer < src.size(); ++layer) {
+    check_cache(src[layer], "swap_blocks");
+    check_cache(dst[layer], "swap_blocks");
+    TORCH_CHECK(src[layer].dtype() == dst[layer].dtype() &&
+                    src[layer].size(2) == dst[layer].size(2) &&
+                    src[layer].size(3) == dst[layer].size(3) &&
+                    src[layer].size(4) == dst[layer].size(4),
+                "swap_blocks: layer ", layer, " caches differ in dtype or block shape");
+    check_block_pairs(src_dst, src[layer].size(1), dst[layer].size(1), "swap_blocks");
     for (const auto& [s, d] : src_dst) dst[layer].select(1, d).copy_(src[layer].select(1, s));
   }
 }
