@@ -11,7 +11,7 @@ BUILD_DIR := build/py
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
-.PHONY: run test build deps model lint pytest ctest bench gpu-check clean
+.PHONY: run test build deps model lint pytest ctest bench clean
 
 run: build model
 	$(VPY) examples/offline_inference.py
@@ -50,9 +50,6 @@ pytest: build model
 
 bench: build model
 	$(VPY) bench/throughput.py
-
-gpu-check:
-	bash bench/gpu_check.sh
 
 clean:
 	rm -rf build

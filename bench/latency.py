@@ -23,7 +23,10 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 def matmul_params(cfg: dict) -> int:
     h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
-    heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    heads, kv = (
+        cfg["num_attention_heads"],
+        cfg.get("num_key_value_heads", cfg["num_attention_heads"]),
+    )
     d = cfg.get("head_dim") or h // heads
     per_layer = h * heads * d + 2 * h * kv * d + heads * d * h + 3 * h * inter
     return layers * per_layer + cfg["vocab_size"] * h  # + lm_head
@@ -53,8 +56,12 @@ def main() -> None:
     vocab = cfg["vocab_size"]
 
     llm = LLM(model=args.model, dtype=args.dtype)
-    short = TokensPrompt(prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prompt_len)])
-    long_ = TokensPrompt(prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prefill_len)])
+    short = TokensPrompt(
+        prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prompt_len)]
+    )
+    long_ = TokensPrompt(
+        prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prefill_len)]
+    )
     one = SamplingParams(temperature=0.0, max_tokens=1, ignore_eos=True)
     decode = SamplingParams(temperature=0.0, max_tokens=args.out, ignore_eos=True)
 
@@ -76,12 +83,18 @@ def main() -> None:
     decode_bound = args.mem_gbs * 1e9 / step_bytes
     flops_per_prompt_token = 2 * (params - vocab * cfg["hidden_size"])  # logits only at the end
     prefill_bound = args.gflops * 1e9 / flops_per_prompt_token
-    print(f"model {args.model} dtype {args.dtype}: {params / 1e6:.1f} M matmul parameters, "
-          f"{step_bytes / 1e6:.0f} MB read per decode step")
-    print(f"decode  {decode_tok_s:8.1f} tok/s   bound {decode_bound:8.1f} tok/s "
-          f"({100 * decode_tok_s / decode_bound:.0f}% of {args.mem_gbs} GB/s)")
-    print(f"prefill {prefill_tok_s:8.1f} tok/s   bound {prefill_bound:8.1f} tok/s "
-          f"({100 * prefill_tok_s / prefill_bound:.0f}% of {args.gflops} GFLOP/s)")
+    print(
+        f"model {args.model} dtype {args.dtype}: {params / 1e6:.1f} M matmul parameters, "
+        f"{step_bytes / 1e6:.0f} MB read per decode step"
+    )
+    print(
+        f"decode  {decode_tok_s:8.1f} tok/s   bound {decode_bound:8.1f} tok/s "
+        f"({100 * decode_tok_s / decode_bound:.0f}% of {args.mem_gbs} GB/s)"
+    )
+    print(
+        f"prefill {prefill_tok_s:8.1f} tok/s   bound {prefill_bound:8.1f} tok/s "
+        f"({100 * prefill_tok_s / prefill_bound:.0f}% of {args.gflops} GFLOP/s)"
+    )
 
 
 if __name__ == "__main__":

