@@ -333,11 +333,6 @@ def to_engine_options(
 ) -> Any:
     """Fills a `_C.SamplingOptions` (passed in so this module does not import the extension).
     max_tokens is already resolved against max_model_len and the prompt length."""
-    if params.logits_processors:
-        raise NotImplementedError(
-            "logits_processors (Python callables) cannot run inside the C++ sampler; they are "
-            "not supported yet."
-        )
     o = options_cls()
     o.n = params.n
     o.best_of = params.best_of

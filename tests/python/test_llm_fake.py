@@ -298,11 +298,16 @@ def test_metrics_and_beam_search(llm):
     assert "num_steps" in llm.get_metrics()
     from taco_llm import BeamSearchParams
 
-    (res,) = llm.beam_search(["Hi"], BeamSearchParams(beam_width=2, max_tokens=3))
-    assert len(res.sequences) == 2
+    (res,) = llm.beam_search(["Hi"], BeamSearchParams(beam_width=1, max_tokens=3))
+    assert len(res.sequences) == 1
     assert res.sequences[0].tokens[: len(llm.get_tokenizer().encode("Hi"))] == [
         *llm.get_tokenizer().encode("Hi")
     ]
+    with pytest.raises(NotImplementedError, match="use_beam_search"):
+        llm.beam_search(["Hi"], BeamSearchParams(beam_width=2, max_tokens=3))
+    with pytest.raises(NotImplementedError, match="use_beam_search"):
+        llm.generate("Hi", SamplingParams(use_beam_search=True, best_of=2, temperature=0))
+    assert llm.generate("Hi", SamplingParams(max_tokens=2), use_tqdm=False)[0].finished
 
 
 def test_del_releases_engine(smol_model_dir, monkeypatch):

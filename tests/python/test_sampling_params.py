@@ -153,12 +153,6 @@ def test_to_engine_options():
     assert ob.use_beam_search and ob.early_stopping == 2 and ob.temperature == 0.0
 
 
-def test_logits_processors_not_supported():
-    p = SamplingParams(logits_processors=[lambda ids, logits: logits])
-    with pytest.raises(NotImplementedError, match="logits_processors"):
-        to_engine_options(p, fake_engine.SamplingOptions, 16)
-
-
 @pytest.mark.parametrize(
     "kwargs, field",
     [
