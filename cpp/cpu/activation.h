@@ -7,7 +7,8 @@ namespace taco::cpu {
 
 struct SiluAndMulParams {
   void* out;        // [tokens, inter] contiguous
-  const void* x;    // [tokens, 2 * inter]: gate in the first half, up in the second; row stride x_stride
+  // [tokens, 2 * inter]: gate in the first half, up in the second; row stride x_stride
+  const void* x;
   int64_t tokens = 0;
   int64_t inter = 0;
   int64_t x_stride = 0;

@@ -1,19 +1,27 @@
 // One work item = (sequence, kv head, tile of up to kQueryTile query tokens). The item reads each
-// K/V block of its sequence once, converts it to float, and scores it against every query row
-// it owns: all q heads of the GQA group times the tile's tokens. Softmax is online (running max
-// and sum per row), so nothing of size seq_len is materialized.
+// K/V block of its sequence once, widens it to float, and scores it against every query row it
+// owns: all q heads of the GQA group times the tile's tokens (a decode is one tile of one token,
+// so the group's heads share each K/V read). Softmax is online (running max and sum per row), so
+// nothing of size seq_len is materialized. Items are handed out longest first from a shared
+// counter, so a long prefill chunk does not leave the other threads idle at the end.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
+
 #include "cpu/paged_attention.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "cpu/attention_block.h"
 #include "cpu/vec.h"
+#include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
 namespace {
@@ -21,6 +29,7 @@ namespace {
 constexpr int64_t kQueryTile = 16;
 
 struct WorkItem {
+  int64_t cost;  // rows times keys read: the order items are handed out in
   int32_t seq;
   int32_t kv_head;
   int32_t q_begin;  // first query token of the tile (absolute token index)
@@ -29,38 +38,48 @@ struct WorkItem {
 
 // Per-thread buffers: rows = group size * tile tokens.
 struct Scratch {
-  std::vector<float> q, acc, max, sum, k, v, scores;
+  std::vector<float> q, acc, max, sum, k, v;
+  std::vector<int64_t> visible;
   void resize(int64_t rows, int64_t block_size, int64_t d) {
     q.resize(rows * d);
     acc.resize(rows * d);
     max.resize(rows);
     sum.resize(rows);
+    visible.resize(rows);
     k.resize(block_size * d);
     v.resize(block_size * d);
-    scores.resize(block_size);
   }
 };
 
+// The first n elements of src as float: src itself for float caches, else widened into buf.
 template <typename T>
-const float* block_as_float(const T* src, float* buf, int64_t n) {
+const float* as_float(const T* src, float* buf, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
     return src;
   } else {
+#ifdef __AVX512F__
+    if (n % 16 == 0) {
+      avx512::widen(buf, src, n);
+      return buf;
+    }
+#endif
     load_float(buf, src, n);
     return buf;
   }
 }
 
+// Asks for [p, p + bytes) in L2 ahead of its use.
+inline void prefetch(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
+}
+
+// Loads the item's query rows (row r: token q_begin + r / group, head kv_head * group + r % group)
+// scaled by the softmax scale, and resets the softmax state.
 template <typename T>
-void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
+void load_queries(const PagedAttentionParams& p, const WorkItem& w, int64_t group, Scratch& s) {
   const int64_t d = p.head_dim;
-  const int64_t group = p.num_heads / p.num_kv_heads;
-  const int64_t tile = w.q_end - w.q_begin;
-  const int64_t rows = group * tile;  // row r: token w.q_begin + r / group, head r % group
-  const int64_t q_len = p.query_start_loc[w.seq + 1] - p.query_start_loc[w.seq];
-  const int64_t ctx = p.seq_lens[w.seq];
-  const int64_t first_pos = ctx - q_len + (w.q_begin - p.query_start_loc[w.seq]);
-  s.resize(rows, p.block_size, d);
+  const int64_t rows = group * (w.q_end - w.q_begin);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t token = w.q_begin + r / group;
     const int64_t head = w.kv_head * group + r % group;
@@ -70,38 +89,46 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   std::fill(s.acc.begin(), s.acc.begin() + rows * d, 0.0f);
   std::fill(s.max.begin(), s.max.begin() + rows, -std::numeric_limits<float>::infinity());
   std::fill(s.sum.begin(), s.sum.begin() + rows, 0.0f);
+}
 
-  const int64_t last_pos = first_pos + tile - 1;
+template <typename T>
+void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
+  const int64_t d = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t rows = group * (w.q_end - w.q_begin);
+  const int64_t q_len = p.query_start_loc[w.seq + 1] - p.query_start_loc[w.seq];
+  // Position of the tile's first token; row r's token sits at first_pos + r / group.
+  const int64_t first_pos =
+      p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
+  const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
+  s.resize(rows, p.block_size, d);
+  load_queries<T>(p, w, group, s);
+
   const int64_t head_elems = p.block_size * d;
   const int64_t block_elems = p.num_kv_heads * head_elems;
   const T* k_cache = static_cast<const T*>(p.kv);
   const T* v_cache = k_cache + p.num_blocks * block_elems;
   const int32_t* table = p.block_table + w.seq * p.max_blocks_per_seq;
-  for (int64_t b = 0; b * p.block_size <= last_pos; ++b) {
-    const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
-    const float* k = block_as_float(k_cache + offset, s.k.data(), head_elems);
-    const float* v = block_as_float(v_cache + offset, s.v.data(), head_elems);
+  const AttentionRows state{s.q.data(), s.acc.data(), s.max.data(), s.sum.data(),
+                            s.visible.data(), rows, d};
+  const int64_t num_blocks = last_pos / p.block_size + 1;
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    // Blocks are scattered, so the hardware prefetcher cannot run ahead across them.
+    if (b + 1 < num_blocks) {
+      const int64_t next = table[b + 1] * block_elems + w.kv_head * head_elems;
+      prefetch(k_cache + next, head_elems * sizeof(T));
+      prefetch(v_cache + next, head_elems * sizeof(T));
+    }
     const int64_t pos0 = b * p.block_size;
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t visible = std::min(p.block_size, first_pos + r / group - pos0 + 1);
-      if (visible <= 0) continue;
-      const float* q = &s.q[r * d];
-      float block_max = s.max[r];
-      for (int64_t j = 0; j < visible; ++j) {
-        s.scores[j] = dot(q, k + j * d, d);
-        block_max = std::max(block_max, s.scores[j]);
-      }
-      const float rescale = std::exp(s.max[r] - block_max);
-      float* acc = &s.acc[r * d];
-      float sum = s.sum[r] * rescale;
-      for (int64_t j = 0; j < visible; ++j) {
-        const float e = std::exp(s.scores[j] - block_max);
-        sum += e;
-        scale_axpy(acc, j == 0 ? rescale : 1.0f, e, v + j * d, d);
-      }
-      s.max[r] = block_max;
-      s.sum[r] = sum;
+      s.visible[r] = std::clamp<int64_t>(first_pos + r / group - pos0 + 1, 0, p.block_size);
     }
+    // Only the keys some row sees are widened; the rest of the block may be unwritten.
+    const int64_t keys = std::min(p.block_size, last_pos - pos0 + 1);
+    const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
+    const float* k = as_float(k_cache + offset, s.k.data(), keys * d);
+    const float* v = as_float(v_cache + offset, s.v.data(), keys * d);
+    attend_block(state, k, v);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t token = w.q_begin + r / group;
@@ -112,29 +139,42 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   }
 }
 
+// Validates one sequence's metadata against the cache; throws on inconsistency.
+void check_sequence(const PagedAttentionParams& p, int32_t b) {
+  const int32_t q0 = p.query_start_loc[b];
+  const int32_t q1 = p.query_start_loc[b + 1];
+  const int64_t blocks = (p.seq_lens[b] + p.block_size - 1) / p.block_size;
+  if (q1 < q0 || q1 - q0 > p.seq_lens[b] || blocks > p.max_blocks_per_seq) {
+    throw std::invalid_argument("paged_attention: sequence " + std::to_string(b) +
+                                " has inconsistent query_start_loc / seq_lens / block_table");
+  }
+  for (int64_t i = 0; i < blocks; ++i) {
+    const int32_t id = p.block_table[b * p.max_blocks_per_seq + i];
+    if (id < 0 || id >= p.num_blocks) {
+      throw std::out_of_range("paged_attention: block id " + std::to_string(id) +
+                              " outside the cache");
+    }
+  }
+}
+
 std::vector<WorkItem> plan(const PagedAttentionParams& p) {
+  const int64_t group = p.num_heads / p.num_kv_heads;
   std::vector<WorkItem> items;
   for (int32_t b = 0; b < p.num_seqs; ++b) {
+    check_sequence(p, b);
     const int32_t q0 = p.query_start_loc[b];
     const int32_t q1 = p.query_start_loc[b + 1];
-    const int64_t blocks = (p.seq_lens[b] + p.block_size - 1) / p.block_size;
-    if (q1 < q0 || q1 - q0 > p.seq_lens[b] || blocks > p.max_blocks_per_seq) {
-      throw std::invalid_argument("paged_attention: sequence " + std::to_string(b) +
-                                  " has inconsistent query_start_loc / seq_lens / block_table");
-    }
-    for (int64_t i = 0; i < blocks; ++i) {
-      const int32_t id = p.block_table[b * p.max_blocks_per_seq + i];
-      if (id < 0 || id >= p.num_blocks) {
-        throw std::out_of_range("paged_attention: block id " + std::to_string(id) +
-                                " outside the cache");
-      }
-    }
-    for (int32_t h = 0; h < p.num_kv_heads; ++h) {
-      for (int32_t t = q0; t < q1; t += kQueryTile) {
-        items.push_back({b, h, t, static_cast<int32_t>(std::min<int64_t>(q1, t + kQueryTile))});
+    for (int32_t t = q0; t < q1; t += kQueryTile) {
+      const int32_t t1 = static_cast<int32_t>(std::min<int64_t>(q1, t + kQueryTile));
+      // Keys read: the prefix up to the tile's last token.
+      const int64_t keys = p.seq_lens[b] - (q1 - t1);
+      for (int32_t h = 0; h < p.num_kv_heads; ++h) {
+        items.push_back({group * (t1 - t) * keys + keys, b, h, t, t1});
       }
     }
   }
+  std::stable_sort(items.begin(), items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.cost > b.cost; });
   return items;
 }
 
@@ -146,9 +186,14 @@ void paged_attention(const PagedAttentionParams& p) {
     throw std::invalid_argument("paged_attention: num_heads must be a multiple of num_kv_heads");
   }
   const std::vector<WorkItem> items = plan(p);
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
-    Scratch scratch;
-    for (int64_t i = begin; i < end; ++i) run_item<T>(p, items[i], scratch);
+  const int64_t n = static_cast<int64_t>(items.size());
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n);
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    thread_local Scratch scratch;
+    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+      run_item<T>(p, items[i], scratch);
+    }
   });
 }
 

@@ -24,7 +24,8 @@ void check_cpu(std::initializer_list<const at::Tensor*> tensors, const char* nam
 
 // Rows must be contiguous (stride 1 along the last dim); returns the row stride.
 int64_t row_stride(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 2 && t.stride(1) == 1, name, ": expected a 2-D tensor with contiguous rows");
+  TORCH_CHECK(t.dim() == 2 && t.stride(1) == 1, name,
+              ": expected a 2-D tensor with contiguous rows");
   return t.stride(0);
 }
 
@@ -61,11 +62,13 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
   TORCH_CHECK(residual.is_contiguous() && residual.sizes() == x.sizes() &&
                   residual.dtype() == x.dtype() && weight.dtype() == x.dtype(),
               "fused_add_rms_norm: x, residual and weight must share shape and dtype");
-  TORCH_CHECK(weight.numel() == x.size(-1), "fused_add_rms_norm: bad weight");
+  TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1),
+              "fused_add_rms_norm: bad weight");
   const int64_t stride = row_stride(x, "fused_add_rms_norm x");
   cpu::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(), weight.data_ptr(),
                        x.size(0), x.size(1), stride, stride, static_cast<float>(eps)};
-  dispatch(x.scalar_type(), "fused_add_rms_norm", [&]<typename T>() { cpu::fused_add_rms_norm<T>(p); });
+  dispatch(x.scalar_type(), "fused_add_rms_norm",
+           [&]<typename T>() { cpu::fused_add_rms_norm<T>(p); });
 }
 
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
@@ -94,13 +97,15 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
                       row_stride(key, "rotary_embedding key"),
                       cos_sin_cache.size(0),
                       is_neox};
-  dispatch(query.scalar_type(), "rotary_embedding", [&]<typename T>() { cpu::rotary_embedding<T>(p); });
+  dispatch(query.scalar_type(), "rotary_embedding",
+           [&]<typename T>() { cpu::rotary_embedding<T>(p); });
 }
 
 void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
   check_cpu({&out, &x}, "silu_and_mul");
-  TORCH_CHECK(x.dim() == 2 && out.dim() == 2 && x.size(1) % 2 == 0 && out.is_contiguous() && out.size(0) == x.size(0) &&
-                  out.size(1) == x.size(1) / 2 && out.dtype() == x.dtype(),
+  TORCH_CHECK(x.dim() == 2 && out.dim() == 2 && x.size(1) % 2 == 0 && out.is_contiguous() &&
+                  out.size(0) == x.size(0) && out.size(1) == x.size(1) / 2 &&
+                  out.dtype() == x.dtype(),
               "silu_and_mul: expected x [T, 2I] and out [T, I] of one dtype");
   cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1),
                           row_stride(x, "silu_and_mul x")};
@@ -144,7 +149,8 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
               "paged_attention: out must be contiguous like query");
   for (const auto* t : {&query_start_loc, &seq_lens, &block_table}) {
     TORCH_CHECK(t->scalar_type() == at::kInt && t->is_contiguous(),
-                "paged_attention: query_start_loc, seq_lens and block_table must be contiguous int32");
+                "paged_attention: query_start_loc, seq_lens and block_table must be contiguous "
+                "int32");
   }
   const int64_t num_seqs = seq_lens.numel();
   TORCH_CHECK(query_start_loc.numel() == num_seqs + 1 && block_table.dim() == 2 &&
@@ -165,7 +171,8 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
                               block_table.size(1),
                               query.stride(0),
                               static_cast<float>(scale)};
-  dispatch(query.scalar_type(), "paged_attention", [&]<typename T>() { cpu::paged_attention<T>(p); });
+  dispatch(query.scalar_type(), "paged_attention",
+           [&]<typename T>() { cpu::paged_attention<T>(p); });
 }
 
 namespace {
@@ -175,8 +182,9 @@ namespace {
 void check_block_pairs(const std::vector<std::pair<int32_t, int32_t>>& src_dst, int64_t src_blocks,
                        int64_t dst_blocks, const char* name) {
   for (const auto& [src, dst] : src_dst) {
-    TORCH_CHECK(src >= 0 && src < src_blocks && dst >= 0 && dst < dst_blocks, name, ": block pair (",
-                src, ", ", dst, ") outside caches of ", src_blocks, " and ", dst_blocks, " blocks");
+    TORCH_CHECK(src >= 0 && src < src_blocks && dst >= 0 && dst < dst_blocks, name,
+                ": block pair (", src, ", ", dst, ") outside caches of ", src_blocks, " and ",
+                dst_blocks, " blocks");
   }
 }
 
