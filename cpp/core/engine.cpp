@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 
+#include "core/beam_search.h"
 #include "core/block_manager.h"
 #include "core/request.h"
 #include "core/request_delta.h"
@@ -34,6 +36,7 @@ struct Engine::Impl {
   std::unordered_map<std::string, std::unique_ptr<Request>> requests;
   std::unordered_map<int64_t, Request*> owner;  // sequence id -> its request
   std::vector<Request*> changed;                // requests with something to report
+  std::vector<Request*> beam_ready;             // beam requests given candidates this step
   int64_t next_seq_id = 0;
   int64_t next_arrival = 0;
   EngineMetrics counters;  // the step and token counters; the rest is read live
@@ -45,6 +48,10 @@ struct Engine::Impl {
   void apply(const ScheduledSeq& ss, SeqStepResult& res);
   void append_token(Request* r, int32_t index, SeqStepResult& res);
   void fork(Request* r);
+  void beam_step(Request* r);
+  BeamHyp beam_hypothesis(Request* r, const SeqState& parent, const BeamCandidate& c,
+                          int32_t generated_len) const;
+  SeqState beam_child(Request* r, const SeqState& parent, const BeamCandidate& c, int32_t index);
   void end_sequence(Request* r, int32_t index);
   std::vector<RequestDelta> collect_deltas();
 };
@@ -114,7 +121,6 @@ void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& p
            str(vocab_size) + ")");
     }
   }
-  if (so.use_beam_search) fail("use_beam_search is not supported yet");
   if (so.n < 1) fail("n must be at least 1, got " + str(so.n));
   if (so.best_of < so.n) fail("best_of " + str(so.best_of) + " is less than n " + str(so.n));
   if (so.best_of > opts.max_num_seqs) {
@@ -248,7 +254,127 @@ void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
       mark_changed(r);
     }
   }
-  if (ss.do_sample) append_token(r, index, res);
+  if (!ss.do_sample) return;
+  if (!r->opts.use_beam_search) {
+    append_token(r, index, res);
+    return;
+  }
+  SeqState& s = r->seqs[index];
+  s.has_candidates = true;
+  s.candidates = std::move(res.top);
+  if (std::find(beam_ready.begin(), beam_ready.end(), r) == beam_ready.end()) {
+    beam_ready.push_back(r);
+  }
+}
+
+BeamHyp Engine::Impl::beam_hypothesis(Request* r, const SeqState& parent, const BeamCandidate& c,
+                                      int32_t generated_len) const {
+  BeamHyp h;
+  h.output = parent.seq->output;
+  h.output.push_back(c.tok.token);
+  h.logprobs = parent.logprobs;
+  h.logprobs.push_back(c.tok.logprob);
+  if (r->opts.logprobs >= 0) {
+    h.top = parent.top;
+    const std::vector<TokenLogprob>& cands = parent.candidates;
+    h.top.emplace_back(cands.begin(),
+                       cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
+  }
+  h.cumulative_logprob = c.cum;
+  h.score = beam_score(c.cum, generated_len, r->opts.length_penalty);
+  h.finish = c.stop;
+  h.stop_token = c.stop_token;
+  return h;
+}
+
+// A new live beam: the parent's tokens plus c's, sharing the parent's blocks copy-on-write.
+SeqState Engine::Impl::beam_child(Request* r, const SeqState& parent, const BeamCandidate& c,
+                                  int32_t index) {
+  SeqState child = new_seq(r, index);
+  Sequence& q = *child.seq;
+  q.status = SeqStatus::kRunning;
+  q.output = parent.seq->output;
+  q.output.push_back(c.tok.token);
+  q.cumulative_logprob = c.cum;
+  q.num_computed = parent.seq->num_computed;
+  child.logprobs = parent.logprobs;
+  child.logprobs.push_back(c.tok.logprob);
+  if (r->opts.logprobs >= 0) {
+    child.top = parent.top;
+    const std::vector<TokenLogprob>& cands = parent.candidates;
+    child.top.emplace_back(cands.begin(),
+                           cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
+  }
+  blocks->fork(parent.blocks, parent.seq->num_computed, &child.blocks);
+  return child;
+}
+
+// Once every live beam has its candidates: keeps stopped top-ranked candidates as hypotheses,
+// makes the best non-stopping ones the next beams (see core/beam_search.h), or ends the request.
+void Engine::Impl::beam_step(Request* r) {
+  const SamplingOptions& o = r->opts;
+  std::vector<SeqState*> live;
+  for (SeqState& s : r->seqs) {
+    if (s.seq->finished()) continue;
+    if (!s.has_candidates) return;  // a beam still computing (chunked prefill): wait for it
+    live.push_back(&s);
+  }
+  std::vector<double> cum;
+  std::vector<const std::vector<TokenLogprob>*> lists;
+  for (SeqState* s : live) {
+    cum.push_back(s->seq->cumulative_logprob);
+    lists.push_back(&s->candidates);
+  }
+  std::vector<BeamCandidate> ranked =
+      rank_beam_candidates(cum, lists, o.beam_candidates(eos_ids.size()));
+  const Sequence& first = *live.front()->seq;
+  const int32_t gen_len = static_cast<int32_t>(first.output.size()) + 1;
+  for (BeamCandidate& c : ranked) {
+    c.stop = stop_reason_for(c.tok.token, gen_len, first.prompt_len(), o, eos_ids, max_model_len,
+                             &c.stop_token);
+  }
+  const int32_t width = o.best_of;
+  const bool closed =
+      !r->beam.can_improve ||
+      (static_cast<int32_t>(r->beam.finished.size()) >= width && o.early_stopping == 1);
+  std::vector<const BeamCandidate*> next;
+  for (size_t rank = 0; rank < ranked.size(); ++rank) {
+    const BeamCandidate& c = ranked[rank];
+    if (c.stop == FinishReason::kNone) {
+      if (static_cast<int32_t>(next.size()) < width) next.push_back(&c);
+    } else if (static_cast<int32_t>(rank) < width && !closed) {
+      offer_beam_hypothesis(r->beam, beam_hypothesis(r, *live[c.parent], c, gen_len), width);
+    }
+  }
+  counters.num_generated_tokens += static_cast<int64_t>(live.size());
+  if (r->first_token_time == 0) r->first_token_time = now_seconds();
+  const int32_t max_gen = std::min(o.max_tokens, max_model_len + 1 - first.prompt_len());
+  std::optional<double> best_live;
+  if (!next.empty()) best_live = next.front()->cum;
+  const bool done = beam_search_done(r->beam, o, best_live, gen_len, max_gen);
+  std::vector<SeqState> children;
+  if (!done) {
+    for (size_t j = 0; j < next.size(); ++j) {
+      children.push_back(beam_child(r, *live[next[j]->parent], *next[j], static_cast<int32_t>(j)));
+    }
+  }
+  for (SeqState* s : live) {
+    scheduler->release(*s);
+    owner.erase(s->seq->id);
+  }
+  mark_changed(r);
+  if (done) {
+    for (SeqState* s : live) {
+      s->seq->status = SeqStatus::kFinished;
+      s->seq->finish = FinishReason::kStop;
+      s->has_candidates = false;
+    }
+    scheduler->remove(r);
+    r->state = RequestState::kFinished;
+    return;
+  }
+  r->forked = true;
+  r->seqs = std::move(children);
 }
 
 std::vector<RequestDelta> Engine::Impl::collect_deltas() {
@@ -278,6 +404,8 @@ std::vector<RequestDelta> Engine::step() {
     }
     ++m.counters.num_steps;
     for (size_t i = 0; i < results.size(); ++i) m.apply(out.seqs[i], results[i]);
+    for (Request* r : m.beam_ready) m.beam_step(r);
+    m.beam_ready.clear();
   }
   return m.collect_deltas();
 }

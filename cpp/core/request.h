@@ -1,5 +1,5 @@
-// Engine-side state of one request: its sequences (n, or best_of of them), their block tables
-// and what has already been reported to the caller.
+// Engine-side state of one request: its sequences (n, best_of of them, or the live beams),
+// their block tables and what has already been reported to the caller.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/beam_search.h"
 #include "core/block_manager.h"
 #include "core/executor.h"
 #include "core/sampling_options.h"
@@ -21,6 +22,9 @@ struct SeqState {
   std::vector<std::vector<TokenLogprob>> top;  // per output token, when logprobs >= 0
   size_t num_sent = 0;                        // output tokens already reported
   bool finish_sent = false;
+  // Beam search: this step's candidates, held until every live beam of the request has its own.
+  bool has_candidates = false;
+  std::vector<TokenLogprob> candidates;
 };
 
 enum class RequestState : uint8_t { kWaiting, kRunning, kSwapped, kFinished };
@@ -42,7 +46,8 @@ struct Request {
   bool prompt_logprobs_done = false;  // all collected (or not wanted)
   bool prompt_logprobs_sent = false;
   double first_token_time = 0;
-  bool changed = false;  // has something to report at the end of this step
+  bool changed = false;
+  BeamState beam;  // opts.use_beam_search: the kept hypotheses  // has something to report at the end of this step
 
   bool wants_prompt_logprobs() const { return opts.prompt_logprobs >= 0 && !prompt_logprobs_done; }
   // Sequences this request may run at once, counted against max_num_seqs.

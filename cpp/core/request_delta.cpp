@@ -37,6 +37,24 @@ void best_of_final(Request& r, RequestDelta* d) {
   }
 }
 
+// The n best hypotheses by beam score, whole.
+void beam_final(Request& r, RequestDelta* d) {
+  const size_t n = std::min<size_t>(r.opts.n, r.beam.finished.size());
+  for (size_t j = 0; j < n; ++j) {
+    const BeamHyp& h = r.beam.finished[j];
+    SeqDelta sd;
+    sd.index = static_cast<int32_t>(j);
+    sd.new_token_ids = h.output;
+    sd.new_logprobs = h.logprobs;
+    sd.new_top = h.top;
+    sd.cumulative_logprob = h.cumulative_logprob;
+    sd.finish = h.finish;
+    sd.stop_token = h.stop_token;
+    sd.replace = true;
+    d->seqs.push_back(std::move(sd));
+  }
+}
+
 }  // namespace
 
 bool build_delta(Request& r, RequestDelta* d) {
@@ -48,7 +66,9 @@ bool build_delta(Request& r, RequestDelta* d) {
     r.prompt_logprobs_sent = true;
   }
   d->finished = r.all_finished();
-  if (r.opts.best_of > r.opts.n) {
+  if (r.opts.use_beam_search) {
+    if (d->finished) beam_final(r, d);
+  } else if (r.opts.best_of > r.opts.n) {
     if (d->finished) best_of_final(r, d);
   } else {
     for (SeqState& s : r.seqs) {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taco_llm.chat_utils import apply_chat_template, load_chat_template, parse_conversations
@@ -172,12 +172,19 @@ class LLM:
             temperature=0.0,
             max_tokens=params.max_tokens,
             ignore_eos=params.ignore_eos,
-            length_penalty=params.length_penalty if width > 1 else 1.0,
             include_stop_str_in_output=params.include_stop_str_in_output,
             logprobs=0,
             skip_special_tokens=False,
         )
-        outputs = self._run(parsed, [sp] * len(parsed), use_tqdm)
+
+        def as_beams(options: Any) -> None:
+            # SamplingParams forbids width 1 and temperature with use_beam_search (vLLM 0.6's
+            # rules); the engine itself takes any width and scales the scores by temperature.
+            options.use_beam_search = True
+            options.length_penalty = float(params.length_penalty)
+            options.temperature = float(params.temperature)
+
+        outputs = self._run(parsed, [sp] * len(parsed), use_tqdm, as_beams)
         return [self._to_beams(out) for out in outputs]
 
     def _to_beams(self, out: RequestOutput) -> BeamSearchOutput:
@@ -198,7 +205,11 @@ class LLM:
         return BeamSearchOutput(sequences=beams)
 
     def _run(
-        self, prompts: list[ParsedPrompt], params: list[SamplingParams], use_tqdm: bool
+        self,
+        prompts: list[ParsedPrompt],
+        params: list[SamplingParams],
+        use_tqdm: bool,
+        edit_options: Callable[[Any], None] | None = None,
     ) -> list[RequestOutput]:
         info = self.model_info
         builder = RequestBuilder(
@@ -210,6 +221,9 @@ class LLM:
         )
         ids = [str(next(self._request_counter)) for _ in prompts]
         requests = builder.build(prompts, params, ids)
+        if edit_options is not None:
+            for request in requests:
+                edit_options(request.options)
         async_output = not self.engine_args.disable_async_output_proc
         return run_requests(self._engine, requests, use_tqdm, async_output)
 

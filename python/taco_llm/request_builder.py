@@ -127,11 +127,6 @@ class RequestBuilder:
                 "logits_processors (Python callables) cannot run inside the C++ sampler; they "
                 "are not supported yet."
             )
-        if p.use_beam_search:
-            raise NotImplementedError(
-                f"sampling_params[{i}].use_beam_search: beam search is not built yet "
-                "(LLM.beam_search works for beam_width=1 only)."
-            )
 
     def _bad_words(self, p: SamplingParams) -> list[list[int]]:
         """Each bad word as token ids, alone and after a space (how it appears mid-text)."""

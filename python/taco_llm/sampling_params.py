@@ -313,10 +313,10 @@ class BeamSearchParams:
             raise ValueError(f"beam_width must be an int of at least 1, got {self.beam_width!r}.")
         if not _is_int(self.max_tokens) or self.max_tokens < 1:
             raise ValueError(f"max_tokens must be an int of at least 1, got {self.max_tokens!r}.")
-        if not _is_number(self.temperature) or self.temperature != 0.0:
+        if not _is_number(self.temperature) or self.temperature < 0.0:
             raise ValueError(
-                f"temperature must be 0 for beam search (scores are logprobs), got "
-                f"{self.temperature!r}."
+                f"temperature must be a non-negative number (beams are scored on the "
+                f"logprobs of logits / temperature when it is > 0), got {self.temperature!r}."
             )
         if not _is_number(self.length_penalty):
             raise ValueError(f"length_penalty must be a number, got {self.length_penalty!r}.")

@@ -303,10 +303,10 @@ def test_metrics_and_beam_search(llm):
     assert res.sequences[0].tokens[: len(llm.get_tokenizer().encode("Hi"))] == [
         *llm.get_tokenizer().encode("Hi")
     ]
-    with pytest.raises(NotImplementedError, match="use_beam_search"):
-        llm.beam_search(["Hi"], BeamSearchParams(beam_width=2, max_tokens=3))
-    with pytest.raises(NotImplementedError, match="use_beam_search"):
-        llm.generate("Hi", SamplingParams(use_beam_search=True, best_of=2, temperature=0))
+    with pytest.raises(ValueError, match="temperature"):
+        BeamSearchParams(beam_width=2, max_tokens=3, temperature=-1.0)
+    with pytest.raises(ValueError, match="beam_width"):
+        BeamSearchParams(beam_width=0, max_tokens=3)
     assert llm.generate("Hi", SamplingParams(max_tokens=2), use_tqdm=False)[0].finished
 
 

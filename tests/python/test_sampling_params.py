@@ -158,7 +158,7 @@ def test_to_engine_options():
     [
         ({"beam_width": 0, "max_tokens": 4}, "beam_width"),
         ({"beam_width": 2, "max_tokens": 0}, "max_tokens"),
-        ({"beam_width": 2, "max_tokens": 4, "temperature": 0.5}, "temperature"),
+        ({"beam_width": 2, "max_tokens": 4, "temperature": -0.5}, "temperature"),
     ],
 )
 def test_beam_search_params_validation(kwargs, field):

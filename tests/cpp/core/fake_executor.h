@@ -40,6 +40,8 @@ struct FakeExecutorConfig {
   int32_t block_size = 4;
   int32_t vocab = 100;
   std::function<int32_t(const Sequence&)> next_token;  // empty: default_next_token
+  // For beam search requests: the candidates (token, logprob), descending, for a sequence.
+  std::function<std::vector<TokenLogprob>(const Sequence&)> beam_candidates;
 };
 
 class FakeExecutor : public Executor {
@@ -136,7 +138,11 @@ class FakeExecutor : public Executor {
         r.prompt_logprobs.push_back({{s.token_at(pos), -0.5f}});
       }
     }
-    if (ss.do_sample) {
+    if (ss.do_sample && ss.sampling->use_beam_search && cfg_.beam_candidates) {
+      r.top = cfg_.beam_candidates(s);
+      r.token = r.top.front().token;
+      r.logprob = r.top.front().logprob;
+    } else if (ss.do_sample) {
       r.token = cfg_.next_token ? cfg_.next_token(s) : default_next_token(s, cfg_.vocab);
       r.logprob = -static_cast<float>(mix64(uint64_t(r.token) * 31 + s.index) % 1000) / 100.0f;
       r.rank = 1;

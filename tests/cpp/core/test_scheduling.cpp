@@ -260,9 +260,9 @@ TEST(Scheduling, InfeasibleRequestsAreRejected) {
   expect_reject("neg", {1, -1}, sampling(4), "token id -1 at position 1 is out of range [0, 100)");
   expect_reject("big", {1, 100}, sampling(4), "token id 100 at position 1");
   expect_reject("fat", iota_prompt(8, 0), sampling(8, 4), "KV blocks");
-  SamplingOptions beam = sampling(4, 1, 2);
+  SamplingOptions beam = sampling(8, 1, 3);
   beam.use_beam_search = true;
-  expect_reject("beam", iota_prompt(4, 0), beam, "use_beam_search is not supported yet");
+  expect_reject("beam", iota_prompt(8, 0), beam, "KV blocks for 3 sequence(s)");
   h.engine->add_request("ok", iota_prompt(4, 0), sampling(4));
   expect_reject("ok", iota_prompt(4, 0), sampling(4), "already in use", true);
   auto out = run_all(*h.engine);

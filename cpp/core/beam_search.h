@@ -1,0 +1,66 @@
+// Beam search bookkeeping (vLLM 0.6 use_beam_search, LLM.beam_search) with HF transformers'
+// selection rules, so that results equal HF's beam search:
+// - each step ranks the best K = SamplingOptions::beam_candidates() continuations of all live
+//   beams by cumulative logprob (K > width so that width beams survive when the best ones stop);
+// - candidates ranked within the top `width` that stop (EOS, a stop id, the length limit) become
+//   finished hypotheses scored cum / generated_len ^ length_penalty, the stop token counted;
+//   the `width` best hypotheses are kept;
+// - the best `width` candidates that do not stop become the next beams;
+// - the search ends when no beam can beat the worst kept hypothesis any more (early_stopping
+//   False judges at the current length; "never" with length_penalty > 0 at the maximum length),
+//   when `width` hypotheses are kept and early_stopping is True, or when every candidate stops.
+// Pure logic over numbers; the engine forks and frees the beams' blocks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/executor.h"
+#include "core/sampling_options.h"
+#include "core/sequence.h"
+
+namespace taco {
+
+struct BeamHyp {
+  std::vector<int32_t> output;
+  std::vector<float> logprobs;
+  std::vector<std::vector<TokenLogprob>> top;  // when logprobs >= 0
+  double cumulative_logprob = 0;
+  double score = 0;  // cumulative_logprob / generated_len ^ length_penalty
+  FinishReason finish = FinishReason::kNone;
+  int32_t stop_token = -1;
+};
+
+struct BeamCandidate {
+  int32_t parent = 0;  // position of the extended beam among the live beams given
+  int32_t slot = 0;    // position among that beam's candidates
+  TokenLogprob tok;
+  double cum = 0;  // the parent's cumulative logprob + tok.logprob
+  FinishReason stop = FinishReason::kNone;
+  int32_t stop_token = -1;
+};
+
+struct BeamState {
+  std::vector<BeamHyp> finished;  // best score first, at most width
+  bool can_improve = true;        // some live beam may still beat the worst kept hypothesis
+};
+
+// The best k continuations over all parents, descending by cum (ties: earlier parent, then
+// earlier candidate). candidates[p] lists parent p's tokens, descending by logprob.
+std::vector<BeamCandidate> rank_beam_candidates(
+    const std::vector<double>& parent_cum,
+    const std::vector<const std::vector<TokenLogprob>*>& candidates, int k);
+
+double beam_score(double cumulative_logprob, int32_t generated_len, float length_penalty);
+
+// Keeps hyp when fewer than width are kept or it beats the worst one.
+void offer_beam_hypothesis(BeamState& st, BeamHyp hyp, int32_t width);
+
+// After a step: updates st.can_improve from the best next beam's cum (none when every
+// candidate stopped) and says whether the search is over. generated_len counts this step's
+// token; max_generated_len is the length limit.
+bool beam_search_done(BeamState& st, const SamplingOptions& o, std::optional<double> best_live_cum,
+                      int32_t generated_len, int32_t max_generated_len);
+
+}  // namespace taco
