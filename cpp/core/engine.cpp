@@ -121,6 +121,9 @@ void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& p
            str(vocab_size) + ")");
     }
   }
+  if (so.logits_hook_key >= 0 && !opts.logits_hook) {
+    fail("logits_hook_key is set but the engine has no logits_hook");
+  }
   if (so.n < 1) fail("n must be at least 1, got " + str(so.n));
   if (so.best_of < so.n) fail("best_of " + str(so.best_of) + " is less than n " + str(so.n));
   if (so.best_of > opts.max_num_seqs) {

@@ -3,11 +3,27 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace taco {
 
 enum class PreemptionMode : uint8_t { kRecompute, kSwap };
+
+// One logits row handed to a caller's processors (vLLM's logits_processors): the request's key
+// (SamplingOptions::logits_hook_key), its prompt and output so far, and vocab_size float logits
+// to edit in place before any other processing.
+struct LogitsHookCall {
+  int64_t key = -1;
+  const std::vector<int32_t>* prompt = nullptr;
+  const std::vector<int32_t>* output = nullptr;
+  float* row = nullptr;
+  int32_t vocab_size = 0;
+};
+// Runs on the thread calling Engine::step, one row at a time in batch order. It must not throw
+// (the step is half done): record the failure and report it after step() returns.
+using LogitsHook = std::function<void(const LogitsHookCall&)>;
 
 struct EngineOptions {
   std::string model;     // HF-format directory: config.json + *.safetensors
@@ -33,6 +49,8 @@ struct EngineOptions {
   int32_t max_seq_len_to_capture = 8192;
 
   int32_t num_threads = 0;  // CPU intra-op threads, 0: all cores
+
+  LogitsHook logits_hook;  // empty: requests with a logits_hook_key are rejected
 };
 
 }  // namespace taco

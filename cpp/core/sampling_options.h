@@ -15,8 +15,8 @@ struct SamplingOptions {
   int n = 1;        // sequences returned
   int best_of = 1;  // sequences generated (>= n); the n best by cumulative logprob are returned
 
-  // Logits processing, applied in this order: allowed ids / bias / bad words, penalties,
-  // temperature, then top-k, top-p, min-p filtering.
+  // Logits processing, applied in this order: the caller's hook, allowed ids / bias / bad
+  // words, penalties, temperature, then top-k, top-p, min-p filtering.
   float repetition_penalty = 1.0f;  // HF style: over prompt and output tokens
   float presence_penalty = 0.0f;    // OpenAI style: over output tokens
   float frequency_penalty = 0.0f;
@@ -28,6 +28,7 @@ struct SamplingOptions {
   std::vector<int32_t> allowed_token_ids;                 // empty: all
   std::vector<std::pair<int32_t, float>> logit_bias;      // token id, bias added to the logit
   std::vector<std::vector<int32_t>> bad_words_token_ids;  // banned when the prefix matches
+  int64_t logits_hook_key = -1;  // >= 0: EngineOptions::logits_hook edits this request's rows first
 
   // Stopping (stop strings live in Python: they need the detokenizer).
   int max_tokens = 16;  // already resolved: never above max_model_len - prompt length

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "core/engine_options.h"
 #include "core/executor.h"
 #include "core/scheduler_output.h"
 
@@ -24,6 +25,9 @@ namespace taco {
 class Sampler {
  public:
   Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids, uint64_t seed);
+
+  // Caller's processors for rows whose request has a logits_hook_key (run first, serially).
+  void set_logits_hook(LogitsHook hook) { hook_ = std::move(hook); }
 
   // logits [N, V] float32 contiguous, row i for rows[i] (a ScheduledSeq with do_sample); edited
   // in place. Fills token, logprob, rank and top of results[i].
@@ -40,6 +44,7 @@ class Sampler {
   int32_t vocab_size_;
   std::vector<int32_t> eos_token_ids_;
   std::mt19937_64 rng_;
+  LogitsHook hook_;
 };
 
 }  // namespace taco

@@ -1,8 +1,11 @@
 // taco_llm._C: converts between Python objects and the C++ engine's structs, nothing more.
-// No tensors cross this boundary, so the module does not link libtorch_python.
+// No tensors cross this boundary, so the module does not link libtorch_python (logits rows for
+// Python logits processors cross as numpy views).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 
 #include "core/engine.h"
@@ -38,14 +41,53 @@ py::list to_pair_lists(const std::vector<std::vector<taco::TokenLogprob>>& rows)
   return out;
 }
 
+// Calls a Python function fn(key, output_ids, row) for the engine's logits hook, where row is a
+// float32 numpy view of the logits (no copy) that fn edits in place. The first Python exception
+// is kept, later rows of the step are left alone, and step() raises it once the step is whole.
+struct PyLogitsHook {
+  py::object fn;
+  std::optional<py::error_already_set> error;
+
+  void operator()(const taco::LogitsHookCall& c) {
+    py::gil_scoped_acquire gil;
+    if (error) return;
+    try {
+      py::array_t<float> row({static_cast<py::ssize_t>(c.vocab_size)}, {sizeof(float)}, c.row,
+                             py::capsule(c.row, [](void*) {}));
+      fn(c.key, *c.output, row);
+    } catch (py::error_already_set& e) {
+      error = std::move(e);
+    }
+  }
+};
+
 // The engine plus what Python needs to know about its model.
 struct PyEngine {
+  std::shared_ptr<PyLogitsHook> hook;
   std::unique_ptr<taco::Engine> engine;
   taco::ModelInfo info;
 
-  explicit PyEngine(const taco::EngineOptions& opts) {
+  PyEngine(taco::EngineOptions opts, py::object logits_hook) {
+    if (!logits_hook.is_none()) {
+      hook = std::make_shared<PyLogitsHook>();
+      hook->fn = std::move(logits_hook);
+      opts.logits_hook = [h = hook](const taco::LogitsHookCall& c) { (*h)(c); };
+    }
     py::gil_scoped_release release;
     engine = taco::create_engine(opts, &info);
+  }
+
+  // Destroys the engine (and its copy of the hook) before the hook's Python objects, GIL held.
+  ~PyEngine() {
+    engine.reset();
+    hook.reset();
+  }
+
+  void raise_hook_error() {
+    if (!hook || !hook->error) return;
+    py::error_already_set e = std::move(*hook->error);
+    hook->error.reset();
+    throw e;
   }
 };
 
@@ -100,6 +142,7 @@ void bind_options(py::module_& m) {
       .def_readwrite("allowed_token_ids", &taco::SamplingOptions::allowed_token_ids)
       .def_readwrite("logit_bias", &taco::SamplingOptions::logit_bias)
       .def_readwrite("bad_words_token_ids", &taco::SamplingOptions::bad_words_token_ids)
+      .def_readwrite("logits_hook_key", &taco::SamplingOptions::logits_hook_key)
       .def_readwrite("max_tokens", &taco::SamplingOptions::max_tokens)
       .def_readwrite("min_tokens", &taco::SamplingOptions::min_tokens)
       .def_readwrite("ignore_eos", &taco::SamplingOptions::ignore_eos)
@@ -174,7 +217,8 @@ py::dict model_info_dict(const taco::ModelInfo& i) {
 
 void bind_engine(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
-      .def(py::init<const taco::EngineOptions&>(), py::arg("options"))
+      .def(py::init<taco::EngineOptions, py::object>(), py::arg("options"),
+           py::arg("logits_hook") = py::none())
       .def_property_readonly("model_info",
                              [](const PyEngine& e) { return model_info_dict(e.info); })
       .def(
@@ -199,6 +243,7 @@ void bind_engine(py::module_& m) {
               py::gil_scoped_release release;
               out = e.engine->step();
             }
+            e.raise_hook_error();
             return out;
           })
       .def("has_unfinished", [](const PyEngine& e) { return e.engine->has_unfinished(); })

@@ -10,6 +10,7 @@ from taco_llm.chat_utils import apply_chat_template, load_chat_template, parse_c
 from taco_llm.engine_args import EngineArgs
 from taco_llm.engine_loop import run_requests
 from taco_llm.inputs import ParsedPrompt, parse_prompts
+from taco_llm.logits_processors import LogitsProcessorRegistry
 from taco_llm.outputs import BeamSearchOutput, BeamSearchSequence, RequestOutput
 from taco_llm.request_builder import RequestBuilder, pair_params
 from taco_llm.sampling_params import BeamSearchParams, SamplingParams
@@ -90,7 +91,10 @@ class LLM:
                 args.tokenizer, args.tokenizer_mode, args.trust_remote_code
             )
         self._C = _load_engine_module()
-        self._engine = self._C.Engine(args.to_engine_options(self._C.EngineOptions))
+        self._logits_processors = LogitsProcessorRegistry()
+        self._engine = self._C.Engine(
+            args.to_engine_options(self._C.EngineOptions), self._logits_processors
+        )
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
         self._request_counter = itertools.count()
 
@@ -218,14 +222,18 @@ class LLM:
             int(info["max_model_len"]),
             self.engine_args.max_logprobs,
             self._C.SamplingOptions,
+            self._logits_processors,
         )
         ids = [str(next(self._request_counter)) for _ in prompts]
-        requests = builder.build(prompts, params, ids)
-        if edit_options is not None:
-            for request in requests:
-                edit_options(request.options)
-        async_output = not self.engine_args.disable_async_output_proc
-        return run_requests(self._engine, requests, use_tqdm, async_output)
+        try:
+            requests = builder.build(prompts, params, ids)
+            if edit_options is not None:
+                for request in requests:
+                    edit_options(request.options)
+            async_output = not self.engine_args.disable_async_output_proc
+            return run_requests(self._engine, requests, use_tqdm, async_output)
+        finally:
+            self._logits_processors.clear()
 
     # ---- engine state ----
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taco_llm.inputs import ParsedPrompt
+from taco_llm.logits_processors import LogitsProcessorRegistry
 from taco_llm.output_processor import RequestState
 from taco_llm.sampling_params import SamplingParams, to_engine_options
 
@@ -51,12 +52,14 @@ class RequestBuilder:
         max_model_len: int,
         max_logprobs: int,
         options_cls: type,
+        processors: LogitsProcessorRegistry,
     ) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self.max_model_len = max_model_len
         self.max_logprobs = max_logprobs
         self.options_cls = options_cls
+        self.processors = processors
 
     def build(
         self, prompts: list[ParsedPrompt], params: list[SamplingParams], request_ids: list[str]
@@ -69,6 +72,8 @@ class RequestBuilder:
             if p.max_tokens is not None:
                 max_tokens = min(p.max_tokens, max_tokens)
             options = to_engine_options(p, self.options_cls, max_tokens, self._bad_words(p))
+            if p.logits_processors:
+                options.logits_hook_key = self.processors.register(p.logits_processors, token_ids)
             state = RequestState(rid, prompt.text, token_ids, p, self.tokenizer)
             out.append(EngineRequest(state, options))
         return out
@@ -122,11 +127,12 @@ class RequestBuilder:
                 f"sampling_params[{i}]: stop strings and bad_words need a tokenizer "
                 "(skip_tokenizer_init=True)."
             )
-        if p.logits_processors:
-            raise NotImplementedError(
-                "logits_processors (Python callables) cannot run inside the C++ sampler; they "
-                "are not supported yet."
-            )
+        for j, fn in enumerate(p.logits_processors or []):
+            if not callable(fn):
+                raise TypeError(
+                    f"sampling_params[{i}].logits_processors[{j}] must be callable "
+                    f"(output_ids, logits) or (prompt_ids, output_ids, logits), got {fn!r}."
+                )
 
     def _bad_words(self, p: SamplingParams) -> list[list[int]]:
         """Each bad word as token ids, alone and after a space (how it appears mid-text)."""

@@ -52,6 +52,7 @@ class SamplingOptions:
         self.allowed_token_ids = []
         self.logit_bias = []
         self.bad_words_token_ids = []
+        self.logits_hook_key = -1
         self.max_tokens = 16
         self.min_tokens = 0
         self.ignore_eos = False
@@ -265,8 +266,9 @@ def fake_module(**engine_kwargs) -> SimpleNamespace:
     """A stand-in for the taco_llm._C module; `.last` is the most recent Engine made."""
     mod = SimpleNamespace(EngineOptions=EngineOptions, SamplingOptions=SamplingOptions)
 
-    def make(options: EngineOptions) -> Engine:
+    def make(options: EngineOptions, logits_hook=None) -> Engine:
         mod.last = Engine(options, **engine_kwargs)
+        mod.last.logits_hook = logits_hook
         return mod.last
 
     mod.Engine = make

@@ -262,8 +262,8 @@ def test_not_built_arguments_raise(llm):
     ):
         with pytest.raises(NotImplementedError, match=next(iter(kwargs))):
             llm.generate("a", **kwargs)
-    with pytest.raises(NotImplementedError, match="logits_processors"):
-        llm.generate("a", SamplingParams(logits_processors=[lambda ids, logits: logits]))
+    with pytest.raises(TypeError, match=r"logits_processors\[1\] must be callable"):
+        llm.generate("a", SamplingParams(logits_processors=[lambda ids, logits: logits, 3]))
     with pytest.raises(NotImplementedError, match="lora_request"):
         llm.chat([{"role": "user", "content": "hi"}], lora_request=object())
 
