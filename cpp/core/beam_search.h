@@ -26,6 +26,7 @@ struct BeamHyp {
   std::vector<int32_t> output;
   std::vector<float> logprobs;
   std::vector<std::vector<TokenLogprob>> top;  // when logprobs >= 0
+  std::vector<int32_t> ranks;                  // when logprobs >= 0
   double cumulative_logprob = 0;
   double score = 0;  // cumulative_logprob / generated_len ^ length_penalty
   FinishReason finish = FinishReason::kNone;

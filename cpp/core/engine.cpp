@@ -233,6 +233,7 @@ void Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res) {
     // The executor may return more candidates (beam search); report the top `logprobs`.
     if (static_cast<int32_t>(res.top.size()) > r->opts.logprobs) res.top.resize(r->opts.logprobs);
     s.top.push_back(std::move(res.top));
+    s.ranks.push_back(res.rank);
   }
   ++counters.num_generated_tokens;
   if (r->first_token_time == 0) r->first_token_time = now_seconds();
@@ -282,6 +283,8 @@ BeamHyp Engine::Impl::beam_hypothesis(Request* r, const SeqState& parent, const 
     const std::vector<TokenLogprob>& cands = parent.candidates;
     h.top.emplace_back(cands.begin(),
                        cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
+    h.ranks = parent.ranks;
+    h.ranks.push_back(c.slot + 1);  // candidates are the top of the vocabulary, in order
   }
   h.cumulative_logprob = c.cum;
   h.score = beam_score(c.cum, generated_len, r->opts.length_penalty);
@@ -307,6 +310,8 @@ SeqState Engine::Impl::beam_child(Request* r, const SeqState& parent, const Beam
     const std::vector<TokenLogprob>& cands = parent.candidates;
     child.top.emplace_back(cands.begin(),
                            cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
+    child.ranks = parent.ranks;
+    child.ranks.push_back(c.slot + 1);
   }
   blocks->fork(parent.blocks, parent.seq->num_computed, &child.blocks);
   return child;

@@ -21,6 +21,7 @@ struct SeqDelta {
   std::vector<int32_t> new_token_ids;
   std::vector<float> new_logprobs;                     // logprob of each new token
   std::vector<std::vector<TokenLogprob>> new_top;      // when logprobs >= 0: top-k per new token
+  std::vector<int32_t> new_ranks;  // when logprobs >= 0: each new token's 1-based vocab rank
   double cumulative_logprob = 0;
   FinishReason finish = FinishReason::kNone;
   int32_t stop_token = -1;

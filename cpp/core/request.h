@@ -20,6 +20,7 @@ struct SeqState {
   BlockTable blocks;
   std::vector<float> logprobs;                // per output token
   std::vector<std::vector<TokenLogprob>> top;  // per output token, when logprobs >= 0
+  std::vector<int32_t> ranks;                 // per output token, when logprobs >= 0
   size_t num_sent = 0;                        // output tokens already reported
   bool finish_sent = false;
   // Beam search: this step's candidates, held until every live beam of the request has its own.

@@ -14,6 +14,7 @@ SeqDelta tokens_since(SeqState& s, size_t from) {
   d.new_token_ids.assign(q.output.begin() + from, q.output.end());
   d.new_logprobs.assign(s.logprobs.begin() + from, s.logprobs.end());
   if (!s.top.empty()) d.new_top.assign(s.top.begin() + from, s.top.end());
+  if (!s.ranks.empty()) d.new_ranks.assign(s.ranks.begin() + from, s.ranks.end());
   d.cumulative_logprob = q.cumulative_logprob;
   d.finish = q.finish;
   d.stop_token = q.stop_token;
@@ -47,6 +48,7 @@ void beam_final(Request& r, RequestDelta* d) {
     sd.new_token_ids = h.output;
     sd.new_logprobs = h.logprobs;
     sd.new_top = h.top;
+    sd.new_ranks = h.ranks;
     sd.cumulative_logprob = h.cumulative_logprob;
     sd.finish = h.finish;
     sd.stop_token = h.stop_token;

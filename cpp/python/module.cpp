@@ -159,6 +159,7 @@ void bind_outputs(py::module_& m) {
       .def_readonly("index", &taco::SeqDelta::index)
       .def_readonly("new_token_ids", &taco::SeqDelta::new_token_ids)
       .def_readonly("new_logprobs", &taco::SeqDelta::new_logprobs)
+      .def_readonly("new_ranks", &taco::SeqDelta::new_ranks)
       .def_property_readonly("new_top",
                              [](const taco::SeqDelta& d) { return to_pair_lists(d.new_top); })
       .def_readonly("cumulative_logprob", &taco::SeqDelta::cumulative_logprob)

@@ -165,3 +165,16 @@ def test_del_releases_engine_and_second_llm_works(smol_model_dir):
     assert ref() is None
     second = LLM(model=smol_model_dir, dtype="float32", max_model_len=256)
     assert second.generate("Hi", SamplingParams(max_tokens=2), use_tqdm=False)
+
+
+def test_sampled_token_rank_is_its_vocabulary_rank(smol_llm):
+    sp = SamplingParams(temperature=2.0, max_tokens=24, logprobs=3, seed=5)
+    (out,) = smol_llm.generate(PROMPTS[0], sp, use_tqdm=False)
+    c = out.outputs[0]
+    outside_top = 0
+    for tid, entry in zip(c.token_ids, c.logprobs):
+        others = sorted((lp.logprob for t, lp in entry.items() if t != tid), reverse=True)
+        rank = entry[tid].rank
+        assert rank == 1 + sum(x > entry[tid].logprob for x in others) or rank > 3
+        outside_top += rank > 3
+    assert outside_top > 0  # a hot temperature samples tokens outside the top 3
