@@ -25,6 +25,11 @@ struct LogitsHookCall {
 // (the step is half done): record the failure and report it after step() returns.
 using LogitsHook = std::function<void(const LogitsHookCall&)>;
 
+// What the logprobs of sampled and top tokens are computed from (vLLM's logprobs_mode).
+// Processed: after the logits processors, penalties, temperature and top-k / top-p / min-p
+// (filtered tokens get -inf), as vLLM 0.6 reports; raw: the model's own distribution.
+enum class LogprobsMode : uint8_t { kProcessedLogprobs, kRawLogprobs, kProcessedLogits, kRawLogits };
+
 struct EngineOptions {
   std::string model;     // HF-format directory: config.json + *.safetensors
   std::string dtype = "auto";   // auto | float32 | bfloat16 | float16
@@ -49,6 +54,8 @@ struct EngineOptions {
   int32_t max_seq_len_to_capture = 8192;
 
   int32_t num_threads = 0;  // CPU intra-op threads, 0: all cores
+
+  LogprobsMode logprobs_mode = LogprobsMode::kProcessedLogprobs;
 
   LogitsHook logits_hook;  // empty: requests with a logits_hook_key are rejected
 };

@@ -11,6 +11,9 @@
 
 namespace taco {
 
+// Whether process_logits (or the caller's hook) would change this row at all.
+bool changes_logits(const SamplingOptions& opts, const Sequence& seq);
+
 // Applies every enabled processor to row[0, vocab_size). `eos_token_ids` are the model's EOS ids.
 // Token ids outside the vocabulary (not expected: Python validates them) are ignored.
 void process_logits(float* row, int32_t vocab_size, const SamplingOptions& opts,

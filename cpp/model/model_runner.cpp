@@ -85,6 +85,7 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
       sampler_(static_cast<int32_t>(model_->config().vocab_size), std::move(eos_token_ids),
                opts.seed) {
   sampler_.set_logits_hook(opts.logits_hook);
+  sampler_.set_logprobs_mode(opts.logprobs_mode);
   const ModelConfig& c = model_->config();
   const auto options = at::TensorOptions().dtype(model_->dtype());
   // Uninitialized on purpose: a block is always written before attention reads it, and untouched

@@ -48,14 +48,35 @@ struct ByValue {
   }
 };
 
+// The k ids of highest score among ids (all of [0, V) when ids is null), descending, ties by
+// lower id.
+std::vector<int32_t> top_ids(const float* score, int64_t V, const std::vector<int32_t>* ids,
+                             int k) {
+  std::vector<int32_t> order;
+  if (ids) {
+    order = *ids;
+  } else {
+    order.resize(V);
+    std::iota(order.begin(), order.end(), 0);
+  }
+  const size_t n = std::min<size_t>(std::max(k, 0), order.size());
+  std::partial_sort(order.begin(), order.begin() + n, order.end(), ByValue{score});
+  order.resize(n);
+  return order;
+}
+
 std::vector<TokenLogprob> top_logprobs(const float* row, int64_t V, int k, const LogSoftmax& ls) {
-  k = static_cast<int>(std::min<int64_t>(k, V));
-  std::vector<int32_t> ids(V);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), ByValue{row});
-  std::vector<TokenLogprob> out(k);
-  for (int i = 0; i < k; ++i) out[i] = {ids[i], ls.logprob(row[ids[i]])};
+  std::vector<TokenLogprob> out;
+  for (int32_t t : top_ids(row, V, nullptr, k)) out.push_back({t, ls.logprob(row[t])});
   return out;
+}
+
+float row_logsumexp(const float* row, int64_t V) {
+  const float mx = *std::max_element(row, row + V);
+  if (mx == -INFINITY) return mx;
+  double sum = 0;
+  for (int64_t t = 0; t < V; ++t) sum += std::exp(static_cast<double>(row[t] - mx));
+  return mx + static_cast<float>(std::log(sum));
 }
 
 // Smallest descending prefix of ids whose probability mass reaches top_p of the total; sorts
@@ -74,38 +95,55 @@ size_t top_p_prefix(std::vector<int32_t>& ids, const float* prob, double top_p, 
   }
 }
 
-// prob: softmax(row / temperature). Top-k, top-p, min-p filtering, then inverse-CDF sampling
-// with uniform u over the kept ids in id order, so the result depends only on the row and u.
-int32_t sample_from_probs(const float* prob, int64_t V, const SamplingOptions& o, double u) {
-  const bool filter = (o.top_k > 0 && o.top_k < V) || o.top_p < 1.0f || o.min_p > 0.0f;
+// The ids a row may sample after top-k, top-p and min-p (ascending) and their probability mass.
+struct Kept {
+  bool filtered = false;  // false: every id, ids empty
   std::vector<int32_t> ids;
-  if (filter) {
-    ids.reserve(V);
-    for (int64_t t = 0; t < V; ++t) {
-      if (prob[t] > 0) ids.push_back(static_cast<int32_t>(t));
-    }
-    if (ids.empty()) return argmax(prob, V);
-    if (o.top_k > 0 && static_cast<size_t>(o.top_k) < ids.size()) {
-      std::nth_element(ids.begin(), ids.begin() + o.top_k, ids.end(), ByValue{prob});
-      ids.resize(o.top_k);
-    }
-    if (o.top_p < 1.0f) {
-      double total = 0;
-      for (int32_t t : ids) total += prob[t];
-      ids.resize(top_p_prefix(ids, prob, o.top_p, total));
-    }
-    if (o.min_p > 0.0f) {
-      const float cut = o.min_p * *std::max_element(prob, prob + V);
-      ids.erase(std::remove_if(ids.begin(), ids.end(), [&](int32_t t) { return prob[t] < cut; }),
-                ids.end());
-    }
-    std::sort(ids.begin(), ids.end());
-  }
-  const size_t n = filter ? ids.size() : static_cast<size_t>(V);
-  auto id_at = [&](size_t i) { return filter ? ids[i] : static_cast<int32_t>(i); };
   double total = 0;
-  for (size_t i = 0; i < n; ++i) total += prob[id_at(i)];
-  const double target = u * total;
+  bool has(int32_t t) const {
+    return !filtered || std::binary_search(ids.begin(), ids.end(), t);
+  }
+};
+
+// prob: softmax(row / temperature).
+Kept keep_ids(const float* prob, int64_t V, const SamplingOptions& o) {
+  Kept k;
+  k.filtered = (o.top_k > 0 && o.top_k < V) || o.top_p < 1.0f || o.min_p > 0.0f;
+  if (!k.filtered) {
+    for (int64_t t = 0; t < V; ++t) k.total += prob[t];
+    return k;
+  }
+  std::vector<int32_t>& ids = k.ids;
+  ids.reserve(V);
+  for (int64_t t = 0; t < V; ++t) {
+    if (prob[t] > 0) ids.push_back(static_cast<int32_t>(t));
+  }
+  if (o.top_k > 0 && static_cast<size_t>(o.top_k) < ids.size()) {
+    std::nth_element(ids.begin(), ids.begin() + o.top_k, ids.end(), ByValue{prob});
+    ids.resize(o.top_k);
+  }
+  if (o.top_p < 1.0f && !ids.empty()) {
+    double total = 0;
+    for (int32_t t : ids) total += prob[t];
+    ids.resize(top_p_prefix(ids, prob, o.top_p, total));
+  }
+  if (o.min_p > 0.0f) {
+    const float cut = o.min_p * *std::max_element(prob, prob + V);
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](int32_t t) { return prob[t] < cut; }),
+              ids.end());
+  }
+  if (ids.empty()) ids.push_back(argmax(prob, V));
+  std::sort(ids.begin(), ids.end());
+  for (int32_t t : ids) k.total += prob[t];
+  return k;
+}
+
+// Inverse-CDF sampling with uniform u over the kept ids in id order, so the result depends only
+// on the row and u.
+int32_t draw(const float* prob, int64_t V, const Kept& k, double u) {
+  const size_t n = k.filtered ? k.ids.size() : static_cast<size_t>(V);
+  auto id_at = [&](size_t i) { return k.filtered ? k.ids[i] : static_cast<int32_t>(i); };
+  const double target = u * k.total;
   double cum = 0;
   int32_t last = -1;
   for (size_t i = 0; i < n; ++i) {
@@ -116,6 +154,53 @@ int32_t sample_from_probs(const float* prob, int64_t V, const SamplingOptions& o
     if (cum > target) return t;
   }
   return last >= 0 ? last : argmax(prob, V);
+}
+
+bool reports_logits(LogprobsMode m) {
+  return m == LogprobsMode::kProcessedLogits || m == LogprobsMode::kRawLogits;
+}
+bool reports_processed(LogprobsMode m) {
+  return m == LogprobsMode::kProcessedLogprobs || m == LogprobsMode::kProcessedLogits;
+}
+
+// Token, value, rank and top list of a row reported from one plain score row `src` (processed
+// logits of greedy rows, or raw logits): value = src[t] - lse, or src[t] for the logits modes.
+void report_plain(const float* src, int64_t V, float lse, bool as_logits, int k, int32_t token,
+                  bool want_rank, SeqStepResult& r) {
+  auto value = [&](int32_t t) { return as_logits ? src[t] : src[t] - lse; };
+  r.logprob = value(token);
+  if (want_rank) {
+    int32_t above = 0;
+    for (int64_t t = 0; t < V; ++t) above += src[t] > src[token];
+    r.rank = 1 + above;
+  }
+  for (int32_t t : top_ids(src, V, nullptr, k)) r.top.push_back({t, value(t)});
+}
+
+// The same for a sampled row in a processed mode: the distribution the token was drawn from,
+// softmax(row / T) renormalized over the kept ids; filtered ids are -inf and never listed.
+void report_processed(const float* row, const float* prob, int64_t V, const Kept& kept,
+                      float temperature, bool as_logits, int k, int32_t token, bool want_rank,
+                      SeqStepResult& r) {
+  const double log_total = std::log(kept.total);
+  auto value = [&](int32_t t) -> float {
+    if (!kept.has(t)) return -INFINITY;
+    if (as_logits) return row[t] / temperature;
+    return static_cast<float>(std::log(static_cast<double>(prob[t])) - log_total);
+  };
+  r.logprob = value(token);
+  if (want_rank) {
+    int32_t above = 0;
+    if (kept.filtered) {
+      for (int32_t t : kept.ids) above += prob[t] > prob[token];
+    } else {
+      for (int64_t t = 0; t < V; ++t) above += prob[t] > prob[token];
+    }
+    r.rank = 1 + above;
+  }
+  for (int32_t t : top_ids(prob, V, kept.filtered ? &kept.ids : nullptr, k)) {
+    r.top.push_back({t, value(t)});
+  }
 }
 
 }  // namespace
@@ -132,6 +217,16 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   const int64_t stride = logits.size(1);
   TORCH_CHECK(static_cast<size_t>(N) == rows.size() && rows.size() == results.size());
   float* base = logits.data_ptr<float>();
+  // Raw modes report the model's own logits: keep a copy of the rows processing will change.
+  std::vector<std::vector<float>> raw(N);
+  if (!reports_processed(mode_)) {
+    for (int64_t i = 0; i < N; ++i) {
+      const SamplingOptions& o = *rows[i]->sampling;
+      if (!o.use_beam_search && changes_logits(o, *rows[i]->seq)) {
+        raw[i].assign(base + i * stride, base + i * stride + V);
+      }
+    }
+  }
   for (int64_t i = 0; i < N && hook_; ++i) {
     const SamplingOptions& o = *rows[i]->sampling;
     if (o.logits_hook_key < 0) continue;
@@ -173,22 +268,37 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
     probs = at::softmax(valid / t, 1).contiguous();
   }
   const float* lse_p = lse.data_ptr<float>();
+  const bool as_logits = reports_logits(mode_);
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* row = base + i * stride;
       const SamplingOptions& o = *rows[i]->sampling;
-      const LogSoftmax ls{lse_p[i]};
       SeqStepResult& r = *results[i];
-      r.token = o.greedy() ? argmax(row, V)
-                           : sample_from_probs(probs.data_ptr<float>() + i * V, V, o, u[i]);
-      const float x = row[r.token];
-      r.logprob = ls.logprob(x);
-      int32_t above = 0;
-      for (int64_t t = 0; t < V; ++t) above += row[t] > x;
-      r.rank = 1 + above;
-      const int k =
-          std::max(o.logprobs, o.use_beam_search ? o.beam_candidates(eos_token_ids_.size()) : 0);
-      if (k > 0) r.top = top_logprobs(row, V, k, ls);
+      const bool want_rank = o.logprobs >= 0;
+      if (o.use_beam_search) {  // beams are scored on processed (and scaled) logprobs
+        r.token = argmax(row, V);
+        const int k = std::max(o.logprobs, o.beam_candidates(eos_token_ids_.size()));
+        report_plain(row, V, lse_p[i], false, k, r.token, false, r);
+        continue;
+      }
+      const int k = std::max(o.logprobs, 0);
+      if (o.greedy()) {
+        r.token = argmax(row, V);
+      } else {
+        const float* prob = probs.data_ptr<float>() + i * V;
+        const Kept kept = keep_ids(prob, V, o);
+        r.token = draw(prob, V, kept, u[i]);
+        if (reports_processed(mode_)) {
+          report_processed(row, prob, V, kept, o.temperature, as_logits, k, r.token, want_rank, r);
+          continue;
+        }
+      }
+      if (!raw[i].empty()) {
+        const float* src = raw[i].data();
+        report_plain(src, V, row_logsumexp(src, V), as_logits, k, r.token, want_rank, r);
+      } else {
+        report_plain(row, V, lse_p[i], as_logits, k, r.token, want_rank, r);
+      }
     }
   });
 }

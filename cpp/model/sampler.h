@@ -1,8 +1,11 @@
 // Batched sampling over float32 logits rows, one row per sequence that samples this step.
 //
-// Logprobs semantics: log_softmax of the logits after the logits processors (allowed ids, bias,
-// bad words, min_tokens, penalties) and before temperature / top-k / top-p / min-p. For greedy
-// requests this equals the model's own log-probabilities, which is what HF and vLLM report.
+// Logprobs semantics (EngineOptions::logprobs_mode): by default, as vLLM 0.6, of the
+// distribution the token was drawn from: after the logits processors (allowed ids, bias, bad
+// words, min_tokens, penalties), temperature and top-k / top-p / min-p, filtered tokens -inf and
+// not listed. Greedy rows skip temperature and filtering, so their logprobs are the processed
+// logits' log-softmax. Raw modes report the model's logits before any processing. Beam search
+// rows always report what the beams are scored on. Ranks are computed only when logprobs >= 0.
 //
 // Randomness: a request with a seed draws its uniform number from a counter-based hash of
 // (seed, sequence index, output length), so it samples the same tokens wherever it sits in a
@@ -28,6 +31,7 @@ class Sampler {
 
   // Caller's processors for rows whose request has a logits_hook_key (run first, serially).
   void set_logits_hook(LogitsHook hook) { hook_ = std::move(hook); }
+  void set_logprobs_mode(LogprobsMode mode) { mode_ = mode; }
 
   // logits [N, V] float32 contiguous, row i for rows[i] (a ScheduledSeq with do_sample); edited
   // in place. Fills token, logprob, rank and top of results[i].
@@ -45,6 +49,7 @@ class Sampler {
   std::vector<int32_t> eos_token_ids_;
   std::mt19937_64 rng_;
   LogitsHook hook_;
+  LogprobsMode mode_ = LogprobsMode::kProcessedLogprobs;
 };
 
 }  // namespace taco

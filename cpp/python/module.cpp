@@ -15,6 +15,13 @@ namespace py = pybind11;
 
 namespace {
 
+const std::pair<const char*, taco::LogprobsMode> kLogprobsModes[] = {
+    {"processed_logprobs", taco::LogprobsMode::kProcessedLogprobs},
+    {"raw_logprobs", taco::LogprobsMode::kRawLogprobs},
+    {"processed_logits", taco::LogprobsMode::kProcessedLogits},
+    {"raw_logits", taco::LogprobsMode::kRawLogits},
+};
+
 const char* finish_reason_name(taco::FinishReason r) {
   switch (r) {
     case taco::FinishReason::kLength:
@@ -119,6 +126,25 @@ void bind_options(py::module_& m) {
               throw std::invalid_argument("preemption_mode must be 'recompute' or 'swap', got '" +
                                           v + "'");
             }
+          })
+      .def_property(
+          "logprobs_mode",
+          [](const taco::EngineOptions& o) {
+            for (const auto& [name, mode] : kLogprobsModes) {
+              if (mode == o.logprobs_mode) return name;
+            }
+            return "processed_logprobs";
+          },
+          [](taco::EngineOptions& o, const std::string& v) {
+            for (const auto& [name, mode] : kLogprobsModes) {
+              if (v == name) {
+                o.logprobs_mode = mode;
+                return;
+              }
+            }
+            throw std::invalid_argument(
+                "logprobs_mode must be 'processed_logprobs', 'raw_logprobs', 'processed_logits' "
+                "or 'raw_logits', got '" + v + "'");
           })
       .def_readwrite("num_gpu_blocks_override", &taco::EngineOptions::num_gpu_blocks_override)
       .def_readwrite("cpu_kvcache_space_gib", &taco::EngineOptions::cpu_kvcache_space_gib)

@@ -35,6 +35,8 @@ _VLLM_LOAD_FORMATS = (
 )
 
 # Arguments whose features are not built: any value other than this default is refused.
+_LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "raw_logits")
+
 _NOT_BUILT: dict[str, Any] = {
     "tensor_parallel_size": 1,
     "pipeline_parallel_size": 1,
@@ -137,6 +139,10 @@ class EngineArgs:
     # threads (0 = all cores).
     cpu_kvcache_space_gib: float = 0.0
     num_threads: int = 0
+    # From later vLLM: what logprobs are computed from. The default is vLLM 0.6's behaviour (the
+    # distribution sampled from: after penalties, temperature, top-k/top-p/min-p); "raw_*" are
+    # the model's own logits before any processing (later vLLM's default).
+    logprobs_mode: str = "processed_logprobs"
 
     def __post_init__(self) -> None:
         self._check_not_built()
@@ -234,6 +240,11 @@ class EngineArgs:
                 "preemption_mode must be None, 'recompute' or 'swap', "
                 f"got {self.preemption_mode!r}."
             )
+        if self.logprobs_mode not in _LOGPROBS_MODES:
+            raise ValueError(
+                f"logprobs_mode must be one of {', '.join(map(repr, _LOGPROBS_MODES))}, "
+                f"got {self.logprobs_mode!r}."
+            )
         if not isinstance(self.num_threads, int) or self.num_threads < 0:
             raise ValueError(
                 f"num_threads must be an int >= 0 (0: all cores), got {self.num_threads!r}."
@@ -260,4 +271,5 @@ class EngineArgs:
         o.enforce_eager = bool(self.enforce_eager)
         o.max_seq_len_to_capture = self.max_seq_len_to_capture
         o.num_threads = self.num_threads
+        o.logprobs_mode = self.logprobs_mode
         return o

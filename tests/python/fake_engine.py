@@ -35,6 +35,7 @@ class EngineOptions:
         self.enforce_eager = False
         self.max_seq_len_to_capture = 8192
         self.num_threads = 0
+        self.logprobs_mode = "processed_logprobs"
 
 
 class SamplingOptions:
