@@ -70,7 +70,7 @@ bool build_delta(Request& r, RequestDelta* d) {
   d->finished = r.all_finished();
   if (r.opts.use_beam_search) {
     if (d->finished) beam_final(r, d);
-  } else if (r.opts.best_of > r.opts.n) {
+  } else if (r.opts.best_of > r.opts.n && !r.opts.stream_best_of) {
     if (d->finished) best_of_final(r, d);
   } else {
     for (SeqState& s : r.seqs) {

@@ -14,6 +14,9 @@ namespace taco {
 struct SamplingOptions {
   int n = 1;        // sequences returned
   int best_of = 1;  // sequences generated (>= n); the n best by cumulative logprob are returned
+  // best_of > n: stream all best_of sequences and let the caller pick the n best (Python does,
+  // so that stop strings end every sequence as it runs) instead of sending the n best at the end.
+  bool stream_best_of = false;
 
   // Logits processing, applied in this order: the caller's hook, allowed ids / bias / bad
   // words, penalties, temperature, then top-k, top-p, min-p filtering.

@@ -169,6 +169,7 @@ void bind_options(py::module_& m) {
       .def_readwrite("logit_bias", &taco::SamplingOptions::logit_bias)
       .def_readwrite("bad_words_token_ids", &taco::SamplingOptions::bad_words_token_ids)
       .def_readwrite("logits_hook_key", &taco::SamplingOptions::logits_hook_key)
+      .def_readwrite("stream_best_of", &taco::SamplingOptions::stream_best_of)
       .def_readwrite("max_tokens", &taco::SamplingOptions::max_tokens)
       .def_readwrite("min_tokens", &taco::SamplingOptions::min_tokens)
       .def_readwrite("ignore_eos", &taco::SamplingOptions::ignore_eos)

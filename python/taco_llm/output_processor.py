@@ -56,7 +56,6 @@ class SequenceState:
         if self.finish_reason is not None:
             return False  # tokens computed before the engine learnt of a stop string: dropped
         stopped_here = self._append_tokens(delta)
-        self.cumulative_logprob = float(delta.cumulative_logprob)
         if self.finish_reason is None and delta.finish_reason is not None:
             self._finish_from_engine(delta)
         return stopped_here and delta.finish_reason is None
@@ -79,6 +78,8 @@ class SequenceState:
         req = self.req
         params = req.params
         self.token_ids.append(tok.token_id)
+        # Summed here, over the tokens kept: a stop string drops the ones computed after it.
+        self.cumulative_logprob += tok.logprob if tok.logprob is not None else 0.0
         new_text = ""
         alternatives: dict[int, str | None] = {}
         if req.tokenizer is not None and params.detokenize:
@@ -230,8 +231,13 @@ class RequestState:
         return out
 
     def to_output(self) -> RequestOutput:
-        n = self.params.n
-        seqs = [self.seqs[i].to_output() for i in sorted(self.seqs) if i < n]
+        p = self.params
+        if p.best_of is not None and p.best_of > p.n and not p.use_beam_search:
+            # vLLM 0.6: the n best by cumulative logprob, keeping their positions as indices.
+            ranked = sorted(self.seqs.values(), key=lambda s: -s.cumulative_logprob)
+            seqs = [s.to_output() for s in ranked[: p.n]]
+        else:
+            seqs = [self.seqs[i].to_output() for i in sorted(self.seqs) if i < p.n]
         now = time.time()
         metrics = RequestMetrics(
             arrival_time=self.arrival_time,

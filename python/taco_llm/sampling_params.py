@@ -336,6 +336,8 @@ def to_engine_options(
     o = options_cls()
     o.n = params.n
     o.best_of = params.best_of
+    # Python picks the n best itself, after stop strings have ended each sequence.
+    o.stream_best_of = params.best_of > params.n and not params.use_beam_search
     o.repetition_penalty = float(params.repetition_penalty)
     o.presence_penalty = float(params.presence_penalty)
     o.frequency_penalty = float(params.frequency_penalty)

@@ -42,6 +42,7 @@ class SamplingOptions:
     def __init__(self) -> None:
         self.n = 1
         self.best_of = 1
+        self.stream_best_of = False
         self.repetition_penalty = 1.0
         self.presence_penalty = 0.0
         self.frequency_penalty = 0.0
@@ -218,7 +219,7 @@ class Engine:
                 delta.seqs[-1].stop_token = s.stop_token
                 s.reported = True
         delta.finished = all(s.reported for s in req.seqs)
-        if delta.finished and req.opts.best_of > req.opts.n:
+        if delta.finished and req.opts.best_of > req.opts.n and not req.opts.stream_best_of:
             delta.seqs = self._best(req)
         return delta
 

@@ -126,6 +126,24 @@ def test_best_of_returns_n_best(llm):
     assert out.outputs[0].text == llm.get_tokenizer().decode(out.outputs[0].token_ids)
 
 
+def test_best_of_ranks_after_stop_strings_end_sequences(llm):
+    tok = llm.get_tokenizer()
+    stop = tok.encode(" STOP", add_special_tokens=False)
+    word = tok.encode(" go", add_special_tokens=False)
+    llm._engine.script = lambda p, i: stop + word * 8 if i == 2 else word * 8
+    params = SamplingParams(n=2, best_of=4, max_tokens=6, stop=["STOP"], logprobs=0)
+    (out,) = llm.generate("Hi", params, use_tqdm=False)
+    # Sequence 2 stopped early, so its cumulative logprob (-0.7 per token) is the best; vLLM 0.6
+    # keeps each returned sequence's position among the best_of as its index.
+    assert [c.index for c in out.outputs] == [2, 0]
+    best = out.outputs[0]
+    assert best.finish_reason == "stop" and best.stop_reason == "STOP"
+    assert best.cumulative_logprob == pytest.approx(
+        sum(e[t].logprob for t, e in zip(best.token_ids, best.logprobs))
+    )
+    assert best.cumulative_logprob > out.outputs[1].cumulative_logprob
+
+
 def test_max_tokens_none_runs_to_max_model_len(llm):
     llm._engine.script = lambda p, i: [300] * 10000
     llm.model_info["max_model_len"] = 40

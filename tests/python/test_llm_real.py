@@ -178,3 +178,17 @@ def test_sampled_token_rank_is_its_vocabulary_rank(smol_llm):
         assert rank == 1 + sum(x > entry[tid].logprob for x in others) or rank > 3
         outside_top += rank > 3
     assert outside_top > 0  # a hot temperature samples tokens outside the top 3
+
+
+def test_best_of_returns_the_n_best_by_cumulative_logprob(smol_llm):
+    sp = SamplingParams(n=2, best_of=5, temperature=1.0, max_tokens=10, seed=3, logprobs=0)
+    (out,) = smol_llm.generate(PROMPTS[2], sp, use_tqdm=False)
+    assert len(out.outputs) == 2
+    every = smol_llm.generate(
+        PROMPTS[2],
+        SamplingParams(n=5, temperature=1.0, max_tokens=10, seed=3, logprobs=0),
+        use_tqdm=False,
+    )[0].outputs
+    ranked = sorted(every, key=lambda c: -c.cumulative_logprob)[:2]
+    # Seeded sequences draw by (seed, index, position): the same five streams either way.
+    assert [(c.index, c.token_ids) for c in out.outputs] == [(c.index, c.token_ids) for c in ranked]
