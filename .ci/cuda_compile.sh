@@ -5,6 +5,8 @@
 # Runs nothing on a device: `make gpu-check` does that on a GPU machine.
 #   TACO_CUDA_VENV  the venv to use or create (default .venv-cuda)
 #   TACO_CUDA_JOBS  parallel compile jobs (default 2)
+#   TACO_CUDA_TARGETS  targets to build (default: the four above; `all` for everything)
+#   TACO_CUDA_CMAKE_ARGS  extra configure arguments (e.g. -DTACO_BUILD_PYTHON=OFF)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,7 @@ fi
 VENV=${TACO_CUDA_VENV:-.venv-cuda}
 BUILD=build/cuda
 start=$(date +%s)
+mkdir -p "$BUILD"
 
 if [ ! -f "$VENV/.deps" ]; then
   test -x "$VENV/bin/python" || "${PY:-python3}" -m venv "$VENV"
@@ -29,8 +32,8 @@ export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 export TORCH_CUDA_ARCH_LIST="8.0;9.0a"
 
 # The toolkit root: nvcc on PATH may be a wrapper script outside it, so ask nvcc itself.
-cuda_root=${CUDA_HOME:-$(cd /tmp && touch taco_probe.cu &&
-  nvcc --dryrun -c taco_probe.cu 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)}
+cuda_root=${CUDA_HOME:-$(cd "$BUILD" && touch probe.cu &&
+  nvcc --dryrun -c probe.cu 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)}
 # libnvrtc comes with the CUDA torch wheel's nvidia-cuda-nvrtc dependency, not always the toolkit.
 nvrtc=$("$VPY" - <<'PY'
 import glob, os, nvidia
@@ -40,7 +43,7 @@ for root in nvidia.__path__:
     if hits:
         print(hits[0]); break
 PY
-)
+) || nvrtc=""
 launcher=()
 for cc in "$PWD/.venv/bin/ccache" "$(command -v ccache || true)"; do
   if [ -x "$cc" ]; then
@@ -53,9 +56,10 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DTACO_PYTHON="$VPY" -DPython_EXECUTABLE="$VPY" \
   -DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" \
   -DCMAKE_CUDA_ARCHITECTURES="90a;80" ${nvrtc:+-DCUDA_nvrtc_LIBRARY="$nvrtc"} "${launcher[@]}" \
+  ${TACO_CUDA_CMAKE_ARGS:-} \
   >"$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 if grep 'taco: CUDA backend off' "$BUILD.configure.log"; then exit 1; fi
-cmake --build "$BUILD" -j "${TACO_CUDA_JOBS:-2}" --target taco_cuda test_cuda_kernels \
-  bench_cuda_kernels taco
-echo "cuda_compile: taco_cuda, test_cuda_kernels, bench_cuda_kernels and libtaco built for" \
-  "sm_90a and sm_80 in $(( $(date +%s) - start )) s"
+targets=${TACO_CUDA_TARGETS:-taco_cuda test_cuda_kernels bench_cuda_kernels taco}
+# shellcheck disable=SC2086  # the target list splits on spaces
+cmake --build "$BUILD" -j "${TACO_CUDA_JOBS:-2}" --target $targets
+echo "cuda_compile: built $targets for sm_90a and sm_80 in $(( $(date +%s) - start )) s"

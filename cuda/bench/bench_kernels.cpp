@@ -64,9 +64,8 @@ void report(const char* name, const std::string& shape, double ms, double bytes)
   // The copy reads and writes bytes / 2 each, so its GB/s counts the same traffic.
   const size_t half = static_cast<size_t>(bytes / 2);
   DeviceBuffer<uint8_t> a(half), b(half);
-  const double copy_ms = time_ms([&] {
-    return cudaMemcpyAsync(b.get(), a.get(), half, cudaMemcpyDeviceToDevice);
-  });
+  const double copy_ms =
+      time_ms([&] { return cudaMemcpyAsync(b.get(), a.get(), half, cudaMemcpyDeviceToDevice); });
   const double gbs = bytes / ms / 1e6, copy_gbs = bytes / copy_ms / 1e6;
   std::printf("bench %-22s %-34s time_us=%.1f GB/s=%.0f copy_GB/s=%.0f pct_of_copy=%.0f%%\n", name,
               shape.c_str(), ms * 1e3, gbs, copy_gbs, 100.0 * gbs / copy_gbs);
@@ -75,7 +74,8 @@ void report(const char* name, const std::string& shape, double ms, double bytes)
 void bench_decode_attention() {
   const int64_t batch = 64, ctx = 2048, heads = 32, kv_heads = 8, d = 128, bs = 16;
   const int64_t blocks_per_seq = ctx / bs, num_blocks = batch * blocks_per_seq;
-  DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d), q(batch * heads * d), out(batch * heads * d);
+  DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d), q(batch * heads * d),
+      out(batch * heads * d);
   fill_random(kv.get(), kv.size(), 1);
   fill_random(q.get(), q.size(), 2);
   std::vector<int32_t> table(num_blocks), q_start(batch + 1), lens(batch, ctx);
@@ -116,10 +116,11 @@ void bench_norms() {
   fill_random(x.get(), x.size(), 4);
   fill_random(res.get(), res.size(), 5);
   fill_random(w.get(), w.size(), 6);
-  RmsNormParams p{out.get(), x.get(), nullptr, w.get(), tokens, hidden, hidden, hidden, 1e-6f,
-                  DType::kBFloat16};
+  RmsNormParams p{out.get(), x.get(), nullptr, w.get(), tokens,
+                  hidden,    hidden,  hidden,  1e-6f,   DType::kBFloat16};
   const double row_bytes = static_cast<double>(tokens * hidden * sizeof(bf16));
-  report("rms_norm", "t4096 h4096 bf16", time_ms([&] { return rms_norm(p, nullptr); }), 2 * row_bytes);
+  report("rms_norm", "t4096 h4096 bf16", time_ms([&] { return rms_norm(p, nullptr); }),
+         2 * row_bytes);
   p.residual = res.get();
   p.out = x.get();  // in place, as the model calls it
   report("fused_add_rms_norm", "t4096 h4096 bf16",
@@ -137,11 +138,11 @@ void bench_rotary_and_cache() {
   std::vector<int64_t> pos(tokens);
   std::iota(pos.begin(), pos.end(), 0);
   DeviceBuffer<int64_t> dpos(pos);
-  RotaryParams r{dpos.get(), q.get(), k.get(), cos_sin.get(), tokens, heads, kv_heads, d, d,
-                 heads * d, kv_heads * d, max_pos, true, DType::kBFloat16};
+  RotaryParams r{dpos.get(), q.get(), k.get(),   cos_sin.get(), tokens,  heads, kv_heads,
+                 d,          d,       heads * d, kv_heads * d,  max_pos, true,  DType::kBFloat16};
   const double qk_bytes = static_cast<double>((q.size() + k.size()) * sizeof(bf16));
-  report("rotary_neox", "t4096 h32/8 d128 bf16", time_ms([&] { return rotary_embedding(r, nullptr); }),
-         2 * qk_bytes);
+  report("rotary_neox", "t4096 h32/8 d128 bf16",
+         time_ms([&] { return rotary_embedding(r, nullptr); }), 2 * qk_bytes);
 
   const int64_t num_blocks = tokens / bs + 8;
   DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d);
@@ -149,11 +150,11 @@ void bench_rotary_and_cache() {
   std::iota(slots.begin(), slots.end(), 0);
   std::shuffle(slots.begin(), slots.end(), std::mt19937(11));
   DeviceBuffer<int64_t> dslots(slots);
-  WriteKvParams w{k.get(), v.get(), kv.get(), dslots.get(), tokens, kv_heads, d, bs, num_blocks,
-                  kv_heads * d, kv_heads * d, DType::kBFloat16};
+  WriteKvParams w{k.get(), v.get(), kv.get(),   dslots.get(), tokens,       kv_heads,
+                  d,       bs,      num_blocks, kv_heads * d, kv_heads * d, DType::kBFloat16};
   const double kv_bytes = static_cast<double>((k.size() + v.size()) * sizeof(bf16));
-  report("write_kv_cache", "t4096 kv8 d128 bf16", time_ms([&] { return write_kv_cache(w, nullptr); }),
-         2 * kv_bytes);
+  report("write_kv_cache", "t4096 kv8 d128 bf16",
+         time_ms([&] { return write_kv_cache(w, nullptr); }), 2 * kv_bytes);
 }
 
 void bench_activation() {

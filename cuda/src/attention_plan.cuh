@@ -14,12 +14,12 @@
 namespace taco::cuda {
 
 constexpr int kAttnWarps = 4;
-constexpr int kAttnRows = 16;                      // query rows (token, head) per CTA
+constexpr int kAttnRows = 16;  // query rows (token, head) per CTA
 constexpr int kAttnRowsPerWarp = kAttnRows / kAttnWarps;
-constexpr int kAttnChunk = 32;                     // keys staged in shared memory at a time
-constexpr int kMinPartitionKeys = 512;             // fewest keys worth a split of their own
+constexpr int kAttnChunk = 32;          // keys staged in shared memory at a time
+constexpr int kMinPartitionKeys = 512;  // fewest keys worth a split of their own
 constexpr int kMaxSplits = 32;
-constexpr int kTargetCtasPerSm = 8;                // split until the grid holds this many per SM
+constexpr int kTargetCtasPerSm = 8;  // split until the grid holds this many per SM
 
 struct AttentionPlan {
   int heads_per_cta = 1;   // GQA heads of one kv head that share a CTA (<= kAttnRows)
@@ -36,11 +36,13 @@ inline AttentionPlan make_attention_plan(const PagedAttentionParams& p, int num_
   plan.heads_per_cta = static_cast<int>(std::min<int64_t>(group, kAttnRows));
   plan.tile_tokens = kAttnRows / plan.heads_per_cta;
   plan.head_chunks = static_cast<int>(ceil_div(group, plan.heads_per_cta));
-  plan.q_tiles = static_cast<int>(ceil_div(std::max<int64_t>(p.max_query_len, 1), plan.tile_tokens));
+  plan.q_tiles =
+      static_cast<int>(ceil_div(std::max<int64_t>(p.max_query_len, 1), plan.tile_tokens));
   const int64_t ctas = p.num_seqs * plan.q_tiles * p.num_kv_heads * plan.head_chunks;
   const int64_t max_splits =
       std::min<int64_t>(kMaxSplits, std::max<int64_t>(1, p.max_seq_len / kMinPartitionKeys));
-  const int64_t wanted = ceil_div(static_cast<int64_t>(kTargetCtasPerSm) * num_sms, std::max<int64_t>(ctas, 1));
+  const int64_t wanted =
+      ceil_div(static_cast<int64_t>(kTargetCtasPerSm) * num_sms, std::max<int64_t>(ctas, 1));
   plan.num_splits = static_cast<int>(std::clamp<int64_t>(wanted, 1, max_splits));
   const int64_t keys = ceil_div(std::max<int64_t>(p.max_seq_len, 1), plan.num_splits);
   plan.partition_keys = static_cast<int>(ceil_div(keys, kAttnChunk) * kAttnChunk);

@@ -37,8 +37,8 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
     for (int e = 0; e < N; ++e) ss += to_float(v.v[e]) * to_float(v.v[e]);
   }
   const float inv = rsqrtf(block_sum(ss) / static_cast<float>(p.hidden) + p.eps);
-  normalize_row<T, N>(static_cast<T*>(p.out) + t * p.out_stride, x,
-                      static_cast<const T*>(p.weight), packs, inv);
+  normalize_row<T, N>(static_cast<T*>(p.out) + t * p.out_stride, x, static_cast<const T*>(p.weight),
+                      packs, inv);
 }
 
 // out may alias x: every thread reads its x packs in the first pass, and the block reduction's

@@ -9,8 +9,9 @@
 namespace taco::cuda {
 namespace {
 
-// Shared memory of one CTA: queries [kAttnRows, D] float (pre-scaled), K chunk [kAttnChunk, D + pad]
-// (the 16-byte pad spreads lane-per-key row reads over all banks), V chunk [kAttnChunk, D].
+// Shared memory of one CTA: queries [kAttnRows, D] float (pre-scaled), K chunk
+// [kAttnChunk, D + pad] (the 16-byte pad spreads lane-per-key row reads over all banks), V chunk
+// [kAttnChunk, D].
 template <typename T, int D>
 struct Smem {
   static constexpr int kKStride = D + kVec<T>;
@@ -32,7 +33,8 @@ __device__ void stage_chunk(const PagedAttentionParams& p, const int32_t* table,
     P k{}, val{};
     if (pos < key_end) {
       const int64_t block = table[pos / p.block_size];
-      const int64_t off = ((block * p.num_kv_heads + kv_head) * p.block_size + pos % p.block_size) * D;
+      const int64_t off =
+          ((block * p.num_kv_heads + kv_head) * p.block_size + pos % p.block_size) * D;
       k = reinterpret_cast<const P*>(k_cache + off)[v];
       val = reinterpret_cast<const P*>(k_cache + half + off)[v];
     }
@@ -98,14 +100,17 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   const int group = static_cast<int>(p.num_heads / p.num_kv_heads);
   const int head_in_group0 = chunk * plan.heads_per_cta;
   const int rows = (min(q_len, t0 + plan.tile_tokens) - t0) * plan.heads_per_cta;
-  auto row_valid = [&](int r) { return r < rows && head_in_group0 + r % plan.heads_per_cta < group; };
+  auto row_valid = [&](int r) {
+    return r < rows && head_in_group0 + r % plan.heads_per_cta < group;
+  };
   auto row_token = [&](int r) { return t0 + r / plan.heads_per_cta; };
   auto row_head = [&](int r) { return kv_head * group + head_in_group0 + r % plan.heads_per_cta; };
 
   const int seq_len = p.seq_lens[seq];
   const int first_pos = seq_len - q_len;  // position of query token 0
   const int key_begin = blockIdx.z * plan.partition_keys;
-  const int key_end = min(first_pos + min(q_len, t0 + plan.tile_tokens), key_begin + plan.partition_keys);
+  const int key_end =
+      min(first_pos + min(q_len, t0 + plan.tile_tokens), key_begin + plan.partition_keys);
 
   for (int i = threadIdx.x; i < kAttnRows * D; i += blockDim.x) {
     const int r = i / D, d = i % D;
@@ -129,7 +134,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
       const int r = warp + i * kAttnWarps;
       if (!row_valid(r)) continue;  // warp-uniform
       const bool visible = pos < key_end && pos <= first_pos + row_token(r);
-      const float s = visible ? score<T, D>(qs + r * D, ks + lane * Smem<T, D>::kKStride) : -INFINITY;
+      const float s =
+          visible ? score<T, D>(qs + r * D, ks + lane * Smem<T, D>::kKStride) : -INFINITY;
       state[i].update(s, vs, lane);
     }
   }
@@ -164,8 +170,8 @@ cudaError_t launch(const PagedAttentionParams& p, const AttentionPlan& plan, cud
   constexpr size_t kSmem = Smem<T, D>::kBytes;
   auto* kernel = paged_attention_kernel<T, D>;
   if (kSmem > 48 * 1024) {
-    const cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem));
+    const cudaError_t err = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem));
     if (err != cudaSuccess) return err;
   }
   const dim3 grid(static_cast<unsigned>(p.num_seqs * plan.q_tiles),

@@ -35,8 +35,8 @@ cudaError_t launch_attention_reduce(const PagedAttentionParams& p, const Attenti
                                     cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(p.num_heads));
   return dispatch(p.dtype, [&]<typename T>() {
-    attention_reduce_kernel<T><<<grid, static_cast<unsigned>(p.head_dim), 0, stream>>>(
-        p, plan.num_splits);
+    attention_reduce_kernel<T>
+        <<<grid, static_cast<unsigned>(p.head_dim), 0, stream>>>(p, plan.num_splits);
     return cudaGetLastError();
   });
 }

@@ -26,21 +26,28 @@ inline bool device_available() {
 }
 
 inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::kFloat32;
-  else if constexpr (std::is_same_v<T, __half>) return DType::kFloat16;
-  else return DType::kBFloat16;
+  if constexpr (std::is_same_v<T, float>)
+    return DType::kFloat32;
+  else if constexpr (std::is_same_v<T, __half>)
+    return DType::kFloat16;
+  else
+    return DType::kBFloat16;
 }
 
 template <typename T>
 const char* dtype_name() {
-  if constexpr (std::is_same_v<T, float>) return "float32";
-  else if constexpr (std::is_same_v<T, __half>) return "float16";
-  else return "bfloat16";
+  if constexpr (std::is_same_v<T, float>)
+    return "float32";
+  else if constexpr (std::is_same_v<T, __half>)
+    return "float16";
+  else
+    return "bfloat16";
 }
 
 inline float to_f(float x) { return x; }
@@ -49,17 +56,24 @@ inline float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 template <typename T>
 T from_f(float x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(x);
-  else return __float2bfloat16_rn(x);
+  if constexpr (std::is_same_v<T, float>)
+    return x;
+  else if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(x);
+  else
+    return __float2bfloat16_rn(x);
 }
 
 // The value x takes once stored as T.
 template <typename T>
-float round_to(float x) { return to_f(from_f<T>(x)); }
+float round_to(float x) {
+  return to_f(from_f<T>(x));
+}
 
 template <typename T>
-T nan_value() { return from_f<T>(std::numeric_limits<float>::quiet_NaN()); }
+T nan_value() {
+  return from_f<T>(std::numeric_limits<float>::quiet_NaN());
+}
 
 // Normal(0, 1) values already rounded to T, so references see exactly what the kernel sees.
 template <typename T>
@@ -109,21 +123,21 @@ inline bool close(double got, double want, double atol, double rtol) {
 }  // namespace taco::cuda::testing
 
 // Skips the current test when no CUDA device is visible (the CI build machine).
-#define TACO_REQUIRE_GPU()                                                          \
-  do {                                                                              \
+#define TACO_REQUIRE_GPU()                                                            \
+  do {                                                                                \
     if (!::taco::cuda::testing::device_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 // Fails the test with the CUDA error string.
-#define TACO_CUDA_OK(expr)                                                         \
-  do {                                                                             \
-    const cudaError_t taco_err_ = (expr);                                          \
+#define TACO_CUDA_OK(expr)                                                               \
+  do {                                                                                   \
+    const cudaError_t taco_err_ = (expr);                                                \
     ASSERT_EQ(taco_err_, cudaSuccess) << #expr << ": " << cudaGetErrorString(taco_err_); \
   } while (0)
 
 // After a launch: the launch's own error, then the kernel's (synchronizing).
-#define TACO_CUDA_LAUNCH_OK(expr)              \
-  do {                                         \
-    TACO_CUDA_OK(expr);                        \
-    TACO_CUDA_OK(cudaDeviceSynchronize());     \
+#define TACO_CUDA_LAUNCH_OK(expr)          \
+  do {                                     \
+    TACO_CUDA_OK(expr);                    \
+    TACO_CUDA_OK(cudaDeviceSynchronize()); \
   } while (0)

@@ -41,7 +41,7 @@ TYPED_TEST(ActivationTest, SiluAndMul) {
   TACO_REQUIRE_GPU();
   check_silu<TypeParam>(1536, 0);  // SmolLM2-135M intermediate size
   check_silu<TypeParam>(512, 8);
-  check_silu<TypeParam>(37, 1);    // element path, partial last block
+  check_silu<TypeParam>(37, 1);  // element path, partial last block
 }
 
 }  // namespace

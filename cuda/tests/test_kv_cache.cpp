@@ -42,8 +42,8 @@ void check_write(int64_t heads, int64_t dim, int64_t row_pad, int64_t block_size
   DeviceBuffer<T> k(key), v(value), kv(std::vector<T>(2 * half, nan_value<T>()));
   DeviceBuffer<int64_t> slot_mapping(slots);
 
-  WriteKvParams p{k.get(), v.get(), kv.get(), slot_mapping.get(), tokens, heads, dim, block_size,
-                  num_blocks, row, row, dtype_of<T>()};
+  WriteKvParams p{k.get(),    v.get(), kv.get(), slot_mapping.get(), tokens, heads, dim, block_size,
+                  num_blocks, row,     row,      dtype_of<T>()};
   TACO_CUDA_LAUNCH_OK(write_kv_cache(p, nullptr));
 
   std::vector<T> want(2 * half, nan_value<T>());
@@ -88,8 +88,9 @@ TYPED_TEST(KvCacheTest, CopyBlocksAllLayers) {
   const std::vector<int32_t> pairs = {0, 5, 2, 7, 2, 9, 4, 1};  // (src, dst); 2 forks twice
   DeviceBuffer<void*> layer_ptrs(bases);
   DeviceBuffer<int32_t> pair_buf(pairs);
-  CopyBlocksParams p{layer_ptrs.get(), pair_buf.get(), layers, 4, num_blocks,
-                     static_cast<int64_t>(block_elems * sizeof(T))};
+  CopyBlocksParams p{layer_ptrs.get(), pair_buf.get(),
+                     layers,           4,
+                     num_blocks,       static_cast<int64_t>(block_elems * sizeof(T))};
   TACO_CUDA_LAUNCH_OK(copy_blocks(p, nullptr));
 
   for (int64_t l = 0; l < layers; ++l) {

@@ -34,8 +34,8 @@ void check_rms_norm(int64_t hidden, int64_t pad) {
   const float eps = 1e-6f;
   const std::vector<T> x = random_vector<T>(tokens * x_row, rng), w = random_vector<T>(hidden, rng);
   DeviceBuffer<T> dx(x), dw(w), dout(std::vector<T>(tokens * out_row, nan_value<T>()));
-  RmsNormParams p{dout.get(), dx.get(), nullptr, dw.get(), tokens, hidden, out_row, x_row, eps,
-                  dtype_of<T>()};
+  RmsNormParams p{dout.get(), dx.get(), nullptr, dw.get(), tokens,
+                  hidden,     out_row,  x_row,   eps,      dtype_of<T>()};
   TACO_CUDA_LAUNCH_OK(rms_norm(p, nullptr));
   const std::vector<T> got = dout.download();
   const auto [atol, rtol] = tolerance<T>();
@@ -45,7 +45,8 @@ void check_rms_norm(int64_t hidden, int64_t pad) {
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t i = 0; i < hidden; ++i) row[i] = to_f(x[t * x_row + i]);
     norm_row_ref(want.data(), row.data(), w.data(), hidden, eps);
-    for (int64_t i = 0; i < hidden; ++i) bad += !close(to_f(got[t * out_row + i]), want[i], atol, rtol);
+    for (int64_t i = 0; i < hidden; ++i)
+      bad += !close(to_f(got[t * out_row + i]), want[i], atol, rtol);
   }
   EXPECT_EQ(bad, 0u) << "hidden " << hidden << " pad " << pad;
 }
@@ -60,8 +61,8 @@ void check_fused(int64_t hidden) {
   const std::vector<T> w = random_vector<T>(hidden, rng);
   DeviceBuffer<T> dx(x), dres(res), dw(w);
   // out aliases x, as the model calls it.
-  RmsNormParams p{dx.get(), dx.get(), dres.get(), dw.get(), tokens, hidden, hidden, hidden, eps,
-                  dtype_of<T>()};
+  RmsNormParams p{dx.get(), dx.get(), dres.get(), dw.get(), tokens,
+                  hidden,   hidden,   hidden,     eps,      dtype_of<T>()};
   TACO_CUDA_LAUNCH_OK(fused_add_rms_norm(p, nullptr));
   const std::vector<T> got_x = dx.download(), got_res = dres.download();
   const auto [atol, rtol] = tolerance<T>();
@@ -74,16 +75,17 @@ void check_fused(int64_t hidden) {
       bad += to_f(got_res[t * hidden + i]) != sum[i];  // the residual add is exact in float
     }
     norm_row_ref(want.data(), sum.data(), w.data(), hidden, eps);
-    for (int64_t i = 0; i < hidden; ++i) bad += !close(to_f(got_x[t * hidden + i]), want[i], atol, rtol);
+    for (int64_t i = 0; i < hidden; ++i)
+      bad += !close(to_f(got_x[t * hidden + i]), want[i], atol, rtol);
   }
   EXPECT_EQ(bad, 0u) << "hidden " << hidden;
 }
 
 TYPED_TEST(NormTest, RmsNorm) {
   TACO_REQUIRE_GPU();
-  check_rms_norm<TypeParam>(576, 0);   // SmolLM2-135M hidden size, 16-byte path
+  check_rms_norm<TypeParam>(576, 0);    // SmolLM2-135M hidden size, 16-byte path
   check_rms_norm<TypeParam>(4096, 64);  // strided rows
-  check_rms_norm<TypeParam>(100, 3);   // odd stride: element path
+  check_rms_norm<TypeParam>(100, 3);    // odd stride: element path
 }
 
 TYPED_TEST(NormTest, FusedAddRmsNorm) {

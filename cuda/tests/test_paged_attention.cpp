@@ -68,7 +68,8 @@ Batch<T> make_batch(const Shape& sh, const std::vector<SeqSpec>& seqs, std::mt19
       const int64_t block = b.table[s * b.max_blocks + pos / bs];
       for (int64_t half = 0; half < 2; ++half) {
         for (int64_t h = 0; h < sh.kv_heads; ++h) {
-          const int64_t base = (((half * b.num_blocks + block) * sh.kv_heads + h) * bs + pos % bs) * d;
+          const int64_t base =
+              (((half * b.num_blocks + block) * sh.kv_heads + h) * bs + pos % bs) * d;
           for (int64_t e = 0; e < d; ++e) b.kv[base + e] = from_f<T>(dist(rng));
         }
       }
@@ -117,7 +118,8 @@ void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t
   const Batch<T> b = make_batch<T>(sh, seqs, rng);
   const int64_t heads = sh.kv_heads * sh.group, d = sh.head_dim;
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  DeviceBuffer<T> query(b.query), kv(b.kv), out(std::vector<T>(b.tokens * heads * d, nan_value<T>()));
+  DeviceBuffer<T> query(b.query), kv(b.kv),
+      out(std::vector<T>(b.tokens * heads * d, nan_value<T>()));
   DeviceBuffer<int32_t> q_start(b.q_start), lens(b.lens), table(b.table);
   PagedAttentionParams p;
   p.out = out.get();
@@ -151,17 +153,19 @@ void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t
     for (int64_t t = b.q_start[s]; t < b.q_start[s + 1]; ++t) {
       for (int64_t h = 0; h < heads; ++h) {
         reference_row(want.data(), b, sh, static_cast<int64_t>(s), t, h, scale);
-        for (int64_t e = 0; e < d; ++e) bad += !close(to_f(got[(t * heads + h) * d + e]), want[e], atol, rtol);
+        for (int64_t e = 0; e < d; ++e)
+          bad += !close(to_f(got[(t * heads + h) * d + e]), want[e], atol, rtol);
       }
     }
     EXPECT_EQ(bad, 0u) << "sequence " << s << " seq_len " << seqs[s].seq_len << " q_len "
                        << seqs[s].q_len << " (kv_heads " << sh.kv_heads << " group " << sh.group
-                       << " head_dim " << d << " block_size " << sh.block_size
-                       << ", workspace " << workspace.size() * 4 << " bytes)";
+                       << " head_dim " << d << " block_size " << sh.block_size << ", workspace "
+                       << workspace.size() * 4 << " bytes)";
   }
 }
 
-const std::vector<SeqSpec> kMixed = {{1, 1}, {37, 1}, {200, 1}, {64, 64}, {90, 17}, {33, 33}, {513, 5}};
+const std::vector<SeqSpec> kMixed = {{1, 1},   {37, 1},  {200, 1}, {64, 64},
+                                     {90, 17}, {33, 33}, {513, 5}};
 
 TYPED_TEST(PagedAttentionTest, MixedBatchAcrossGroupsAndHeadDims) {
   TACO_REQUIRE_GPU();
@@ -169,7 +173,8 @@ TYPED_TEST(PagedAttentionTest, MixedBatchAcrossGroupsAndHeadDims) {
   check_attention<TypeParam>({4, 1, 64, 16}, kMixed, 2);   // MHA
   check_attention<TypeParam>({1, 8, 128, 32}, kMixed, 3);  // group 8, bigger blocks
   check_attention<TypeParam>({1, 32, 64, 16}, kMixed, 4);  // group > 16 rows: head chunks
-  check_attention<TypeParam>({2, 3, 64, 16}, kMixed, 5);   // group 3: 5 tokens per CTA, a ragged tile
+  check_attention<TypeParam>({2, 3, 64, 16}, kMixed,
+                             5);  // group 3: 5 tokens per CTA, a ragged tile
 }
 
 TYPED_TEST(PagedAttentionTest, LongDecodesSplitKeys) {

@@ -52,12 +52,13 @@ void check_rotary(bool neox, int64_t dim, int64_t rot) {
   std::vector<int64_t> pos(tokens);
   std::uniform_int_distribution<int64_t> pick(0, max_pos - 1);
   for (auto& p : pos) p = pick(rng);
-  std::vector<T> q = random_vector<T>(tokens * q_row, rng), k = random_vector<T>(tokens * k_row, rng);
+  std::vector<T> q = random_vector<T>(tokens * q_row, rng),
+                 k = random_vector<T>(tokens * k_row, rng);
   DeviceBuffer<T> dq(q), dk(k);
   DeviceBuffer<int64_t> dpos(pos);
   DeviceBuffer<float> dcs(cs);
-  RotaryParams p{dpos.get(), dq.get(), dk.get(), dcs.get(), tokens, heads, kv_heads, dim, rot,
-                 q_row, k_row, max_pos, neox, dtype_of<T>()};
+  RotaryParams p{dpos.get(), dq.get(), dk.get(), dcs.get(), tokens,  heads, kv_heads,
+                 dim,        rot,      q_row,    k_row,     max_pos, neox,  dtype_of<T>()};
   TACO_CUDA_LAUNCH_OK(rotary_embedding(p, nullptr));
 
   rotate_ref(q, pos, cs, heads, dim, rot, q_row, neox);

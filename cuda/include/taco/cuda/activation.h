@@ -10,8 +10,9 @@
 namespace taco::cuda {
 
 struct SiluAndMulParams {
-  void* out;       // [tokens, inter] contiguous
-  const void* x;   // [tokens, 2 * inter]: gate in the first half, up in the second; row stride x_stride
+  void* out;  // [tokens, inter] contiguous
+  const void*
+      x;  // [tokens, 2 * inter]: gate in the first half, up in the second; row stride x_stride
   int64_t tokens = 0;
   int64_t inter = 0;
   int64_t x_stride = 0;

@@ -38,7 +38,8 @@ struct CopyBlocksParams {
   int64_t num_layers = 0;
   int64_t num_pairs = 0;
   int64_t num_blocks = 0;
-  int64_t block_bytes = 0;  // bytes of one block of one half: num_kv_heads * block_size * head_dim * elem
+  int64_t block_bytes =
+      0;  // bytes of one block of one half: num_kv_heads * block_size * head_dim * elem
 };
 
 // dst <- src for both halves (K and V) of every layer, one launch for all layers and pairs.
