@@ -3,9 +3,9 @@
 # test (CUDA and CPU kernels) and the `bench` label, and append a dated summary to
 # docs/gpu-runs.md. Exits non-zero when a test failed, after writing the summary.
 #
-# Offline GPU machines: the venv is made with --system-site-packages on top of a python3 that
-# already has a CUDA torch, pybind11, scikit-build-core, nvidia-nccl-cu13, cmake and ninja; what
-# it lacks travels in the checkout:
+# Offline GPU machines: the venv is layered (a .pth file) on a python3 that already has a CUDA
+# torch, pybind11, scikit-build-core, nvidia-nccl-cu13, cmake and ninja; what it lacks travels in
+# the checkout:
 #   .whl/*.whl      at least nvidia-cutlass (pip download --no-deps nvidia-cutlass==4.2.0.0 and
 #                   its pure-Python needs), installed with --no-index --no-deps
 #   .deb/*.deb      libgtest-dev and googletest when /usr/include/gtest is missing
@@ -19,7 +19,12 @@ if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 export TACO_CUDA_VENV=${TACO_CUDA_VENV:-.venv-gpu}
 if [ ! -f "$TACO_CUDA_VENV/.deps" ]; then
-  "${PY:-python3}" -m venv --system-site-packages "$TACO_CUDA_VENV" || exit 1
+  base_py=${PY:-python3}
+  "$base_py" -m venv "$TACO_CUDA_VENV" || exit 1
+  # The base interpreter's packages stay visible, also when it is itself a venv (where
+  # --system-site-packages would reach past it to the bare system python).
+  site_dir=$("$TACO_CUDA_VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+  "$base_py" -c 'import site; print("\n".join(site.getsitepackages()))' >"$site_dir/taco_base.pth"
   if compgen -G ".whl/*.whl" >/dev/null; then
     "$TACO_CUDA_VENV/bin/python" -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
   else
