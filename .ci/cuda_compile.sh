@@ -27,6 +27,11 @@ if [ ! -f "$VENV/.deps" ]; then
 fi
 VPY=$(cd "$VENV" && pwd)/bin/python
 export PATH=$(dirname "$VPY"):$PATH
+# cmake and ninja from the venv's wheels where it has them: a distribution's cmake may be too old
+# for nvcc 13's C++20 (seen with Debian's 3.25), and a layered venv has no bin/cmake of its own.
+for tool in "cmake.CMAKE_BIN_DIR" "ninja.BIN_DIR"; do
+  if dir=$("$VPY" -c "import ${tool%%.*}; print(${tool})" 2>/dev/null); then PATH=$dir:$PATH; fi
+done
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 # torch's CMake config otherwise adds every architecture it knows to the nvcc flags.
 export TORCH_CUDA_ARCH_LIST="8.0;9.0a"

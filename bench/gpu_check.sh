@@ -43,16 +43,16 @@ TACO_CUDA_JOBS=${TACO_CUDA_JOBS:-$(nproc)} TACO_CUDA_TARGETS=all \
   TACO_CUDA_CMAKE_ARGS=-DTACO_BUILD_PYTHON=OFF bash .ci/cuda_compile.sh \
   2>&1 | tee "$log/build.log" | tail -5
 build_rc=${PIPESTATUS[0]}
-ctest_bin="$TACO_CUDA_VENV/bin/ctest"
-command -v "$ctest_bin" >/dev/null || ctest_bin=ctest
 kernel_rc=1 bench_rc=1
 if [ "$build_rc" -eq 0 ]; then
+  # The ctest of the cmake that configured the build (test discovery needs the same version).
+  ctest_bin=$(sed -n 's/^CMAKE_CTEST_COMMAND:INTERNAL=//p' build/cuda/CMakeCache.txt)
   (cd build/cuda && "$ctest_bin" -L kernel --output-on-failure -j4) >"$log/kernel.log" 2>&1
   kernel_rc=$?
   (cd build/cuda && "$ctest_bin" -L bench -V) >"$log/bench.log" 2>&1
   bench_rc=$?
   tail -25 "$log/kernel.log"
-  grep -oE 'bench [a-z_]+ .*time_us=.*|device .*SMs' "$log/bench.log"
+  grep -oE 'bench [a-z_]+ .*time_us=.*|bench skipped.*|bench failed.*|device .*SMs' "$log/bench.log"
 fi
 
 {
@@ -66,12 +66,20 @@ fi
     tail -20 "$log/build.log"
     echo '```'
   else
-    echo "- kernel tests: $(grep -E 'tests passed|tests failed' "$log/kernel.log" | tail -1)"
+    summary=$(grep -E 'tests passed|tests failed' "$log/kernel.log" | tail -1)
+    skipped=$(grep -c '(Skipped)' "$log/kernel.log")
+    echo "- kernel tests (exit $kernel_rc): ${summary:-no ctest summary; last lines:}" \
+      "(${skipped} skipped: a skip means the test saw no CUDA device)"
+    if [ -z "$summary" ]; then
+      echo '```'
+      tail -15 "$log/kernel.log"
+      echo '```'
+    fi
     grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Exception)' "$log/kernel.log" |
       sed 's/^ */  - failed: /'
     echo "- bench (exit $bench_rc):"
     echo '```'
-    grep -oE 'bench [a-z_]+ .*time_us=.*|device .*SMs' "$log/bench.log"
+    grep -oE 'bench [a-z_]+ .*time_us=.*|bench skipped.*|bench failed.*|device .*SMs' "$log/bench.log"
     echo '```'
   fi
 } >>docs/gpu-runs.md
