@@ -6,10 +6,12 @@
 # Offline GPU machines: the venv is layered (a .pth file) on a python3 that already has a CUDA
 # torch, pybind11, scikit-build-core, nvidia-nccl-cu13, cmake and ninja; what it lacks travels in
 # the checkout:
-#   .whl/*.whl      at least nvidia-cutlass (pip download --no-deps nvidia-cutlass==4.2.0.0 and
-#                   its pure-Python needs), installed with --no-index --no-deps
-#   .deb/*.deb      libgtest-dev and googletest when /usr/include/gtest is missing
-#                   (apt-get download libgtest-dev googletest), unpacked under /tmp/taco-gtest
+#   .whl/*.whl      nvidia-cutlass (pip download --no-deps nvidia-cutlass==4.2.0.0, 6.4 MB),
+#                   installed with --no-index --no-deps: the build only reads its headers, and
+#                   `import cutlass_library` needs none of its declared dependencies
+#   .deb/*.deb      libgtest-dev when /usr/include/gtest is missing (apt-get download
+#                   libgtest-dev: headers, static libs and GTestConfig.cmake), unpacked under
+#                   /tmp/taco-gtest
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
