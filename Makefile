@@ -11,7 +11,7 @@ BUILD_DIR := build/py
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
-.PHONY: run test build deps model lint pytest ctest bench clean
+.PHONY: run test build deps model lint pytest ctest bench gpu-check clean
 
 run: build model
 	$(VPY) examples/offline_inference.py
@@ -50,6 +50,11 @@ pytest: build model
 
 bench: build model
 	$(VPY) bench/throughput.py
+
+# On a machine with an NVIDIA GPU: CUDA build in its own venv (.venv-gpu), every `kernel` test and
+# the `bench` label, summary appended to docs/gpu-runs.md. Offline needs: see bench/gpu_check.sh.
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf build

@@ -1,5 +1,6 @@
 // ATen adapters: check shapes, dtypes and devices, fill the kernel params, dispatch by dtype.
-// CUDA tensors are rejected until the CUDA backend lands (cuda/).
+// CPU tensors go to cpp/cpu; CUDA tensors go to cuda/ through ops_cuda.cpp when the CUDA backend
+// is built (TACO_WITH_CUDA), and are rejected otherwise.
 #include "ops/ops.h"
 
 #include <initializer_list>
@@ -9,18 +10,36 @@
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/rotary.h"
+#include "ops/ops_cuda.h"
 
 namespace taco::ops {
 namespace {
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(!t.is_cuda(), name, ": CUDA backend not built (only CPU kernels are available)");
-  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
+// True when every tensor sits on one CUDA device (CUDA builds only), false when all are on the
+// CPU; anything else throws with the op's name.
+bool on_cuda(std::initializer_list<const at::Tensor*> tensors, const char* name) {
+  const at::Device device = (*tensors.begin())->device();
+  for (const at::Tensor* t : tensors) {
+    TORCH_CHECK(t->device() == device, name, ": tensors on different devices (", device, " and ",
+                t->device(), ")");
+  }
+#if TACO_WITH_CUDA
+  if (device.is_cuda()) return true;
+#else
+  TORCH_CHECK(!device.is_cuda(), name, ": CUDA backend not built (only CPU kernels are available)");
+#endif
+  TORCH_CHECK(device.is_cpu(), name, ": expected a CPU or CUDA tensor, got ", device);
+  return false;
 }
 
-void check_cpu(std::initializer_list<const at::Tensor*> tensors, const char* name) {
-  for (const at::Tensor* t : tensors) check_cpu(*t, name);
-}
+// Runs the CUDA adapter when the tensors are on a CUDA device (a no-op branch in CPU builds,
+// where on_cuda never returns true).
+#if TACO_WITH_CUDA
+#define TACO_CUDA_DISPATCH(cuda, call) \
+  if (cuda) return cuda_impl::call
+#else
+#define TACO_CUDA_DISPATCH(cuda, call) (void)(cuda)
+#endif
 
 // Rows must be contiguous (stride 1 along the last dim); returns the row stride.
 int64_t row_stride(const at::Tensor& t, const char* name) {
@@ -47,24 +66,27 @@ void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
 }  // namespace
 
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
-  check_cpu({&out, &x, &weight}, "rms_norm");
+  const bool cuda = on_cuda({&out, &x, &weight}, "rms_norm");
   TORCH_CHECK(out.sizes() == x.sizes() && out.dtype() == x.dtype() && weight.dtype() == x.dtype(),
               "rms_norm: out, x and weight must share shape and dtype");
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1), "rms_norm: bad weight");
+  const int64_t out_stride = row_stride(out, "rms_norm out");
+  const int64_t x_stride = row_stride(x, "rms_norm x");
+  TACO_CUDA_DISPATCH(cuda, rms_norm(out, x, weight, eps));
   cpu::RmsNormParams p{out.data_ptr(), x.data_ptr(), nullptr, weight.data_ptr(), x.size(0),
-                       x.size(1), row_stride(out, "rms_norm out"), row_stride(x, "rms_norm x"),
-                       static_cast<float>(eps)};
+                       x.size(1), out_stride, x_stride, static_cast<float>(eps)};
   dispatch(x.scalar_type(), "rms_norm", [&]<typename T>() { cpu::rms_norm<T>(p); });
 }
 
 void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
-  check_cpu({&x, &residual, &weight}, "fused_add_rms_norm");
+  const bool cuda = on_cuda({&x, &residual, &weight}, "fused_add_rms_norm");
   TORCH_CHECK(residual.is_contiguous() && residual.sizes() == x.sizes() &&
                   residual.dtype() == x.dtype() && weight.dtype() == x.dtype(),
               "fused_add_rms_norm: x, residual and weight must share shape and dtype");
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1),
               "fused_add_rms_norm: bad weight");
   const int64_t stride = row_stride(x, "fused_add_rms_norm x");
+  TACO_CUDA_DISPATCH(cuda, fused_add_rms_norm(x, residual, weight, eps));
   cpu::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(), weight.data_ptr(),
                        x.size(0), x.size(1), stride, stride, static_cast<float>(eps)};
   dispatch(x.scalar_type(), "fused_add_rms_norm",
@@ -73,7 +95,7 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
 
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
                       int64_t head_dim, const at::Tensor& cos_sin_cache, bool is_neox) {
-  check_cpu({&positions, &query, &key, &cos_sin_cache}, "rotary_embedding");
+  const bool cuda = on_cuda({&positions, &query, &key, &cos_sin_cache}, "rotary_embedding");
   TORCH_CHECK(positions.scalar_type() == at::kLong && positions.is_contiguous(),
               "rotary_embedding: positions must be contiguous int64");
   TORCH_CHECK(cos_sin_cache.scalar_type() == at::kFloat && cos_sin_cache.is_contiguous() &&
@@ -84,6 +106,10 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
                   key.size(0) == positions.size(0) && query.size(1) % head_dim == 0 &&
                   key.size(1) % head_dim == 0,
               "rotary_embedding: query/key must be [T, heads * head_dim] of one dtype");
+  const int64_t query_stride = row_stride(query, "rotary_embedding query");
+  const int64_t key_stride = row_stride(key, "rotary_embedding key");
+  TACO_CUDA_DISPATCH(cuda,
+                     rotary_embedding(positions, query, key, head_dim, cos_sin_cache, is_neox));
   cpu::RotaryParams p{positions.data_ptr<int64_t>(),
                       query.data_ptr(),
                       key.data_ptr(),
@@ -93,8 +119,8 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
                       key.size(1) / head_dim,
                       head_dim,
                       cos_sin_cache.size(1),
-                      row_stride(query, "rotary_embedding query"),
-                      row_stride(key, "rotary_embedding key"),
+                      query_stride,
+                      key_stride,
                       cos_sin_cache.size(0),
                       is_neox};
   dispatch(query.scalar_type(), "rotary_embedding",
@@ -102,19 +128,20 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
 }
 
 void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
-  check_cpu({&out, &x}, "silu_and_mul");
+  const bool cuda = on_cuda({&out, &x}, "silu_and_mul");
   TORCH_CHECK(x.dim() == 2 && out.dim() == 2 && x.size(1) % 2 == 0 && out.is_contiguous() &&
                   out.size(0) == x.size(0) && out.size(1) == x.size(1) / 2 &&
                   out.dtype() == x.dtype(),
               "silu_and_mul: expected x [T, 2I] and out [T, I] of one dtype");
-  cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1),
-                          row_stride(x, "silu_and_mul x")};
+  const int64_t x_stride = row_stride(x, "silu_and_mul x");
+  TACO_CUDA_DISPATCH(cuda, silu_and_mul(out, x));
+  cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1), x_stride};
   dispatch(x.scalar_type(), "silu_and_mul", [&]<typename T>() { cpu::silu_and_mul<T>(p); });
 }
 
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
                     const at::Tensor& slot_mapping) {
-  check_cpu({&key, &value, &kv, &slot_mapping}, "write_kv_cache");
+  const bool cuda = on_cuda({&key, &value, &kv, &slot_mapping}, "write_kv_cache");
   TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous(),
               "write_kv_cache: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
   TORCH_CHECK(key.dim() == 3 && key.sizes() == value.sizes() && key.size(1) == kv.size(2) &&
@@ -127,6 +154,7 @@ void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&
                   slot_mapping.numel() == key.size(0),
               "write_kv_cache: slot_mapping must be contiguous int64 [T]");
+  TACO_CUDA_DISPATCH(cuda, write_kv_cache(key, value, kv, slot_mapping));
   cpu::WriteKvParams p{key.data_ptr(), value.data_ptr(), kv.data_ptr(),
                        slot_mapping.data_ptr<int64_t>(), key.size(0), kv.size(2), kv.size(4),
                        kv.size(3), kv.size(1), key.stride(0), value.stride(0)};
@@ -137,9 +165,8 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
                      const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
                      const at::Tensor& block_table, double scale, int64_t max_query_len,
                      int64_t max_seq_len) {
-  (void)max_query_len;  // the CPU kernel plans from query_start_loc; CUDA uses these for grids
-  (void)max_seq_len;
-  check_cpu({&out, &query, &kv, &query_start_loc, &seq_lens, &block_table}, "paged_attention");
+  const bool cuda =
+      on_cuda({&out, &query, &kv, &query_start_loc, &seq_lens, &block_table}, "paged_attention");
   TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous() && kv.dtype() == query.dtype(),
               "paged_attention: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
   TORCH_CHECK(query.dim() == 3 && query.size(2) == kv.size(4) && query.stride(2) == 1 &&
@@ -156,6 +183,11 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
   TORCH_CHECK(query_start_loc.numel() == num_seqs + 1 && block_table.dim() == 2 &&
                   block_table.size(0) == num_seqs,
               "paged_attention: batch metadata sizes disagree");
+  TACO_CUDA_DISPATCH(cuda, paged_attention(out, query, kv, query_start_loc, seq_lens, block_table,
+                                           scale, max_query_len, max_seq_len));
+  // The CPU kernel plans from query_start_loc; the CUDA grid is sized by these host bounds.
+  (void)max_query_len;
+  (void)max_seq_len;
   cpu::PagedAttentionParams p{out.data_ptr(),
                               query.data_ptr(),
                               kv.data_ptr(),
@@ -200,6 +232,14 @@ void copy_blocks(std::vector<at::Tensor>& kv_caches,
   for (auto& kv : kv_caches) {
     check_cache(kv, "copy_blocks");
     check_block_pairs(src_dst, kv.size(1), kv.size(1), "copy_blocks");
+  }
+#if TACO_WITH_CUDA
+  // One launch for all layers instead of a copy_ per block per layer.
+  if (!kv_caches.empty() && kv_caches.front().is_cuda()) {
+    return cuda_impl::copy_blocks(kv_caches, src_dst);
+  }
+#endif
+  for (auto& kv : kv_caches) {
     for (const auto& [src, dst] : src_dst) kv.select(1, dst).copy_(kv.select(1, src));
   }
 }

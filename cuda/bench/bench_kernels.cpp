@@ -1,0 +1,191 @@
+// Bandwidth of the CUDA kernels on one device, timed with CUDA events (median of 20 runs after 5
+// warm-ups), each next to a device-to-device copy of the same bytes (bytes read + written), the
+// ceiling a memory-bound kernel can reach. One line per kernel:
+//   bench <kernel> <shape> time_us=<median> GB/s=<achieved> copy_GB/s=<copy> pct_of_copy=<ratio>
+// Decode attention runs at batch 64 x 2048 context (Llama-3-8B heads: 32 q, 8 kv, head_dim 128,
+// bf16, block 16); its bytes are the K/V it must read plus queries and outputs.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "taco/cuda/activation.h"
+#include "taco/cuda/attention.h"
+#include "taco/cuda/kv_cache.h"
+#include "taco/cuda/norm.h"
+#include "taco/cuda/rotary.h"
+
+namespace taco::cuda::testing {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Median milliseconds of fn() over 20 timed runs.
+double time_ms(const std::function<cudaError_t()>& fn) {
+  for (int i = 0; i < 5; ++i) check(fn(), "warm-up");
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "event");
+  check(cudaEventCreate(&stop), "event");
+  std::vector<double> ms;
+  for (int i = 0; i < 20; ++i) {
+    check(cudaEventRecord(start), "record");
+    check(fn(), "run");
+    check(cudaEventRecord(stop), "record");
+    check(cudaEventSynchronize(stop), "sync");
+    float t = 0.0f;
+    check(cudaEventElapsedTime(&t, start, stop), "elapsed");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Random bf16 in [-1, 1) through a repeated 1 MiB host pattern (filling GBs from the host RNG
+// would dominate the run).
+template <typename T>
+void fill_random(T* dst, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const std::vector<T> pattern = random_vector<T>(std::min<size_t>(n, 1 << 19), rng, 0.5f);
+  for (size_t i = 0; i < n; i += pattern.size()) {
+    const size_t m = std::min(pattern.size(), n - i);
+    check(cudaMemcpy(dst + i, pattern.data(), m * sizeof(T), cudaMemcpyHostToDevice), "fill");
+  }
+}
+
+void report(const char* name, const std::string& shape, double ms, double bytes) {
+  // The copy reads and writes bytes / 2 each, so its GB/s counts the same traffic.
+  const size_t half = static_cast<size_t>(bytes / 2);
+  DeviceBuffer<uint8_t> a(half), b(half);
+  const double copy_ms =
+      time_ms([&] { return cudaMemcpyAsync(b.get(), a.get(), half, cudaMemcpyDeviceToDevice); });
+  const double gbs = bytes / ms / 1e6, copy_gbs = bytes / copy_ms / 1e6;
+  std::printf("bench %-22s %-34s time_us=%.1f GB/s=%.0f copy_GB/s=%.0f pct_of_copy=%.0f%%\n", name,
+              shape.c_str(), ms * 1e3, gbs, copy_gbs, 100.0 * gbs / copy_gbs);
+}
+
+void bench_decode_attention() {
+  const int64_t batch = 64, ctx = 2048, heads = 32, kv_heads = 8, d = 128, bs = 16;
+  const int64_t blocks_per_seq = ctx / bs, num_blocks = batch * blocks_per_seq;
+  DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d), q(batch * heads * d),
+      out(batch * heads * d);
+  fill_random(kv.get(), kv.size(), 1);
+  fill_random(q.get(), q.size(), 2);
+  std::vector<int32_t> table(num_blocks), q_start(batch + 1), lens(batch, ctx);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(3));  // blocks scattered as in serving
+  std::iota(q_start.begin(), q_start.end(), 0);
+  DeviceBuffer<int32_t> dtable(table), dstart(q_start), dlens(lens);
+  PagedAttentionParams p;
+  p.out = out.get();
+  p.query = q.get();
+  p.kv = kv.get();
+  p.query_start_loc = dstart.get();
+  p.seq_lens = dlens.get();
+  p.block_table = dtable.get();
+  p.tokens = batch;
+  p.num_seqs = batch;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = d;
+  p.block_size = bs;
+  p.num_blocks = num_blocks;
+  p.max_blocks_per_seq = blocks_per_seq;
+  p.query_stride = heads * d;
+  p.max_query_len = 1;
+  p.max_seq_len = ctx;
+  p.scale = 0.088f;
+  p.dtype = DType::kBFloat16;
+  DeviceBuffer<float> workspace((paged_attention_workspace_bytes(p) + 3) / 4);
+  p.workspace = workspace.size() ? workspace.get() : nullptr;
+  const double ms = time_ms([&] { return paged_attention(p, nullptr); });
+  const double bytes = (kv.size() + q.size() + out.size()) * sizeof(bf16);
+  report("decode_attention", "b64 ctx2048 h32/8 d128 bf16", ms, bytes);
+}
+
+void bench_norms() {
+  const int64_t tokens = 4096, hidden = 4096;
+  DeviceBuffer<bf16> x(tokens * hidden), res(tokens * hidden), out(tokens * hidden), w(hidden);
+  fill_random(x.get(), x.size(), 4);
+  fill_random(res.get(), res.size(), 5);
+  fill_random(w.get(), w.size(), 6);
+  RmsNormParams p{out.get(), x.get(), nullptr, w.get(), tokens,
+                  hidden,    hidden,  hidden,  1e-6f,   DType::kBFloat16};
+  const double row_bytes = static_cast<double>(tokens * hidden * sizeof(bf16));
+  report("rms_norm", "t4096 h4096 bf16", time_ms([&] { return rms_norm(p, nullptr); }),
+         2 * row_bytes);
+  p.residual = res.get();
+  p.out = x.get();  // in place, as the model calls it
+  report("fused_add_rms_norm", "t4096 h4096 bf16",
+         time_ms([&] { return fused_add_rms_norm(p, nullptr); }), 4 * row_bytes);
+}
+
+void bench_rotary_and_cache() {
+  const int64_t tokens = 4096, heads = 32, kv_heads = 8, d = 128, max_pos = 8192, bs = 16;
+  DeviceBuffer<bf16> q(tokens * heads * d), k(tokens * kv_heads * d), v(tokens * kv_heads * d);
+  DeviceBuffer<float> cos_sin(max_pos * d);
+  fill_random(q.get(), q.size(), 7);
+  fill_random(k.get(), k.size(), 8);
+  fill_random(v.get(), v.size(), 9);
+  fill_random(cos_sin.get(), cos_sin.size(), 10);
+  std::vector<int64_t> pos(tokens);
+  std::iota(pos.begin(), pos.end(), 0);
+  DeviceBuffer<int64_t> dpos(pos);
+  RotaryParams r{dpos.get(), q.get(), k.get(),   cos_sin.get(), tokens,  heads, kv_heads,
+                 d,          d,       heads * d, kv_heads * d,  max_pos, true,  DType::kBFloat16};
+  const double qk_bytes = static_cast<double>((q.size() + k.size()) * sizeof(bf16));
+  report("rotary_neox", "t4096 h32/8 d128 bf16",
+         time_ms([&] { return rotary_embedding(r, nullptr); }), 2 * qk_bytes);
+
+  const int64_t num_blocks = tokens / bs + 8;
+  DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d);
+  std::vector<int64_t> slots(tokens);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), std::mt19937(11));
+  DeviceBuffer<int64_t> dslots(slots);
+  WriteKvParams w{k.get(), v.get(), kv.get(),   dslots.get(), tokens,       kv_heads,
+                  d,       bs,      num_blocks, kv_heads * d, kv_heads * d, DType::kBFloat16};
+  const double kv_bytes = static_cast<double>((k.size() + v.size()) * sizeof(bf16));
+  report("write_kv_cache", "t4096 kv8 d128 bf16",
+         time_ms([&] { return write_kv_cache(w, nullptr); }), 2 * kv_bytes);
+}
+
+void bench_activation() {
+  const int64_t tokens = 4096, inter = 14336;
+  DeviceBuffer<bf16> x(tokens * 2 * inter), out(tokens * inter);
+  fill_random(x.get(), x.size(), 12);
+  SiluAndMulParams p{out.get(), x.get(), tokens, inter, 2 * inter, DType::kBFloat16};
+  report("silu_and_mul", "t4096 i14336 bf16", time_ms([&] { return silu_and_mul(p, nullptr); }),
+         static_cast<double>((x.size() + out.size()) * sizeof(bf16)));
+}
+
+}  // namespace
+}  // namespace taco::cuda::testing
+
+int main() {
+  using namespace taco::cuda::testing;
+  if (!device_available()) {
+    std::printf("bench skipped: no CUDA device\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  try {
+    bench_decode_attention();
+    bench_norms();
+    bench_rotary_and_cache();
+    bench_activation();
+  } catch (const std::exception& e) {
+    std::printf("bench failed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

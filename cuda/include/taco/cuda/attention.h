@@ -1,0 +1,68 @@
+// Paged attention over a flat batch that mixes prefill chunks and decodes: one launch (plus a
+// reduce launch when the keys are split), the same contract as the CPU kernel.
+//
+// KV cache layout, shared with the CPU backend (cpp/ops/ops.h): per layer one contiguous tensor
+//   kv[2, num_blocks, num_kv_heads, block_size, head_dim]; kv[0] = K, kv[1] = V.
+// Token at position p of sequence b lives in block block_table[b][p / block_size], row
+// p % block_size. Query token i of sequence b (q_len_b = query_start_loc[b+1] - query_start_loc[b])
+// sits at position seq_lens[b] - q_len_b + i and attends to positions <= its own (causal).
+// GQA: query head h reads kv head h / (num_heads / num_kv_heads).
+//
+// Plan (see paged_attention.cu for the kernel):
+// - Work unit = one CTA of 4 warps owning up to 16 query rows: rows are (token, head) pairs of one
+//   sequence and one kv head, tokens of a tile times the GQA group's heads, so a decode's whole
+//   group shares each K/V read (group >= 16: 16 heads of one token per CTA).
+// - The CTA walks its keys in chunks of 32: K and V of the chunk are staged in shared memory by
+//   the whole CTA with 16-byte loads; each warp scores its rows lane-per-key, runs an online
+//   softmax (running max and sum, nothing of size seq_len is materialized), and accumulates P.V
+//   lane-per-feature in registers.
+// - Split-KV: when the batch's CTAs would not fill the GPU (decode with few sequences and long
+//   contexts), the keys are cut into num_splits partitions of partition_keys each (grid z). Each
+//   split writes an unnormalized partial output with its max and sum into the caller's float32
+//   workspace, and paged_attention_reduce.cu merges them by log-sum-exp. The plan depends only on
+//   the params and the device's SM count, so workspace size and launch agree.
+// - Prefill on CUDA cores is correct but not fast; a tensor-core (mma / wgmma) tile for q_len > 1
+//   is the next step. Written and compiled without a GPU: unverified until `make gpu-check` runs.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "taco/cuda/dtype.h"
+
+namespace taco::cuda {
+
+struct PagedAttentionParams {
+  void* out;                       // [tokens, num_heads, head_dim] contiguous
+  const void* query;               // [tokens, num_heads, head_dim], heads contiguous; row stride
+                                   //   query_stride elements
+  const void* kv;                  // [2, num_blocks, num_kv_heads, block_size, head_dim]
+  const int32_t* query_start_loc;  // [num_seqs + 1] device; prefix sums of query lengths
+  const int32_t* seq_lens;         // [num_seqs] device; context length including this step's tokens
+  const int32_t* block_table;      // [num_seqs, max_blocks_per_seq] device
+  float* workspace;                // paged_attention_workspace_bytes() bytes of device memory,
+                                   //   or null when that is 0
+  int64_t tokens = 0;              // query_start_loc[num_seqs]
+  int64_t num_seqs = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;  // 64, 96, 128 or 256
+  int64_t block_size = 0;
+  int64_t num_blocks = 0;
+  int64_t max_blocks_per_seq = 0;
+  int64_t query_stride = 0;
+  int64_t max_query_len = 0;  // host-side bounds that size the grid
+  int64_t max_seq_len = 0;
+  float scale = 1.0f;
+  DType dtype = DType::kBFloat16;
+};
+
+// Float32 scratch the call needs for split-KV partials (0 when it will not split).
+size_t paged_attention_workspace_bytes(const PagedAttentionParams& p);
+
+// cudaErrorInvalidValue for an unsupported head_dim or a missing workspace.
+cudaError_t paged_attention(const PagedAttentionParams& p, cudaStream_t stream);
+
+}  // namespace taco::cuda
