@@ -22,7 +22,8 @@ struct SeqStepResult {
   int32_t token = -1;
   float logprob = 0.0f;
   int32_t rank = 0;  // 1-based rank of the sampled token among the logprobs
-  // Top candidates, descending by logprob: max(logprobs, 2 * beam width) of them when asked.
+  // Top candidates, descending by logprob (ties: lower id first): max(logprobs,
+  // SamplingOptions::beam_candidates) of them when asked.
   std::vector<TokenLogprob> top;
   // When want_prompt_logprobs: one entry per prompt token predicted by this chunk's positions:
   // a chunk computing positions [a, b) yields prompt tokens a+1 .. min(b, prompt_len - 1), so the

@@ -2,6 +2,8 @@
 // input and fills this struct; C++ embedders fill it directly (taco.h mirrors it).
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -37,12 +39,20 @@ struct SamplingOptions {
   int logprobs = -1;
   int prompt_logprobs = -1;
 
-  // Beam search (vLLM 0.6.0 use_beam_search): best_of is the beam width.
+  // Beam search (vLLM 0.6.0 use_beam_search): best_of is the beam width. A temperature > 0
+  // (LLM.beam_search's) scales the logits the beams are scored on; beams never sample.
   bool use_beam_search = false;
   float length_penalty = 1.0f;
   int early_stopping = 0;  // 0 False, 1 True, 2 "never"
 
   bool greedy() const { return temperature == 0.0f || use_beam_search; }
+
+  // Beam search keeps the best (1 + number of stop ids) * width continuations of all beams each
+  // step (at least 2 * width), as HF does, so width of them survive even when the best ones stop.
+  int beam_candidates(size_t num_eos_ids) const {
+    const size_t stops = (ignore_eos ? 0 : num_eos_ids) + stop_token_ids.size();
+    return static_cast<int>(std::max<size_t>(2, 1 + stops)) * best_of;
+  }
 };
 
 }  // namespace taco

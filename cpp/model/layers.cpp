@@ -7,7 +7,7 @@
 namespace taco {
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+  return ops::linear(x, weight, bias);
 }
 
 namespace {

@@ -134,8 +134,13 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   float* base = logits.data_ptr<float>();
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      process_logits(base + i * stride, static_cast<int32_t>(V), *rows[i]->sampling, *rows[i]->seq,
-                     eos_token_ids_);
+      const SamplingOptions& o = *rows[i]->sampling;
+      float* row = base + i * stride;
+      process_logits(row, static_cast<int32_t>(V), o, *rows[i]->seq, eos_token_ids_);
+      if (o.use_beam_search && o.temperature > 0.0f && o.temperature != 1.0f) {
+        const float inv = 1.0f / o.temperature;
+        for (int64_t t = 0; t < V; ++t) row[t] *= inv;
+      }
     }
   });
   at::Tensor valid = logits.narrow(1, 0, V);
@@ -174,7 +179,8 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
       int32_t above = 0;
       for (int64_t t = 0; t < V; ++t) above += row[t] > x;
       r.rank = 1 + above;
-      const int k = std::max(o.logprobs, o.use_beam_search ? 2 * o.best_of : 0);
+      const int k =
+          std::max(o.logprobs, o.use_beam_search ? o.beam_candidates(eos_token_ids_.size()) : 0);
       if (k > 0) r.top = top_logprobs(row, V, k, ls);
     }
   });
