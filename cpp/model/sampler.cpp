@@ -176,9 +176,13 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
                            : sample_from_probs(probs.data_ptr<float>() + i * V, V, o, u[i]);
       const float x = row[r.token];
       r.logprob = ls.logprob(x);
-      int32_t above = 0;
-      for (int64_t t = 0; t < V; ++t) above += row[t] > x;
-      r.rank = 1 + above;
+      if (o.greedy()) {
+        r.rank = 1;  // the first maximum: nothing ranks above it
+      } else {
+        int32_t above = 0;
+        for (int64_t t = 0; t < V; ++t) above += row[t] > x;
+        r.rank = 1 + above;
+      }
       const int k =
           std::max(o.logprobs, o.use_beam_search ? o.beam_candidates(eos_token_ids_.size()) : 0);
       if (k > 0) r.top = top_logprobs(row, V, k, ls);
