@@ -28,6 +28,8 @@ namespace taco::cpu {
 namespace {
 
 constexpr int64_t kQueryTile = 16;
+// Total work (query rows x keys) below which one thread runs every item: about 15 us.
+constexpr int64_t kSerialCost = 4096;
 
 struct WorkItem {
   int64_t cost;  // rows times keys read: the order items are handed out in
@@ -198,13 +200,18 @@ void paged_attention(const PagedAttentionParams& p) {
   const std::vector<WorkItem> items = plan(p);
   const int64_t n = static_cast<int64_t>(items.size());
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n);
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+  auto work = [&](int64_t, int64_t) {
     thread_local Scratch scratch;
     for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
       run_item<T>(p, items[i], scratch);
     }
-  });
+  };
+  int64_t cost = 0;
+  for (const WorkItem& w : items) cost += w.cost;
+  // A single-stream decode over a short context is a few microseconds of work, less than
+  // waking the other threads and joining them: run it on this thread.
+  if (cost < kSerialCost) return work(0, 1);
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), n), 1, work);
 }
 
 template void paged_attention<float>(const PagedAttentionParams&);
