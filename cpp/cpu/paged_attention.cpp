@@ -1,7 +1,8 @@
 // One work item = (sequence, kv head, tile of up to kQueryTile query tokens). The item reads each
-// K/V block of its sequence once, widens it to float, and scores it against every query row it
-// owns: all q heads of the GQA group times the tile's tokens (a decode is one tile of one token,
-// so the group's heads share each K/V read). Softmax is online (running max and sum per row), so
+// K/V block of its sequence once, widens V (and K, unless bf16 keys are scored by bf16 dot
+// products) to float, and scores it against every query row it owns: all q heads of the GQA
+// group times the tile's tokens (a decode is one tile of one token, so the group's heads share
+// each K/V read). Softmax is online (running max and sum per row), so
 // nothing of size seq_len is materialized. Items are handed out longest first from a shared
 // counter, so a long prefill chunk does not leave the other threads idle at the end.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
@@ -27,6 +28,8 @@ namespace taco::cpu {
 namespace {
 
 constexpr int64_t kQueryTile = 16;
+// Total work (query rows x keys) below which one thread runs every item: about 15 us.
+constexpr int64_t kSerialCost = 4096;
 
 struct WorkItem {
   int64_t cost;  // rows times keys read: the order items are handed out in
@@ -39,9 +42,11 @@ struct WorkItem {
 // Per-thread buffers: rows = group size * tile tokens.
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v;
+  std::vector<c10::BFloat16> q_bf16;  // bf16 caches: unscaled query rows (attend_block_bf16)
   std::vector<int64_t> visible;
   void resize(int64_t rows, int64_t block_size, int64_t d) {
     q.resize(rows * d);
+    q_bf16.resize(rows * d);
     acc.resize(rows * d);
     max.resize(rows);
     sum.resize(rows);
@@ -85,6 +90,7 @@ void load_queries(const PagedAttentionParams& p, const WorkItem& w, int64_t grou
     const int64_t head = w.kv_head * group + r % group;
     const T* q = static_cast<const T*>(p.query) + token * p.query_stride + head * d;
     for (int64_t i = 0; i < d; ++i) s.q[r * d + i] = to_float(q[i]) * p.scale;
+    if constexpr (std::is_same_v<T, c10::BFloat16>) std::copy(q, q + d, s.q_bf16.data() + r * d);
   }
   std::fill(s.acc.begin(), s.acc.begin() + rows * d, 0.0f);
   std::fill(s.max.begin(), s.max.begin() + rows, -std::numeric_limits<float>::infinity());
@@ -112,6 +118,7 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const AttentionRows state{s.q.data(), s.acc.data(), s.max.data(), s.sum.data(),
                             s.visible.data(), rows, d};
   const int64_t num_blocks = last_pos / p.block_size + 1;
+  const bool bf16_keys = attend_bf16_supported(d);
   for (int64_t b = 0; b < num_blocks; ++b) {
     // Blocks are scattered, so the hardware prefetcher cannot run ahead across them.
     if (b + 1 < num_blocks) {
@@ -126,9 +133,14 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
     // Only the keys some row sees are widened; the rest of the block may be unwritten.
     const int64_t keys = std::min(p.block_size, last_pos - pos0 + 1);
     const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
-    const float* k = as_float(k_cache + offset, s.k.data(), keys * d);
     const float* v = as_float(v_cache + offset, s.v.data(), keys * d);
-    attend_block(state, k, v);
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (bf16_keys) {
+        attend_block_bf16(state, s.q_bf16.data(), p.scale, k_cache + offset, v);
+        continue;
+      }
+    }
+    attend_block(state, as_float(k_cache + offset, s.k.data(), keys * d), v);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t token = w.q_begin + r / group;
@@ -188,13 +200,18 @@ void paged_attention(const PagedAttentionParams& p) {
   const std::vector<WorkItem> items = plan(p);
   const int64_t n = static_cast<int64_t>(items.size());
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n);
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+  auto work = [&](int64_t, int64_t) {
     thread_local Scratch scratch;
     for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
       run_item<T>(p, items[i], scratch);
     }
-  });
+  };
+  int64_t cost = 0;
+  for (const WorkItem& w : items) cost += w.cost;
+  // A single-stream decode over a short context is a few microseconds of work, less than
+  // waking the other threads and joining them: run it on this thread.
+  if (cost < kSerialCost) return work(0, 1);
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), n), 1, work);
 }
 
 template void paged_attention<float>(const PagedAttentionParams&);

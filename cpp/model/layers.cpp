@@ -7,7 +7,7 @@
 namespace taco {
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+  return ops::linear(x, weight, bias);
 }
 
 namespace {
@@ -60,15 +60,17 @@ at::Tensor attention_forward(const AttentionWeights& w, const AttentionShape& s,
   const int64_t q_size = s.num_heads * D;
   const int64_t kv_size = s.num_kv_heads * D;
   at::Tensor qkv = w.qkv(hidden);  // [T, q_size + 2 kv_size]
-  at::Tensor q = qkv.narrow(1, 0, q_size).contiguous();
-  at::Tensor k = qkv.narrow(1, q_size, kv_size).contiguous();
-  at::Tensor v = qkv.narrow(1, q_size + kv_size, kv_size).contiguous();
+  // Column views of qkv (row stride q_size + 2 kv_size): rope, the cache write and attention
+  // take strided rows, so q, k and v are never copied out.
+  at::Tensor q = qkv.narrow(1, 0, q_size);
+  at::Tensor k = qkv.narrow(1, q_size, kv_size);
+  at::Tensor v = qkv.narrow(1, q_size + kv_size, kv_size);
   if (w.q_norm.defined()) {
     // Qwen3: RMSNorm over each head's D features before rope.
     at::Tensor qn = at::empty({T * s.num_heads, D}, q.options());
     at::Tensor kn = at::empty({T * s.num_kv_heads, D}, k.options());
-    ops::rms_norm(qn, q.view({T * s.num_heads, D}), w.q_norm, s.norm_eps);
-    ops::rms_norm(kn, k.view({T * s.num_kv_heads, D}), w.k_norm, s.norm_eps);
+    ops::rms_norm(qn, q.reshape({T * s.num_heads, D}), w.q_norm, s.norm_eps);
+    ops::rms_norm(kn, k.reshape({T * s.num_kv_heads, D}), w.k_norm, s.norm_eps);
     q = qn.view({T, q_size});
     k = kn.view({T, kv_size});
   }

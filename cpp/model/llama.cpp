@@ -97,7 +97,7 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetad
 }
 
 at::Tensor LlamaModel::compute_logits(const at::Tensor& hidden) const {
-  return at::linear(hidden, lm_head_).to(at::kFloat);
+  return ops::linear(hidden, lm_head_, at::Tensor(), /*float_out=*/true);
 }
 
 }  // namespace taco

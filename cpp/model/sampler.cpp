@@ -297,7 +297,9 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
         const float* src = raw[i].data();
         report_plain(src, V, row_logsumexp(src, V), as_logits, k, r.token, want_rank, r);
       } else {
-        report_plain(row, V, lse_p[i], as_logits, k, r.token, want_rank, r);
+        // A greedy row's token is the row's first maximum: nothing ranks above it.
+        report_plain(row, V, lse_p[i], as_logits, k, r.token, want_rank && !o.greedy(), r);
+        if (o.greedy()) r.rank = 1;
       }
     }
   });
