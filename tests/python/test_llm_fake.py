@@ -19,6 +19,9 @@ def fake_llm(request, smol_model_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(llm_module, "_load_engine_module", lambda: mod)
         llm = LLM(model=smol_model_dir, disable_async_output_proc=request.param)
+    if not request.param:
+        # Async output processing runs on GPU engines only (as in vLLM): pose as one.
+        llm.model_info["device"] = "cuda"
     yield llm
 
 
