@@ -123,15 +123,21 @@ def test_errors_leave_nothing_queued(smol_llm):
 
 
 def test_ctrl_c_aborts_and_next_call_works(smol_llm):
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
+    # Python reports a SIGINT that lands inside a finalizer run during the call as "ignored"
+    # instead of raising it (seen once in CI), so a call that was not interrupted is retried.
+    for _ in range(3):
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        try:
             smol_llm.generate(
-                PROMPTS * 4, SamplingParams(max_tokens=2000, ignore_eos=True), use_tqdm=False
+                PROMPTS * 4, SamplingParams(max_tokens=300, ignore_eos=True), use_tqdm=False
             )
-    finally:
-        timer.cancel()
+        except KeyboardInterrupt:
+            break
+        finally:
+            timer.cancel()
+    else:
+        pytest.fail("generate never raised KeyboardInterrupt")
     assert not smol_llm._engine.has_unfinished()
     (out,) = smol_llm.generate(PROMPTS[0], SamplingParams(max_tokens=2), use_tqdm=False)
     assert len(out.outputs[0].token_ids) == 2
