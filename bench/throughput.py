@@ -4,6 +4,7 @@ vLLM, on the same workload, in one run.
     python bench/throughput.py                       # the PEERS.md public workload, all peers
     python bench/throughput.py --engines taco --num-prompts 8
     python bench/throughput.py --vllm-python /opt/vllm-venv/bin/python
+    python bench/throughput.py --engines taco,hf --device cuda   # on a GPU machine
 
 Each engine runs in its own subprocess (`--worker ENGINE`), so peers can live in other venvs
 and one engine's threads or memory never skew another's numbers. The workload: random token-id
@@ -35,6 +36,7 @@ class Workload:
     temperature: float = 0.0
     top_p: float = 1.0
     dtype: str = "bfloat16"
+    device: str = "cpu"  # cpu | cuda: every engine runs there
     seed: int = 0
     vocab: int = 49152
 
@@ -51,7 +53,7 @@ class Workload:
 def run_taco(w: Workload, model: str) -> dict:
     from taco_llm import LLM, SamplingParams, TokensPrompt
 
-    llm = LLM(model=model, dtype=w.dtype)
+    llm = LLM(model=model, dtype=w.dtype, device=w.device)
     return _run_llm_api(llm, SamplingParams, TokensPrompt, w)
 
 
@@ -90,12 +92,12 @@ def run_hf(w: Workload, model: str) -> dict:
     from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, w.dtype)
-    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).eval()
+    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).eval().to(w.device)
     prompts, max_tokens = w.prompts(), w.max_tokens()
     pad = 0
     longest = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (longest - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    ids = torch.tensor([[pad] * (longest - len(p)) + p for p in prompts], device=w.device)
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts], device=w.device)
     new = max(max_tokens)  # a static batch runs to its longest request
     with torch.inference_mode():
         m.generate(input_ids=ids[:2], attention_mask=mask[:2], max_new_tokens=4, do_sample=False)
@@ -107,7 +109,7 @@ def run_hf(w: Workload, model: str) -> dict:
             max_new_tokens=new,
             do_sample=False,
             pad_token_id=pad,
-        )
+        ).cpu()  # waits for the device
         elapsed = time.perf_counter() - start
     return _summary(w, elapsed, sum(max_tokens), [])
 

@@ -6,9 +6,11 @@
 #include <string>
 
 #include "model/llama.h"
+#include "model/memory_profile.h"
 #include "model/model_config.h"
 #include "model/model_runner.h"
 #include "model/safetensors.h"
+#include "ops/device_memory.h"
 
 namespace taco {
 
@@ -16,8 +18,13 @@ namespace {
 
 bool cpu_has_bf16() { return __builtin_cpu_supports("avx512bf16"); }
 
-// "auto" is bfloat16 where the CPU computes it natively, else float32 (DESIGN.md).
-at::ScalarType resolve_dtype(const std::string& dtype) {
+// "auto": on a GPU the config's torch_dtype, float32 served as float16 (vLLM's rule); on the CPU
+// bfloat16 where it computes it natively, else float32 (DESIGN.md).
+at::ScalarType resolve_dtype(const std::string& dtype, const at::Device& device,
+                             const ModelConfig& config) {
+  if (dtype == "auto" && device.is_cuda()) {
+    return config.torch_dtype == "bfloat16" ? at::kBFloat16 : at::kHalf;
+  }
   if (dtype == "auto") return cpu_has_bf16() ? at::kBFloat16 : at::kFloat;
   if (dtype == "float32" || dtype == "float") return at::kFloat;
   if (dtype == "bfloat16") return at::kBFloat16;
@@ -32,10 +39,17 @@ std::string dtype_name(at::ScalarType t) {
   return "float32";
 }
 
-std::string resolve_device(const std::string& device) {
-  if (device == "auto" || device == "cpu") return "cpu";
+// "auto" is the first GPU when this build has the CUDA backend and sees one, else the CPU.
+at::Device resolve_device(const std::string& device) {
+  if (device == "cpu") return at::kCPU;
+  if (device == "auto") return ops::cuda_available() ? at::Device(at::kCUDA, 0) : at::kCPU;
   if (device == "cuda") {
-    throw std::invalid_argument("device \"cuda\" is not supported yet by this build (use cpu)");
+    if (!ops::cuda_available()) {
+      throw std::invalid_argument(
+          "device \"cuda\": this build has no CUDA backend or no CUDA device is visible (use "
+          "cpu)");
+    }
+    return at::Device(at::kCUDA, 0);
   }
   throw std::invalid_argument("device \"" + device + "\" is not supported (auto, cpu, cuda)");
 }
@@ -67,25 +81,29 @@ void resolve_limits(EngineOptions& opts, const ModelConfig& c) {
 
 }  // namespace
 
+bool cuda_device_available() { return ops::cuda_available(); }
+
 std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* info) {
   EngineOptions opts = options;
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
-  const std::string device = resolve_device(opts.device);
-  const at::ScalarType dtype = resolve_dtype(opts.dtype);
+  const at::Device device = resolve_device(opts.device);
   ModelConfig config = load_model_config(opts.model);
+  const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
   resolve_limits(opts, config);
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);
 
-  const KvCacheSize size = kv_cache_size(opts, config, dtype);
+  KvCacheSize size;
+  if (device.is_cpu()) size = kv_cache_size(opts, config, dtype);
   auto model = std::make_unique<LlamaModel>(config, WeightStore::open_dir(opts.model), dtype,
-                                            opts.max_model_len);
+                                            opts.max_model_len, device);
+  if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model);
   auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);
   if (info != nullptr) {
     info->vocab_size = static_cast<int32_t>(config.vocab_size);
     info->max_model_len = opts.max_model_len;
     info->eos_token_ids = config.eos_token_ids;
     info->dtype = dtype_name(dtype);
-    info->device = device;
+    info->device = device.is_cpu() ? "cpu" : "cuda";
     info->architecture = config.architecture;
     info->num_device_blocks = runner->num_device_blocks();
     info->num_cpu_blocks = runner->num_cpu_blocks();

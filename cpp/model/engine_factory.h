@@ -25,4 +25,7 @@ struct ModelInfo {
 // max_model_len sequence.
 std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
 
+// True when this build has the CUDA backend and a CUDA device is visible (device "cuda" works).
+bool cuda_device_available();
+
 }  // namespace taco

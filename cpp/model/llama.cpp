@@ -15,10 +15,11 @@ std::string shape_str(at::IntArrayRef s) {
   return out + "]";
 }
 
-// Reads one tensor of the expected shape, converted to dtype.
+// Reads one tensor of the expected shape, converted to dtype, and moves it to the device.
 class Loader {
  public:
-  Loader(const WeightStore& w, at::ScalarType dtype) : w_(w), dtype_(dtype) {}
+  Loader(const WeightStore& w, at::ScalarType dtype, const at::Device& device)
+      : w_(w), dtype_(dtype), device_(device) {}
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     const TensorEntry& e = w_.entry(name);
@@ -26,7 +27,7 @@ class Loader {
       throw std::invalid_argument("weight \"" + name + "\" has shape " + shape_str(e.shape) +
                                   ", the config implies " + shape_str(shape));
     }
-    return w_.load(name, dtype_);
+    return w_.load(name, dtype_).to(device_);
   }
 
   // Stacks several projections of the same input into one GEMM weight [sum(out), in].
@@ -46,15 +47,16 @@ class Loader {
  private:
   const WeightStore& w_;
   at::ScalarType dtype_;
+  at::Device device_;
 };
 
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::ScalarType dtype,
-                       int64_t max_positions)
-    : config_(c), dtype_(dtype) {
+                       int64_t max_positions, const at::Device& device)
+    : config_(c), dtype_(dtype), device_(device) {
   attn_shape_ = {c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps};
-  Loader load(weights, dtype);
+  Loader load(weights, dtype, device);
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
   const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
   embed_ = load.get("model.embed_tokens.weight", {c.vocab_size, H});
@@ -76,7 +78,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::Sca
     l.mlp.gate_up = load.fused(p + "mlp.", {"gate_proj", "up_proj"}, {I, I}, H, c.mlp_bias);
     l.mlp.down = load.fused(p + "mlp.", {"down_proj"}, {H}, I, c.mlp_bias);
   }
-  rope_cache_ = build_rope_cache(c.rope, D, max_positions);
+  rope_cache_ = build_rope_cache(c.rope, D, max_positions).to(device);
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetadata& md,

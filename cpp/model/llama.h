@@ -16,10 +16,10 @@ namespace taco {
 
 class LlamaModel {
  public:
-  // Loads and converts every weight to `dtype`; shapes are checked against the config and a
-  // mismatch names the tensor. The rope cache covers positions [0, max_positions).
+  // Loads and converts every weight to `dtype` on `device`; shapes are checked against the config
+  // and a mismatch names the tensor. The rope cache covers positions [0, max_positions).
   LlamaModel(const ModelConfig& config, const WeightStore& weights, at::ScalarType dtype,
-             int64_t max_positions);
+             int64_t max_positions, const at::Device& device = at::kCPU);
 
   // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into
   // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D].
@@ -31,6 +31,7 @@ class LlamaModel {
 
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
+  const at::Device& device() const { return device_; }
 
  private:
   struct Layer {
@@ -42,6 +43,7 @@ class LlamaModel {
 
   ModelConfig config_;
   at::ScalarType dtype_;
+  at::Device device_;
   AttentionShape attn_shape_;
   at::Tensor embed_;    // [V, H]
   at::Tensor lm_head_;  // [V, H], the embedding itself when tied

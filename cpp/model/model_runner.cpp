@@ -35,12 +35,14 @@ double device_space_gib(const EngineOptions& opts) {
   return gib;
 }
 
-at::Tensor int_tensor(std::vector<int32_t>& v, std::vector<int64_t> shape) {
-  return at::from_blob(v.data(), shape, at::kInt);
+// Read-only views of host vectors (from_blob wants a mutable pointer; nothing writes through it).
+at::Tensor int_tensor(const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+  return at::from_blob(const_cast<int32_t*>(v.data()), shape, at::kInt);
 }
 
-at::Tensor long_tensor(std::vector<int64_t>& v) {
-  return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kLong);
+at::Tensor long_tensor(const std::vector<int64_t>& v) {
+  return at::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())},
+                       at::kLong);
 }
 
 // Each step allocates and frees activations of up to tens of MB (a 2048-token chunk's MLP is
@@ -99,6 +101,7 @@ struct ModelRunner::Batch {
 ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts,
                          KvCacheSize size, std::vector<int32_t> eos_token_ids)
     : model_(std::move(model)),
+      device_(model_->device()),
       block_size_(opts.block_size),
       num_device_blocks_(size.num_device_blocks),
       num_cpu_blocks_(size.num_cpu_blocks),
@@ -109,20 +112,29 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   keep_activations_on_heap();
   const ModelConfig& c = model_->config();
   const auto options = at::TensorOptions().dtype(model_->dtype());
+  // Pinned swap space lets device <-> host block copies run at full PCIe speed.
+  const auto swap_options = options.pinned_memory(!device_.is_cpu());
   // Uninitialized on purpose: a block is always written before attention reads it, and untouched
-  // pages of a large cache cost no memory.
+  // pages of a large CPU cache cost no memory.
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    kv_caches_.push_back(
-        at::empty({2, num_device_blocks_, c.num_kv_heads, block_size_, c.head_dim}, options));
+    kv_caches_.push_back(at::empty({2, num_device_blocks_, c.num_kv_heads, block_size_, c.head_dim},
+                                   options.device(device_)));
     if (num_cpu_blocks_ > 0) {
       cpu_caches_.push_back(
-          at::empty({2, num_cpu_blocks_, c.num_kv_heads, block_size_, c.head_dim}, options));
+          at::empty({2, num_cpu_blocks_, c.num_kv_heads, block_size_, c.head_dim}, swap_options));
     }
   }
   batch_ = std::make_unique<Batch>();
+  if (device_.is_cuda() && !opts.enforce_eager) {
+    graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
+  }
 }
 
 ModelRunner::~ModelRunner() = default;
+
+at::Tensor ModelRunner::to_device(at::Tensor host) const {
+  return device_.is_cpu() ? host : host.to(device_);
+}
 
 // Order: swap out (frees device blocks), swap in, then copy-on-write copies.
 void ModelRunner::move_blocks(const SchedulerOutput& out) {
@@ -207,6 +219,24 @@ void ModelRunner::fill_prompt_logprobs(const SchedulerOutput& out, const Batch& 
   }
 }
 
+// A decode-only batch replays a captured graph when one fits; anything else runs eagerly.
+at::Tensor ModelRunner::forward(const Batch& b) {
+  const auto B = static_cast<int64_t>(b.seq_lens.size());
+  if (graphs_ && b.max_query_len == 1 && graphs_->fits(B, b.max_seq_len)) {
+    return graphs_->run(
+        {b.input_ids, b.positions, b.slot_mapping, b.seq_lens, b.block_table, b.max_blocks});
+  }
+  AttentionMetadata md;
+  md.positions = to_device(long_tensor(b.positions));
+  md.slot_mapping = to_device(long_tensor(b.slot_mapping));
+  md.query_start_loc = to_device(int_tensor(b.query_start_loc, {B + 1}));
+  md.seq_lens = to_device(int_tensor(b.seq_lens, {B}));
+  md.block_table = to_device(int_tensor(b.block_table, {B, b.max_blocks}));
+  md.max_query_len = b.max_query_len;
+  md.max_seq_len = b.max_seq_len;
+  return model_->forward(to_device(long_tensor(b.input_ids)), md, kv_caches_);
+}
+
 std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   c10::InferenceMode guard;
   move_blocks(out);
@@ -216,29 +246,25 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
 
   Batch& b = *batch_;
   build_batch(out, b);
-  const auto B = static_cast<int64_t>(out.seqs.size());
-  AttentionMetadata md;
-  md.positions = long_tensor(b.positions);
-  md.slot_mapping = long_tensor(b.slot_mapping);
-  md.query_start_loc = int_tensor(b.query_start_loc, {B + 1});
-  md.seq_lens = int_tensor(b.seq_lens, {B});
-  md.block_table = int_tensor(b.block_table, {B, b.max_blocks});
-  md.max_query_len = b.max_query_len;
-  md.max_seq_len = b.max_seq_len;
-
-  at::Tensor hidden = model_->forward(long_tensor(b.input_ids), md, kv_caches_);
+  const at::Tensor hidden = forward(b);
   if (b.logit_rows.empty()) return results;
   at::Tensor logits =
-      model_->compute_logits(hidden.index_select(0, long_tensor(b.logit_rows))).contiguous();
-
+      model_->compute_logits(hidden.index_select(0, to_device(long_tensor(b.logit_rows))));
   const auto num_sampled = static_cast<int64_t>(b.sample_seqs.size());
+  std::vector<const ScheduledSeq*> rows;
+  std::vector<SeqStepResult*> res;
+  for (size_t i : b.sample_seqs) {
+    rows.push_back(&out.seqs[i]);
+    res.push_back(&results[i]);
+  }
+  // On a GPU, plain greedy batches take their tokens from the device; everything else samples
+  // on the CPU, where the logits rows come back to.
+  if (!device_.is_cpu() && num_sampled == logits.size(0) && sampler_.argmax_suffices(rows)) {
+    sampler_.sample_argmax(logits, res);
+    return results;
+  }
+  logits = logits.to(at::kCPU).contiguous();
   if (num_sampled > 0) {
-    std::vector<const ScheduledSeq*> rows;
-    std::vector<SeqStepResult*> res;
-    for (size_t i : b.sample_seqs) {
-      rows.push_back(&out.seqs[i]);
-      res.push_back(&results[i]);
-    }
     at::Tensor sample_logits = logits.narrow(0, 0, num_sampled);
     sampler_.sample(sample_logits, rows, res);
   }

@@ -9,6 +9,7 @@
 
 #include "core/engine_options.h"
 #include "core/executor.h"
+#include "model/decode_graphs.h"
 #include "model/llama.h"
 #include "model/sampler.h"
 
@@ -19,8 +20,9 @@ struct KvCacheSize {
   int32_t num_cpu_blocks = 0;
 };
 
-// Device blocks: num_gpu_blocks_override if > 0, else cpu_kvcache_space_gib, else the env
-// TACO_CPU_KVCACHE_SPACE (GiB), else 4 GiB. CPU (swap) blocks from swap_space_gib.
+// CPU device blocks: num_gpu_blocks_override if > 0, else cpu_kvcache_space_gib, else the env
+// TACO_CPU_KVCACHE_SPACE (GiB), else 4 GiB. CPU (swap) blocks from swap_space_gib. GPUs size
+// by profiling instead (memory_profile.h).
 KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& config,
                           at::ScalarType dtype);
 
@@ -40,17 +42,24 @@ class ModelRunner : public Executor {
   void check_scheduled(const ScheduledSeq& s) const;
   void build_batch(const SchedulerOutput& out, Batch& batch) const;
   void move_blocks(const SchedulerOutput& out);
+  at::Tensor forward(const Batch& batch);
   void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
                             const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
 
+  // Host vector -> tensor on the model's device (a view of the vector on the CPU).
+  at::Tensor to_device(at::Tensor host) const;
+
   std::unique_ptr<LlamaModel> model_;
+  at::Device device_;
   int32_t block_size_;
   int32_t num_device_blocks_;
   int32_t num_cpu_blocks_;
   std::vector<at::Tensor> kv_caches_;   // per layer [2, blocks, Hkv, block_size, D]
-  std::vector<at::Tensor> cpu_caches_;  // swap space, same shape with num_cpu_blocks
+  std::vector<at::Tensor> cpu_caches_;  // swap space, same shape with num_cpu_blocks (pinned
+                                        // when the device is a GPU)
   Sampler sampler_;
   std::unique_ptr<Batch> batch_;  // reused buffers of the flat batch
+  std::unique_ptr<DecodeGraphs> graphs_;  // CUDA devices unless enforce_eager
 };
 
 }  // namespace taco

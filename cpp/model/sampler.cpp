@@ -305,6 +305,34 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   });
 }
 
+bool Sampler::argmax_suffices(const std::vector<const ScheduledSeq*>& rows) const {
+  for (const ScheduledSeq* row : rows) {
+    const SamplingOptions& o = *row->sampling;
+    if (!o.greedy() || o.use_beam_search || o.logprobs >= 0 || o.logits_hook_key >= 0 ||
+        changes_logits(o, *row->seq)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Sampler::sample_argmax(const at::Tensor& logits,
+                            const std::vector<SeqStepResult*>& results) const {
+  const at::Tensor valid = logits.narrow(1, 0, std::min<int64_t>(logits.size(1), vocab_size_));
+  // at::max returns the first maximum, as argmax() does on the host.
+  auto [best, ids] = at::max(valid, 1);
+  at::Tensor value = reports_logits(mode_) ? best : best - at::logsumexp(valid, 1);
+  const at::Tensor host = at::stack({ids.to(at::kFloat), value}).to(at::kCPU).contiguous();
+  const int64_t N = valid.size(0);
+  const float* id_p = host.data_ptr<float>();
+  const float* value_p = id_p + N;
+  for (int64_t i = 0; i < N; ++i) {
+    results[i]->token = static_cast<int32_t>(id_p[i]);
+    results[i]->logprob = value_p[i];
+    results[i]->rank = 1;
+  }
+}
+
 std::vector<std::vector<TokenLogprob>> Sampler::prompt_logprobs(const at::Tensor& logits,
                                                                 const std::vector<int32_t>& targets,
                                                                 int k) {

@@ -38,6 +38,15 @@ class Sampler {
   void sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>& rows,
               const std::vector<SeqStepResult*>& results);
 
+  // True when every row is plain greedy that needs nothing but its token and that token's value
+  // (no logprobs list or rank, no processors, no hook, no beams): the argmax and the value can
+  // then come from the device without moving [N, V] logits to the host.
+  bool argmax_suffices(const std::vector<const ScheduledSeq*>& rows) const;
+
+  // For argmax_suffices rows: logits [N, V] float32 on any device; fills token and logprob
+  // (or logit, in the logits modes) as sample() would, with rank 1.
+  void sample_argmax(const at::Tensor& logits, const std::vector<SeqStepResult*>& results) const;
+
   // logits [P, V] float32 where row i predicts targets[i]: per row the target's logprob first,
   // then the top k (k = prompt_logprobs), of the unprocessed model distribution.
   static std::vector<std::vector<TokenLogprob>> prompt_logprobs(const at::Tensor& logits,

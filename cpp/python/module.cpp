@@ -287,4 +287,6 @@ PYBIND11_MODULE(_C, m) {
   bind_options(m);
   bind_outputs(m);
   bind_engine(m);
+  m.def("cuda_available", &taco::cuda_device_available,
+        "True when this build has the CUDA backend and sees a CUDA device.");
 }

@@ -1,0 +1,72 @@
+#include "ops/device_memory.h"
+
+#if TACO_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace taco::ops {
+
+#if TACO_WITH_CUDA
+
+namespace {
+
+using Stat = c10::CachingAllocator::StatType;
+constexpr auto kAggregate = static_cast<size_t>(Stat::AGGREGATE);
+
+void check(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, what, ": ", cudaGetErrorString(err));
+}
+
+}  // namespace
+
+bool cuda_available() { return c10::cuda::device_count() > 0; }
+
+DeviceMemory device_memory(const at::Device& device) {
+  const c10::cuda::CUDAGuard guard(device);
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return {static_cast<int64_t>(free), static_cast<int64_t>(total)};
+}
+
+int64_t allocated_bytes(const at::Device& device) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(device.index())
+      .allocated_bytes[kAggregate]
+      .current;
+}
+
+int64_t peak_allocated_bytes(const at::Device& device) {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(device.index())
+      .allocated_bytes[kAggregate]
+      .peak;
+}
+
+void reset_peak_memory(const at::Device& device) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+}
+
+void synchronize(const at::Device& device) {
+  const c10::cuda::CUDAGuard guard(device);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
+void release_cached_memory() { c10::cuda::CUDACachingAllocator::emptyCache(); }
+
+#else
+
+bool cuda_available() { return false; }
+
+DeviceMemory device_memory(const at::Device& device) {
+  TORCH_CHECK(false, "device_memory: no CUDA backend in this build (", device, ")");
+}
+int64_t allocated_bytes(const at::Device&) { return 0; }
+int64_t peak_allocated_bytes(const at::Device&) { return 0; }
+void reset_peak_memory(const at::Device&) {}
+void synchronize(const at::Device&) {}
+void release_cached_memory() {}
+
+#endif
+
+}  // namespace taco::ops

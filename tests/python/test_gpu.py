@@ -1,0 +1,181 @@
+"""The engine on a CUDA GPU (issue 7), run by `make gpu-check` on a GPU machine; every test skips
+where this build has no CUDA backend or sees no device. HF transformers on the same GPU is the
+oracle: fp32 greedy token ids must match it exactly (TF32 off on both sides)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+from taco_llm import LLM, SamplingParams, TokensPrompt
+
+
+def _cuda_engine_available() -> bool:
+    try:
+        from taco_llm import _C
+    except ImportError:
+        return False
+    return bool(_C.cuda_available()) and torch.cuda.is_available()
+
+
+needs_gpu = pytest.mark.skipif(
+    not _cuda_engine_available(), reason="no CUDA backend in this build or no CUDA device"
+)
+
+
+@pytest.mark.skipif(_cuda_engine_available(), reason="a CUDA device is usable here")
+def test_cuda_device_refused_without_gpu(smol_model_dir):
+    with pytest.raises(ValueError, match="device"):
+        LLM(model=smol_model_dir, device="cuda")
+
+
+TEXTS = [
+    "The capital of France is",
+    "Write a short poem about the sea.\n",
+    "def fibonacci(n):\n    ",
+    "Explain paged attention in one paragraph:",
+]
+
+
+def hf_greedy_full(model, prompt: list[int], n: int) -> tuple[list[int], list[float]]:
+    """Greedy decoding by recomputing the whole sequence each step (no cache API involved)."""
+    ids, logprobs = list(prompt), []
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(input_ids=torch.tensor([ids], device="cuda")).logits[0, -1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            tok = int(torch.argmax(logits))
+            ids.append(tok)
+            logprobs.append(float(logp[tok]))
+    return ids[len(prompt) :], logprobs
+
+
+def engine_greedy(llm: LLM, prompts: list[list[int]], n: int) -> list[tuple[list[int], list]]:
+    params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True, logprobs=0)
+    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    result = []
+    for o in outs:
+        c = o.outputs[0]
+        lps = [step[tok].logprob for tok, step in zip(c.token_ids, c.logprobs)]
+        result.append((list(c.token_ids), lps))
+    return result
+
+
+@pytest.fixture(scope="module")
+def prompts(smol_model_dir) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smol_model_dir)
+    return [tok(t)["input_ids"] for t in TEXTS]
+
+
+@pytest.fixture(scope="module")
+def hf_fp32(smol_model_dir, prompts):
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = AutoModelForCausalLM.from_pretrained(smol_model_dir, dtype=torch.float32).cuda().eval()
+    want = [hf_greedy_full(model, p, 32) for p in prompts]
+    del model
+    torch.cuda.empty_cache()
+    return want
+
+
+def _make(smol_model_dir, **kw) -> LLM:
+    return LLM(model=smol_model_dir, device="cuda", seed=0, **kw)
+
+
+def _free(llm: LLM) -> None:
+    del llm
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("enforce_eager", [True, False])
+@needs_gpu
+def test_fp32_greedy_matches_hf_on_gpu(smol_model_dir, prompts, hf_fp32, enforce_eager):
+    llm = _make(smol_model_dir, dtype="float32", enforce_eager=enforce_eager)
+    assert llm.model_info["device"] == "cuda"
+    try:
+        got = engine_greedy(llm, prompts, 32)
+        # Without logprobs, greedy tokens and cumulative logprobs come from the device argmax.
+        plain = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
+        fast = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], plain)
+    finally:
+        _free(llm)
+    for i, ((ids, lps), (want_ids, want_lps)) in enumerate(zip(got, hf_fp32)):
+        assert ids == want_ids, f"prompt {i}: {TEXTS[i]!r}"
+        assert max(abs(a - b) for a, b in zip(lps, want_lps)) < 2e-3
+        assert list(fast[i].outputs[0].token_ids) == want_ids
+        assert abs(fast[i].outputs[0].cumulative_logprob - sum(want_lps)) < 1e-2
+
+
+@needs_gpu
+def test_bf16_auto_dtype_close_to_fp32(smol_model_dir, prompts, hf_fp32):
+    # dtype "auto" on a GPU follows the config (SmolLM2: bfloat16).
+    llm = _make(smol_model_dir)
+    assert llm.model_info["dtype"] == "bfloat16"
+    try:
+        got = engine_greedy(llm, prompts, 4)
+    finally:
+        _free(llm)
+    for (ids, lps), (want_ids, want_lps) in zip(got, hf_fp32):
+        assert ids[:2] == want_ids[:2]
+        assert abs(lps[0] - want_lps[0]) < 0.1
+
+
+@needs_gpu
+def test_kv_cache_follows_gpu_memory_utilization(smol_model_dir):
+    small = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.2)
+    small_blocks = small.model_info["num_device_blocks"]
+    _free(small)
+    large = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.4)
+    large_blocks = large.model_info["num_device_blocks"]
+    _free(large)
+    total = torch.cuda.get_device_properties(0).total_memory
+    # SmolLM2 bf16: 30 layers x 3 kv heads x 64 dims x 16 tokens x 2 (K, V) x 2 bytes per block.
+    block_bytes = 30 * 3 * 64 * 16 * 2 * 2
+    assert small_blocks > 0
+    # 0.2 more of the device goes entirely to blocks (weights and activations are already paid).
+    assert abs((large_blocks - small_blocks) * block_bytes - 0.2 * total) < 0.02 * total
+
+
+@needs_gpu
+def test_swap_preemption_on_gpu_keeps_outputs(smol_model_dir, prompts):
+    params = SamplingParams(temperature=0.8, seed=7, max_tokens=48, ignore_eos=True)
+    many = [TokensPrompt(prompt_token_ids=p) for p in prompts * 4]
+    roomy = _make(smol_model_dir, dtype="float32")
+    want = [o.outputs[0].token_ids for o in roomy.generate(many, params, use_tqdm=False)]
+    _free(roomy)
+    # 24 blocks of 16 tokens cannot hold 16 sequences of ~60 tokens: the scheduler must swap.
+    tight = _make(
+        smol_model_dir,
+        dtype="float32",
+        num_gpu_blocks_override=24,
+        max_model_len=256,
+        swap_space=1,
+        preemption_mode="swap",
+        max_num_seqs=16,
+    )
+    try:
+        got = [o.outputs[0].token_ids for o in tight.generate(many, params, use_tqdm=False)]
+        metrics = tight.get_metrics()
+    finally:
+        _free(tight)
+    assert metrics["num_preemptions"] > 0
+    assert got == want
+
+
+@needs_gpu
+def test_sampling_and_n_on_gpu(smol_model_dir, prompts):
+    llm = _make(smol_model_dir, dtype="bfloat16")
+    try:
+        params = SamplingParams(n=3, temperature=1.0, top_p=0.9, top_k=50, seed=1, max_tokens=16)
+        a = llm.generate([TokensPrompt(prompt_token_ids=prompts[0])], params, use_tqdm=False)
+        b = llm.generate([TokensPrompt(prompt_token_ids=prompts[0])], params, use_tqdm=False)
+    finally:
+        _free(llm)
+    assert len(a[0].outputs) == 3
+    assert [c.token_ids for c in a[0].outputs] == [c.token_ids for c in b[0].outputs]
