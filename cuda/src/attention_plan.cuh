@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 #include <cstddef>
 #include <cstdint>
@@ -90,14 +91,17 @@ struct DecodeCfg {
 };
 
 // The decode configurations the bench compares; entry 0 is the default. Entries past 0 are built
-// for bf16, head_dim 128 and 4 heads per CTA only (attention.h).
+// for bf16, head_dim 128 and 4 heads per CTA only (attention.h). mma entries run the tensor-core
+// kernel of paged_attention_decode_mma.cu (keys_per_slot unused there).
 struct DecodeVariant {
   const char* name;
   int warps, keys_per_slot, stages;
+  bool mma;
 };
 inline constexpr DecodeVariant kDecodeVariants[] = {
-    {"w4 k2 s4", 4, 2, 4}, {"w4 k1 s6", 4, 1, 6}, {"w4 k4 s3", 4, 4, 3},
-    {"w8 k2 s3", 8, 2, 3}, {"w2 k2 s6", 2, 2, 6},
+    {"w4 k2 s4", 4, 2, 4, false},    {"w4 k1 s6", 4, 1, 6, false}, {"w4 k4 s3", 4, 4, 3, false},
+    {"w8 k2 s3", 8, 2, 3, false},    {"w2 k2 s6", 2, 2, 6, false}, {"mma w2 s3", 2, 1, 3, true},
+    {"mma w2 s2", 2, 1, 2, true},    {"mma w4 s3", 4, 1, 3, true},
 };
 inline constexpr int kNumDecodeVariants = sizeof(kDecodeVariants) / sizeof(kDecodeVariants[0]);
 
@@ -151,6 +155,55 @@ DecodeSplit plan_decode(const PagedAttentionParams& p, int sms, int blocks_per_s
   return s;
 }
 
+// ---- Device pieces shared by the decode kernels (paged_attention_decode*.cu).
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Final merge of a decode CTA: red holds each warp's unnormalized output rows
+// [W][ROWS][D] float (log2-domain softmax), then max [W][ROWS] and sum [W][ROWS]. Writes the
+// first `heads` rows to out, or as split partials (natural-log max) to the workspace.
+template <typename T, int D, int W, int ROWS>
+__device__ void decode_combine(const PagedAttentionParams& p, const DecodeSplit& split, int token,
+                               int head0, int heads, const float* red) {
+  const float* stats = red + W * ROWS * D;
+  const int64_t rows = p.tokens * p.num_heads;
+  for (int i = threadIdx.x; i < heads * D; i += blockDim.x) {
+    const int h = i / D, d = i % D;
+    float mx = -INFINITY;
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, stats[w * ROWS + h]);
+    float o = 0.0f, l = 0.0f;
+    for (int w = 0; mx != -INFINITY && w < W; ++w) {
+      const float a = exp2f(stats[w * ROWS + h] - mx);
+      o += red[(w * ROWS + h) * D + d] * a;
+      l += stats[(W + w) * ROWS + h] * a;
+    }
+    const int64_t row = static_cast<int64_t>(token) * p.num_heads + head0 + h;
+    if (split.num_splits == 1) {
+      static_cast<T*>(p.out)[row * D + d] = from_float<T>(o / l);
+    } else {
+      const int64_t srow = blockIdx.z * rows + row;
+      p.workspace[srow * D + d] = o;
+      if (d == 0) {
+        float* ws_stats = p.workspace + split.num_splits * rows * D;
+        ws_stats[srow] = mx == -INFINITY ? -INFINITY : mx * kLn2;
+        ws_stats[split.num_splits * rows + srow] = l;
+      }
+    }
+  }
+}
+
 // The decode path (paged_attention_decode.cu) serves batches whose sequences have at most one
 // query token, unless the caller forces the mixed kernel (decode_variant -1).
 inline bool use_decode_path(const PagedAttentionParams& p) {
@@ -162,5 +215,13 @@ inline bool use_decode_path(const PagedAttentionParams& p) {
 size_t decode_workspace_floats(const PagedAttentionParams& p, int sms);
 
 cudaError_t paged_attention_decode(const PagedAttentionParams& p, int sms, cudaStream_t stream);
+
+// The tensor-core decode kernel (paged_attention_decode_mma.cu) for the mma variants.
+size_t decode_mma_workspace_floats(const PagedAttentionParams& p, int sms);
+cudaError_t paged_attention_decode_mma(const PagedAttentionParams& p, int sms, cudaStream_t stream);
+
+inline bool is_mma_variant(int v) {
+  return v >= 0 && v < kNumDecodeVariants && kDecodeVariants[v].mma;
+}
 
 }  // namespace taco::cuda

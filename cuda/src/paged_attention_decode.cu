@@ -11,20 +11,6 @@
 namespace taco::cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 // Sum over the kTpk threads of a slot (consecutive lanes, aligned).
 template <int kTpk>
 __device__ __forceinline__ float slot_sum(float x) {
@@ -101,7 +87,8 @@ struct SlotState {
   }
 
   // One stage: scores of its kKpt keys, then the P.V update.
-  __device__ void consume(const KeyStream<C>& ks, int stage, const float (&q)[C::kHeads][C::kDims]) {
+  __device__ void consume(const KeyStream<C>& ks, int stage,
+                          const float (&q)[C::kHeads][C::kDims]) {
     float s[C::kKpt][C::kHeads];
 #pragma unroll
     for (int i = 0; i < C::kKpt; ++i) {
@@ -197,30 +184,7 @@ __device__ void write_result(const PagedAttentionParams& p, const DecodeSplit& s
     }
   }
   __syncthreads();
-  const int64_t rows = p.tokens * p.num_heads;
-  for (int i = threadIdx.x; i < heads * C::kD; i += C::kThreads) {
-    const int h = i / C::kD, d = i % C::kD;
-    float mx = -INFINITY;
-    for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, stats[w * C::kHeads + h]);
-    float o = 0.0f, l = 0.0f;
-    for (int w = 0; mx != -INFINITY && w < C::kWarps; ++w) {
-      const float a = exp2f(stats[w * C::kHeads + h] - mx);
-      o += red[(w * C::kHeads + h) * C::kD + d] * a;
-      l += stats[(C::kWarps + w) * C::kHeads + h] * a;
-    }
-    const int64_t row = static_cast<int64_t>(token) * p.num_heads + head0 + h;
-    if (split.num_splits == 1) {
-      static_cast<typename C::Elem*>(p.out)[row * C::kD + d] = from_float<typename C::Elem>(o / l);
-    } else {
-      const int64_t srow = blockIdx.z * rows + row;
-      p.workspace[srow * C::kD + d] = o;
-      if (d == 0) {  // natural-log max, as the reduction expects
-        float* ws_stats = p.workspace + split.num_splits * rows * C::kD;
-        ws_stats[srow] = mx == -INFINITY ? -INFINITY : mx * kLn2;
-        ws_stats[split.num_splits * rows + srow] = l;
-      }
-    }
-  }
+  decode_combine<typename C::Elem, C::kD, C::kWarps, C::kHeads>(p, split, token, head0, heads, red);
 }
 
 template <class C>
@@ -302,7 +266,7 @@ template <typename T, int D, int H, typename Fn>
 cudaError_t with_variant(const PagedAttentionParams& p, Fn& fn) {
   if (p.decode_variant == 0) return fn.template operator()<DecodeVariantCfg<T, D, H, 0>>();
   if constexpr (std::is_same_v<T, __nv_bfloat16> && D == 128 && H == 4) {
-    static_assert(kNumDecodeVariants == 5, "one case per variant");
+    static_assert(kNumDecodeVariants == 8 && kDecodeVariants[5].mma, "one case per variant");
     switch (p.decode_variant) {
       case 1:
         return fn.template operator()<DecodeVariantCfg<T, D, H, 1>>();
@@ -359,6 +323,7 @@ const char* paged_attention_decode_variant_name(int v) {
 }
 
 size_t decode_workspace_floats(const PagedAttentionParams& p, int sms) {
+  if (is_mma_variant(p.decode_variant)) return decode_mma_workspace_floats(p, sms);
   size_t floats = 0;
   with_config(p, [&]<class C>() {
     const int blocks = blocks_per_sm<C>();
@@ -370,6 +335,7 @@ size_t decode_workspace_floats(const PagedAttentionParams& p, int sms) {
 }
 
 cudaError_t paged_attention_decode(const PagedAttentionParams& p, int sms, cudaStream_t stream) {
+  if (is_mma_variant(p.decode_variant)) return paged_attention_decode_mma(p, sms, stream);
   return with_config(p, [&]<class C>() {
     const int blocks = blocks_per_sm<C>();
     if (blocks == 0) return cudaErrorInvalidConfiguration;

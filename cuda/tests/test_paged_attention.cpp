@@ -2,9 +2,9 @@
 // over a cached prefix and whole prompts, GQA groups from 1 to 32, every supported head_dim, and
 // long single-sequence decodes that force split-KV and its reduction. Decode-only batches
 // (max_query_len 1) take the decode kernel: lengths around block and stage edges, forced small
-// partitions (empty splits), every bench variant, and the mixed kernel forced on a decode batch. Cache slots no sequence
-// owns, block-table padding (-1) and the output start poisoned, so reading past a sequence or
-// skipping a row fails loudly.
+// partitions (empty splits), every bench variant (mma ones included), and the mixed kernel forced
+// on a decode batch. Cache slots no sequence owns, block-table padding (-1) and the output start
+// poisoned, so reading past a sequence or skipping a row fails loudly.
 #include <gtest/gtest.h>
 
 #include <algorithm>

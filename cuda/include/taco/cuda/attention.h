@@ -74,9 +74,10 @@ struct PagedAttentionParams {
 };
 
 // Name of decode configuration v ("w4 k2 s4": warps per CTA, keys per thread per stage, cp.async
-// stages), or null past the last one. Variant 0 is the default and serves every dtype, head_dim
-// and group; the others exist for bf16, head_dim 128 and groups of 3 or 4 only (the bench shape),
-// and paged_attention returns cudaErrorInvalidValue for them elsewhere.
+// stages; "mma w2 s3": the tensor-core kernel, mma.m16n8k16 with the GQA heads as rows and whole
+// 16-key tiles per warp), or null past the last one. Variant 0 is the default and serves every
+// dtype, head_dim and group; the others exist for bf16, head_dim 128 and groups of 3 or 4 only
+// (the bench shape), and paged_attention returns cudaErrorInvalidValue for them elsewhere.
 const char* paged_attention_decode_variant_name(int v);
 
 // Float32 scratch the call needs for split-KV partials (0 when it will not split).
