@@ -2,8 +2,10 @@
 // warm-ups), each next to a device-to-device copy of the same bytes (bytes read + written), the
 // ceiling a memory-bound kernel can reach. One line per kernel:
 //   bench <kernel> <shape> time_us=<median> GB/s=<achieved> copy_GB/s=<copy> pct_of_copy=<ratio>
-// Decode attention runs at batch 64 x 2048 context (Llama-3-8B heads: 32 q, 8 kv, head_dim 128,
-// bf16, block 16); its bytes are the K/V it must read plus queries and outputs.
+// Decode attention runs at batch 64 x 2048 and 8192 context and batch 1 x 32768 (Llama-3-8B heads:
+// 32 q, 8 kv, head_dim 128, bf16, block 16), sweeping the decode-kernel variants and split sizes
+// (default first, the old mixed kernel last); its bytes are the K/V it must read plus queries and
+// outputs.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -71,8 +73,25 @@ void report(const char* name, const std::string& shape, double ms, double bytes)
               shape.c_str(), ms * 1e3, gbs, copy_gbs, 100.0 * gbs / copy_gbs);
 }
 
-void bench_decode_attention() {
-  const int64_t batch = 64, ctx = 2048, heads = 32, kv_heads = 8, d = 128, bs = 16;
+// One decode-attention setting of the sweep: a decode-kernel variant (-1: the mixed kernel) and
+// a fixed keys-per-split (0: the plan's choice).
+struct DecodeSetting {
+  int variant;
+  int64_t partition_keys;
+};
+
+std::string setting_name(const DecodeSetting& s) {
+  std::string name = s.variant < 0 ? std::string("mixed-kernel")
+                     : s.variant == 0
+                         ? std::string("default ") + paged_attention_decode_variant_name(0)
+                         : std::string("variant ") + paged_attention_decode_variant_name(s.variant);
+  return name + " part=" + (s.partition_keys ? std::to_string(s.partition_keys) : "auto");
+}
+
+// Decode attention at batch x ctx, Llama-3-8B heads (32 q, 8 kv, head_dim 128, bf16, block 16),
+// one line per setting, the default first. A setting the library refuses prints its error.
+void bench_decode_attention(int64_t batch, int64_t ctx) {
+  const int64_t heads = 32, kv_heads = 8, d = 128, bs = 16;
   const int64_t blocks_per_seq = ctx / bs, num_blocks = batch * blocks_per_seq;
   DeviceBuffer<bf16> kv(2 * num_blocks * kv_heads * bs * d), q(batch * heads * d),
       out(batch * heads * d);
@@ -103,11 +122,27 @@ void bench_decode_attention() {
   p.max_seq_len = ctx;
   p.scale = 0.088f;
   p.dtype = DType::kBFloat16;
-  DeviceBuffer<float> workspace((paged_attention_workspace_bytes(p) + 3) / 4);
-  p.workspace = workspace.size() ? workspace.get() : nullptr;
-  const double ms = time_ms([&] { return paged_attention(p, nullptr); });
+  std::vector<DecodeSetting> settings = {{0, 0}};
+  for (int v = 1; paged_attention_decode_variant_name(v); ++v) settings.push_back({v, 0});
+  for (int64_t part : {256, 512, 1024, 2048, 4096, 8192})
+    if (part < ctx || part == 8192) settings.push_back({0, part});
+  settings.push_back({-1, 0});
   const double bytes = (kv.size() + q.size() + out.size()) * sizeof(bf16);
-  report("decode_attention", "b64 ctx2048 h32/8 d128 bf16", ms, bytes);
+  const std::string shape = "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) +
+                            " h32/8 d128 bf16 ";
+  for (const DecodeSetting& s : settings) {
+    p.decode_variant = s.variant;
+    p.decode_partition_keys = s.partition_keys;
+    DeviceBuffer<float> workspace((paged_attention_workspace_bytes(p) + 3) / 4);
+    p.workspace = workspace.size() ? workspace.get() : nullptr;
+    if (const cudaError_t err = paged_attention(p, nullptr); err != cudaSuccess) {
+      std::printf("bench decode_attention %s%s error=%s\n", shape.c_str(),
+                  setting_name(s).c_str(), cudaGetErrorString(err));
+      continue;
+    }
+    const double ms = time_ms([&] { return paged_attention(p, nullptr); });
+    report("decode_attention", shape + setting_name(s), ms, bytes);
+  }
 }
 
 void bench_norms() {
@@ -179,7 +214,9 @@ int main() {
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
   try {
-    bench_decode_attention();
+    bench_decode_attention(64, 2048);
+    bench_decode_attention(64, 8192);
+    bench_decode_attention(1, 32768);
     bench_norms();
     bench_rotary_and_cache();
     bench_activation();

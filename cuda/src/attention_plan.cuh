@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <cstddef>
 #include <cstdint>
 
@@ -50,14 +52,176 @@ inline AttentionPlan make_attention_plan(const PagedAttentionParams& p, int num_
 }
 
 // Workspace of a split call, float32: acc [splits, tokens, heads, head_dim], then max and sum,
-// each [splits, tokens, heads].
-inline size_t attention_workspace_floats(const PagedAttentionParams& p, const AttentionPlan& plan) {
-  if (plan.num_splits == 1) return 0;
-  return static_cast<size_t>(plan.num_splits) * p.tokens * p.num_heads * (p.head_dim + 2);
+// each [splits, tokens, heads]. Both the mixed and the decode kernel write this layout.
+inline size_t attention_workspace_floats(const PagedAttentionParams& p, int num_splits) {
+  if (num_splits == 1) return 0;
+  return static_cast<size_t>(num_splits) * p.tokens * p.num_heads * (p.head_dim + 2);
 }
 
 // Merges the num_splits partials of every (token, head) into out (paged_attention_reduce.cu).
-cudaError_t launch_attention_reduce(const PagedAttentionParams& p, const AttentionPlan& plan,
+cudaError_t launch_attention_reduce(const PagedAttentionParams& p, int num_splits,
                                     cudaStream_t stream);
+
+// ---- Decode path: one CTA per (sequence, kv head x head chunk, key split).
+
+// One decode-kernel configuration: element type, head_dim, GQA heads per CTA, warps per CTA, keys
+// per slot per stage, cp.async stages (paged_attention_decode.cu describes the thread layout).
+template <typename T, int D, int HEADS, int WARPS, int KPT, int STAGES>
+struct DecodeCfg {
+  using Elem = T;
+  static constexpr int kD = D, kHeads = HEADS, kWarps = WARPS, kStages = STAGES;
+  static constexpr int kThreads = WARPS * 32;
+  static constexpr int kVecN = kVec<T>;     // elements per 16-byte pack
+  static constexpr int kPacks = D / kVecN;  // packs per K or V row
+  // Threads per key: the largest power of two dividing kPacks (96: 3 packs each), at most a warp.
+  static constexpr int kTpk = std::min(kPacks & -kPacks, 32);
+  static constexpr int kPpt = kPacks / kTpk;  // packs per thread per row
+  static constexpr int kDims = kPpt * kVecN;  // head_dim elements a thread owns
+  // Keys per slot per stage: a thread that owns several packs per row keeps about the same bytes
+  // in flight with fewer keys.
+  static constexpr int kKpt = std::max(1, KPT / kPpt);
+  static constexpr int kSlots = kThreads / kTpk;
+  static constexpr int kStageKeys = kSlots * kKpt;  // keys the CTA stages per step
+  static constexpr size_t kPipeBytes = sizeof(T) * 2 * STAGES * kStageKeys * D;
+  static constexpr size_t kMergeBytes = sizeof(float) * WARPS * HEADS * (D + 2);
+  static constexpr size_t kSmem = std::max(kPipeBytes, kMergeBytes);
+  // q and the accumulators take 2 * HEADS * kDims registers a thread: light configurations must
+  // fit 16 warps per SM (128 registers), heavy ones 12.
+  static constexpr int kMinBlocks = std::max(1, (HEADS * kDims <= 32 ? 16 : 12) / WARPS);
+};
+
+// The decode configurations the bench compares; entry 0 is the default. Entries past 0 are built
+// for bf16, head_dim 128 and 4 heads per CTA only (attention.h). mma entries run the tensor-core
+// kernel of paged_attention_decode_mma.cu (keys_per_slot unused there).
+struct DecodeVariant {
+  const char* name;
+  int warps, keys_per_slot, stages;
+  bool mma;
+};
+inline constexpr DecodeVariant kDecodeVariants[] = {
+    {"w4 k2 s4", 4, 2, 4, false},    {"w4 k1 s6", 4, 1, 6, false}, {"w4 k4 s3", 4, 4, 3, false},
+    {"w8 k2 s3", 8, 2, 3, false},    {"w2 k2 s6", 2, 2, 6, false}, {"mma w2 s3", 2, 1, 3, true},
+    {"mma w2 s2", 2, 1, 2, true},    {"mma w4 s3", 4, 1, 3, true},
+};
+inline constexpr int kNumDecodeVariants = sizeof(kDecodeVariants) / sizeof(kDecodeVariants[0]);
+
+template <typename T, int D, int HEADS, int V>
+using DecodeVariantCfg = DecodeCfg<T, D, HEADS, kDecodeVariants[V].warps,
+                                   kDecodeVariants[V].keys_per_slot, kDecodeVariants[V].stages>;
+
+// Most GQA heads a decode CTA takes for (T, D): a power of two <= 8 whose q and accumulators stay
+// within 64 + 64 registers a thread.
+template <typename T, int D>
+constexpr int decode_max_heads() {
+  int heads = 8;
+  while (heads > 1 && heads * DecodeCfg<T, D, 1, 4, 1, 1>::kDims > 64) heads /= 2;
+  return heads;
+}
+
+// Heads per CTA for a GQA group: the group rounded up to a power of two, capped (larger groups
+// take several CTAs per kv head; padding heads are computed and dropped).
+inline int decode_heads(int64_t group, int max_heads) {
+  int heads = 1;
+  while (heads < group && heads < max_heads) heads *= 2;
+  return heads;
+}
+
+constexpr int kDecodeMinPartition = 256;   // fewest keys worth a split of their own
+constexpr int kDecodeMaxPartition = 4096;  // long contexts always split: uneven batches balance
+
+struct DecodeSplit {
+  int head_chunks = 1;     // CTAs per kv head along its GQA group
+  int num_splits = 1;      // key partitions (grid z)
+  int partition_keys = 0;  // keys per split, a multiple of the stage's keys
+};
+
+// Splits so that the grid fills one wave of resident CTAs (blocks_per_sm per SM), keys per split
+// within [kDecodeMinPartition, kDecodeMaxPartition] unless the caller fixed them.
+template <class C>
+DecodeSplit plan_decode(const PagedAttentionParams& p, int sms, int blocks_per_sm) {
+  DecodeSplit s;
+  s.head_chunks = static_cast<int>(ceil_div(p.num_heads / p.num_kv_heads, C::kHeads));
+  const int64_t ctas = std::max<int64_t>(1, p.num_seqs * p.num_kv_heads * s.head_chunks);
+  const int64_t keys = std::max<int64_t>(p.max_seq_len, 1);
+  int64_t part = p.decode_partition_keys;
+  if (part <= 0) {
+    const int64_t fill = std::max<int64_t>(1, int64_t{sms} * blocks_per_sm / ctas);
+    part = std::clamp<int64_t>(ceil_div(keys, fill), kDecodeMinPartition, kDecodeMaxPartition);
+  }
+  part = std::max<int64_t>(part, ceil_div(keys, 65535));  // grid z limit
+  part = ceil_div(part, C::kStageKeys) * C::kStageKeys;
+  s.partition_keys = static_cast<int>(part);
+  s.num_splits = static_cast<int>(ceil_div(keys, part));
+  return s;
+}
+
+// ---- Device pieces shared by the decode kernels (paged_attention_decode*.cu).
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Final merge of a decode CTA: red holds each warp's unnormalized output rows
+// [W][ROWS][D] float (log2-domain softmax), then max [W][ROWS] and sum [W][ROWS]. Writes the
+// first `heads` rows to out, or as split partials (natural-log max) to the workspace.
+template <typename T, int D, int W, int ROWS>
+__device__ void decode_combine(const PagedAttentionParams& p, const DecodeSplit& split, int token,
+                               int head0, int heads, const float* red) {
+  const float* stats = red + W * ROWS * D;
+  const int64_t rows = p.tokens * p.num_heads;
+  for (int i = threadIdx.x; i < heads * D; i += blockDim.x) {
+    const int h = i / D, d = i % D;
+    float mx = -INFINITY;
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, stats[w * ROWS + h]);
+    float o = 0.0f, l = 0.0f;
+    for (int w = 0; mx != -INFINITY && w < W; ++w) {
+      const float a = exp2f(stats[w * ROWS + h] - mx);
+      o += red[(w * ROWS + h) * D + d] * a;
+      l += stats[(W + w) * ROWS + h] * a;
+    }
+    const int64_t row = static_cast<int64_t>(token) * p.num_heads + head0 + h;
+    if (split.num_splits == 1) {
+      static_cast<T*>(p.out)[row * D + d] = from_float<T>(o / l);
+    } else {
+      const int64_t srow = blockIdx.z * rows + row;
+      p.workspace[srow * D + d] = o;
+      if (d == 0) {
+        float* ws_stats = p.workspace + split.num_splits * rows * D;
+        ws_stats[srow] = mx == -INFINITY ? -INFINITY : mx * kLn2;
+        ws_stats[split.num_splits * rows + srow] = l;
+      }
+    }
+  }
+}
+
+// The decode path (paged_attention_decode.cu) serves batches whose sequences have at most one
+// query token, unless the caller forces the mixed kernel (decode_variant -1).
+inline bool use_decode_path(const PagedAttentionParams& p) {
+  return p.max_query_len == 1 && p.decode_variant >= 0;
+}
+
+// Float32 workspace the decode path needs on a device with sms SMs (0: no split, or a variant
+// that does not exist for these params, which paged_attention_decode then rejects).
+size_t decode_workspace_floats(const PagedAttentionParams& p, int sms);
+
+cudaError_t paged_attention_decode(const PagedAttentionParams& p, int sms, cudaStream_t stream);
+
+// The tensor-core decode kernel (paged_attention_decode_mma.cu) for the mma variants.
+size_t decode_mma_workspace_floats(const PagedAttentionParams& p, int sms);
+cudaError_t paged_attention_decode_mma(const PagedAttentionParams& p, int sms, cudaStream_t stream);
+
+inline bool is_mma_variant(int v) {
+  return v >= 0 && v < kNumDecodeVariants && kDecodeVariants[v].mma;
+}
 
 }  // namespace taco::cuda

@@ -1,4 +1,5 @@
-// The paged-attention kernel for mixed prefill/decode batches (plan in taco/cuda/attention.h).
+// The paged-attention kernel for mixed prefill/decode batches (plan in taco/cuda/attention.h);
+// decode-only batches go to paged_attention_decode.cu.
 // Grid: x = sequence * q_tiles + query tile, y = kv head * head_chunks + head chunk, z = key split.
 // A CTA's rows are (token, head) pairs; warp w owns rows w, w + 4, w + 8, w + 12 and keeps their
 // online-softmax state (max, sum, head_dim / 32 accumulators per lane) in registers.
@@ -179,7 +180,8 @@ cudaError_t launch(const PagedAttentionParams& p, const AttentionPlan& plan, cud
                   static_cast<unsigned>(plan.num_splits));
   kernel<<<grid, kAttnWarps * 32, kSmem, stream>>>(p, plan);
   cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess && plan.num_splits > 1) err = launch_attention_reduce(p, plan, stream);
+  if (err == cudaSuccess && plan.num_splits > 1)
+    err = launch_attention_reduce(p, plan.num_splits, stream);
   return err;
 }
 
@@ -200,7 +202,8 @@ bool supported(const PagedAttentionParams& p) {
 size_t paged_attention_workspace_bytes(const PagedAttentionParams& p) {
   int sms = 0;
   if (!supported(p) || device_sms(&sms) != cudaSuccess) return 0;
-  return sizeof(float) * attention_workspace_floats(p, make_attention_plan(p, sms));
+  if (use_decode_path(p)) return sizeof(float) * decode_workspace_floats(p, sms);
+  return sizeof(float) * attention_workspace_floats(p, make_attention_plan(p, sms).num_splits);
 }
 
 cudaError_t paged_attention(const PagedAttentionParams& p, cudaStream_t stream) {
@@ -208,8 +211,10 @@ cudaError_t paged_attention(const PagedAttentionParams& p, cudaStream_t stream) 
   if (!supported(p)) return cudaErrorInvalidValue;
   int sms = 0;
   if (const cudaError_t err = device_sms(&sms); err != cudaSuccess) return err;
+  if (use_decode_path(p)) return paged_attention_decode(p, sms, stream);
   const AttentionPlan plan = make_attention_plan(p, sms);
-  if (attention_workspace_floats(p, plan) > 0 && !p.workspace) return cudaErrorInvalidValue;
+  if (attention_workspace_floats(p, plan.num_splits) > 0 && !p.workspace)
+    return cudaErrorInvalidValue;
   return dispatch(p.dtype, [&]<typename T>() {
     switch (p.head_dim) {
       case 64:

@@ -31,12 +31,12 @@ __global__ void attention_reduce_kernel(PagedAttentionParams p, int num_splits) 
 
 }  // namespace
 
-cudaError_t launch_attention_reduce(const PagedAttentionParams& p, const AttentionPlan& plan,
+cudaError_t launch_attention_reduce(const PagedAttentionParams& p, int num_splits,
                                     cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(p.num_heads));
   return dispatch(p.dtype, [&]<typename T>() {
     attention_reduce_kernel<T>
-        <<<grid, static_cast<unsigned>(p.head_dim), 0, stream>>>(p, plan.num_splits);
+        <<<grid, static_cast<unsigned>(p.head_dim), 0, stream>>>(p, num_splits);
     return cudaGetLastError();
   });
 }

@@ -1,15 +1,19 @@
 // paged_attention against a float64 host reference over mixed batches: decodes, prefill chunks
 // over a cached prefix and whole prompts, GQA groups from 1 to 32, every supported head_dim, and
-// long single-sequence decodes that force split-KV and its reduction. Cache slots no sequence
-// owns, block-table padding (-1) and the output start poisoned, so reading past a sequence or
-// skipping a row fails loudly.
+// long single-sequence decodes that force split-KV and its reduction. Decode-only batches
+// (max_query_len 1) take the decode kernel: lengths around block and stage edges, forced small
+// partitions (empty splits), every bench variant (mma ones included), and the mixed kernel forced
+// on a decode batch. Cache slots no sequence owns, block-table padding (-1) and the output start
+// poisoned, so reading past a sequence or skipping a row fails loudly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "taco/cuda/attention.h"
@@ -25,6 +29,13 @@ struct SeqSpec {
 
 struct Shape {
   int64_t kv_heads, group, head_dim, block_size;
+};
+
+// Decode-path knobs of PagedAttentionParams, and whether the call must be refused.
+struct Knobs {
+  int variant = 0;
+  int64_t partition_keys = 0;
+  bool expect_invalid = false;
 };
 
 template <typename T>
@@ -113,7 +124,8 @@ void reference_row(double* out, const Batch<T>& b, const Shape& sh, int64_t seq,
 }
 
 template <typename T>
-void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t seed) {
+void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t seed,
+                     const Knobs& knobs = {}) {
   std::mt19937 rng(seed);
   const Batch<T> b = make_batch<T>(sh, seqs, rng);
   const int64_t heads = sh.kv_heads * sh.group, d = sh.head_dim;
@@ -141,8 +153,14 @@ void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t
   p.max_seq_len = b.max_len;
   p.scale = static_cast<float>(scale);
   p.dtype = dtype_of<T>();
+  p.decode_variant = knobs.variant;
+  p.decode_partition_keys = knobs.partition_keys;
   DeviceBuffer<float> workspace((paged_attention_workspace_bytes(p) + 3) / 4);
   p.workspace = workspace.size() ? workspace.get() : nullptr;
+  if (knobs.expect_invalid) {
+    EXPECT_EQ(paged_attention(p, nullptr), cudaErrorInvalidValue) << "variant " << knobs.variant;
+    return;
+  }
   TACO_CUDA_LAUNCH_OK(paged_attention(p, nullptr));
 
   const std::vector<T> got = out.download();
@@ -160,7 +178,8 @@ void check_attention(const Shape& sh, const std::vector<SeqSpec>& seqs, uint32_t
     EXPECT_EQ(bad, 0u) << "sequence " << s << " seq_len " << seqs[s].seq_len << " q_len "
                        << seqs[s].q_len << " (kv_heads " << sh.kv_heads << " group " << sh.group
                        << " head_dim " << d << " block_size " << sh.block_size << ", workspace "
-                       << workspace.size() * 4 << " bytes)";
+                       << workspace.size() * 4 << " bytes, variant " << knobs.variant
+                       << ", partition " << knobs.partition_keys << ")";
   }
 }
 
@@ -183,6 +202,64 @@ TYPED_TEST(PagedAttentionTest, LongDecodesSplitKeys) {
   // shortest sequence sees empty splits past its length.
   check_attention<TypeParam>({2, 4, 128, 16}, {{4000, 1}, {2500, 1}, {40, 1}}, 6);
   check_attention<TypeParam>({1, 8, 64, 16}, {{3000, 1}, {1500, 3}}, 7);
+}
+
+// Decodes only: lengths 1, around a block (16) and the default stage (16 keys), block multiples,
+// and a few thousand keys, so partial stages, partial blocks and long key loops all occur.
+std::vector<SeqSpec> decode_batch(std::initializer_list<int32_t> lens) {
+  std::vector<SeqSpec> seqs;
+  for (int32_t len : lens) seqs.push_back({len, 1});
+  return seqs;
+}
+const std::vector<SeqSpec> kDecodes =
+    decode_batch({1, 15, 16, 17, 31, 32, 33, 64, 100, 255, 256, 257, 1024, 2900});
+
+TYPED_TEST(PagedAttentionTest, DecodeBatchAcrossGroupsAndHeadDims) {
+  TACO_REQUIRE_GPU();
+  for (int64_t group : {1, 4, 8}) {
+    for (int64_t d : {64, 128}) check_attention<TypeParam>({2, group, d, 16}, kDecodes, 10);
+  }
+  check_attention<TypeParam>({2, 4, 96, 16}, kDecodes, 11);   // 3 packs per thread
+  check_attention<TypeParam>({1, 8, 96, 16}, kDecodes, 12);   // heads capped: 2+ chunks
+  check_attention<TypeParam>({1, 4, 256, 16}, kDecodes, 13);  // a warp per key
+  check_attention<TypeParam>({2, 3, 128, 16}, kDecodes, 14);  // padding head in the CTA
+  check_attention<TypeParam>({1, 12, 128, 16}, kDecodes, 15);  // two head chunks, one ragged
+  check_attention<TypeParam>({1, 32, 64, 16}, kDecodes, 16);   // four head chunks
+}
+
+TYPED_TEST(PagedAttentionTest, DecodeBlockSizes) {
+  TACO_REQUIRE_GPU();
+  check_attention<TypeParam>({2, 4, 128, 32}, kDecodes, 20);
+  check_attention<TypeParam>({2, 4, 128, 8}, kDecodes, 21);   // a stage spans two blocks
+  check_attention<TypeParam>({2, 4, 128, 24}, kDecodes, 22);  // not a power of two: division
+  check_attention<TypeParam>({1, 4, 64, 1}, decode_batch({1, 2, 17, 300}), 23);
+}
+
+TYPED_TEST(PagedAttentionTest, DecodeSplitsAndEmptySplits) {
+  TACO_REQUIRE_GPU();
+  // Small fixed partitions: many splits, and the short sequences see splits with no key at all.
+  for (int64_t part : {16, 64, 100, 512})
+    check_attention<TypeParam>({2, 4, 128, 16}, kDecodes, 30, {0, part});
+  // One long sequence alone: the plan splits it to fill the GPU.
+  check_attention<TypeParam>({8, 4, 128, 16}, decode_batch({9000}), 31);
+  check_attention<TypeParam>({1, 8, 64, 16}, decode_batch({5000, 3}), 32);
+}
+
+TYPED_TEST(PagedAttentionTest, DecodeVariantsAndMixedKernelOnDecodes) {
+  TACO_REQUIRE_GPU();
+  check_attention<TypeParam>({2, 4, 128, 16}, kDecodes, 40, {-1});  // the mixed kernel
+  const bool bf16 = std::is_same_v<TypeParam, __nv_bfloat16>;
+  int v = 1;
+  for (; paged_attention_decode_variant_name(v) != nullptr; ++v) {
+    SCOPED_TRACE(paged_attention_decode_variant_name(v));
+    // Variants exist for bf16, head_dim 128, groups 3 and 4 (the bench shape).
+    check_attention<TypeParam>({2, 4, 128, 16}, kDecodes, 41, {v, 0, !bf16});
+    check_attention<TypeParam>({2, 3, 128, 16}, kDecodes, 42, {v, 64, !bf16});
+    check_attention<TypeParam>({2, 8, 128, 16}, kDecodes, 43, {v, 0, true});
+    check_attention<TypeParam>({2, 4, 64, 16}, kDecodes, 44, {v, 0, true});
+  }
+  EXPECT_GE(v, 2) << "the bench needs variants to compare";
+  check_attention<TypeParam>({2, 4, 128, 16}, kDecodes, 45, {v, 0, true});  // past the last
 }
 
 }  // namespace

@@ -22,7 +22,16 @@
 //   workspace, and paged_attention_reduce.cu merges them by log-sum-exp. The plan depends only on
 //   the params and the device's SM count, so workspace size and launch agree.
 // - Prefill on CUDA cores is correct but not fast; a tensor-core (mma / wgmma) tile for q_len > 1
-//   is the next step. Written and compiled without a GPU: unverified until `make gpu-check` runs.
+//   is the next step.
+//
+// Decode path (paged_attention_decode.cu), taken when max_query_len == 1 and head_dim is 64, 96,
+// 128 or 256: one CTA per (sequence, kv head, key split) computes every GQA head of its kv head
+// (up to 8; larger groups take several CTAs) against each key, read once. Threads own a slice of
+// head_dim: a few threads share a key, each with a 16-byte piece of K and V, so P.V needs no
+// reduction and each thread copies exactly the smem slots it reads (cp.async pipeline of several
+// stages per thread, no barrier in the key loop). Splits are chosen from the occupancy so the grid
+// fills the GPU, and long contexts are always cut (reduction as above). Written without a GPU:
+// bench_kernels measures it against the mixed kernel (decode_variant -1).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -57,7 +66,19 @@ struct PagedAttentionParams {
   int64_t max_seq_len = 0;
   float scale = 1.0f;
   DType dtype = DType::kBFloat16;
+  // Tuning knobs for benchmarks and tests; 0 means the library's choice. decode_variant picks a
+  // decode-kernel configuration (paged_attention_decode_variant_name), -1 forces the mixed kernel
+  // for a decode batch; decode_partition_keys > 0 fixes the keys per split of the decode path.
+  int decode_variant = 0;
+  int64_t decode_partition_keys = 0;
 };
+
+// Name of decode configuration v ("w4 k2 s4": warps per CTA, keys per thread per stage, cp.async
+// stages; "mma w2 s3": the tensor-core kernel, mma.m16n8k16 with the GQA heads as rows and whole
+// 16-key tiles per warp), or null past the last one. Variant 0 is the default and serves every
+// dtype, head_dim and group; the others exist for bf16, head_dim 128 and groups of 3 or 4 only
+// (the bench shape), and paged_attention returns cudaErrorInvalidValue for them elsewhere.
+const char* paged_attention_decode_variant_name(int v);
 
 // Float32 scratch the call needs for split-KV partials (0 when it will not split).
 size_t paged_attention_workspace_bytes(const PagedAttentionParams& p);
