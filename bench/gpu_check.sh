@@ -78,7 +78,7 @@ if [ "$built" = 1 ] && compgen -G "build/cuda/_C*.so" >/dev/null; then
 fi
 export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 if want pytest && [ "$built" = 1 ]; then
-  PYTHONUNBUFFERED=1 "$py" -m pytest -q -rs tests/python/test_gpu.py 2>&1 | tee "$log/pytest.log" |
+  PYTHONUNBUFFERED=1 "$py" -m pytest -q -rfEs tests/python/test_gpu.py 2>&1 | tee "$log/pytest.log" |
     tail -15
   rc_pytest=${PIPESTATUS[0]}
 fi
@@ -93,7 +93,9 @@ fi
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
   echo
-  echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), \`bash bench/gpu_check.sh $steps\`."
+  # TACO_COMMIT: a copied working tree may carry a stale .git (the device tool's copies do).
+  echo "Commit ${TACO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}," \
+    "\`bash bench/gpu_check.sh $steps\`."
   if [ "$rc_build" != - ] && [ "$rc_build" != 0 ]; then
     echo "- build FAILED (exit $rc_build); last lines:"
     echo '```'

@@ -57,18 +57,19 @@ DecodeGraphs::DecodeGraphs(const LlamaModel& model, const EngineOptions& opts,
   block_table_host_ = pinned(block_table_);
 
   c10::InferenceMode guard;
-  // Largest first: the smaller graphs then reuse the shared pool's blocks.
+  // Largest first: the smaller graphs then reuse its pool's blocks.
   for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
     auto g = std::make_unique<Graph>();
     g->batch = *it;
-    capture(*g, kv_caches);
+    capture(*g, kv_caches, graphs_.empty() ? nullptr : &graphs_.back()->graph);
     graphs_.insert(graphs_.begin(), std::move(g));
   }
 }
 
 DecodeGraphs::~DecodeGraphs() = default;
 
-void DecodeGraphs::capture(Graph& g, std::vector<at::Tensor>& kv_caches) {
+void DecodeGraphs::capture(Graph& g, std::vector<at::Tensor>& kv_caches,
+                           const ops::CapturedGraph* pool_owner) {
   const int64_t b = g.batch;
   AttentionMetadata md;
   md.positions = positions_.narrow(0, 0, b);
@@ -79,7 +80,8 @@ void DecodeGraphs::capture(Graph& g, std::vector<at::Tensor>& kv_caches) {
   md.max_query_len = 1;
   md.max_seq_len = max_seq_len_;  // the kernels' launch shape covers any context up to this
   const at::Tensor ids = input_ids_.narrow(0, 0, b);
-  g.graph.capture(model_.device(), [&] { g.hidden = model_.forward(ids, md, kv_caches); });
+  g.graph.capture(
+      model_.device(), [&] { g.hidden = model_.forward(ids, md, kv_caches); }, pool_owner);
 }
 
 bool DecodeGraphs::fits(int64_t batch, int64_t max_seq_len) const {

@@ -48,12 +48,12 @@ class DecodeGraphs {
     ops::CapturedGraph graph;
     at::Tensor hidden;  // [batch, H], written by each replay
   };
-  void capture(Graph& g, std::vector<at::Tensor>& kv_caches);
+  void capture(Graph& g, std::vector<at::Tensor>& kv_caches, const ops::CapturedGraph* pool_owner);
 
   const LlamaModel& model_;
   int64_t max_seq_len_;  // attention is planned for contexts up to this many tokens
   int64_t table_width_;  // block_table columns: ceil(max_seq_len_ / block_size)
-  std::vector<std::unique_ptr<Graph>> graphs_;  // ascending batch sizes
+  std::vector<std::unique_ptr<Graph>> graphs_;  // ascending batch sizes, sharing one pool
   // Static device inputs at the largest size; graph b reads their first b rows. *_host are
   // pinned mirrors filled on the host then copied over in one transfer each.
   at::Tensor input_ids_, positions_, slot_mapping_, query_start_loc_, seq_lens_, block_table_;

@@ -14,19 +14,11 @@ struct CapturedGraph::Impl {
   at::cuda::CUDAGraph graph;
 };
 
-namespace {
-
-at::cuda::MempoolId_t shared_pool() {
-  static const at::cuda::MempoolId_t pool = at::cuda::graph_pool_handle();
-  return pool;
-}
-
-}  // namespace
-
 CapturedGraph::CapturedGraph() : impl_(std::make_unique<Impl>()) {}
 CapturedGraph::~CapturedGraph() = default;
 
-void CapturedGraph::capture(const at::Device& device, const std::function<void()>& fn) {
+void CapturedGraph::capture(const at::Device& device, const std::function<void()>& fn,
+                            const CapturedGraph* share_pool_with) {
   const c10::cuda::CUDAGuard device_guard(device);
   // Capture needs a stream other than the legacy default one; the side stream waits for work
   // already queued on the current stream and the current stream for the capture's warm-up.
@@ -37,7 +29,10 @@ void CapturedGraph::capture(const at::Device& device, const std::function<void()
     const c10::cuda::CUDAStreamGuard stream_guard(side);
     fn();
     side.synchronize();
-    impl_->graph.capture_begin(shared_pool());
+    // A pool id shared across engines would outlive its graphs: each engine's first graph makes
+    // its own ({0, 0}: a fresh private pool) and the others borrow it.
+    impl_->graph.capture_begin(share_pool_with ? share_pool_with->impl_->graph.pool()
+                                               : at::cuda::MempoolId_t{0, 0});
     fn();
     impl_->graph.capture_end();
   }
@@ -53,7 +48,8 @@ struct CapturedGraph::Impl {};
 CapturedGraph::CapturedGraph() = default;
 CapturedGraph::~CapturedGraph() = default;
 
-void CapturedGraph::capture(const at::Device& device, const std::function<void()>&) {
+void CapturedGraph::capture(const at::Device& device, const std::function<void()>&,
+                            const CapturedGraph*) {
   TORCH_CHECK(false, "CUDA graphs: no CUDA backend in this build (", device, ")");
 }
 

@@ -18,9 +18,11 @@ class CapturedGraph {
   CapturedGraph& operator=(const CapturedGraph&) = delete;
 
   // Runs fn once eagerly (warm-up: library handles and workspaces) and once under capture, both
-  // on a side stream of device. Tensors fn allocates while captured come from one memory pool
-  // shared by every CapturedGraph of the process: replays must not overlap (ours run in turn).
-  void capture(const at::Device& device, const std::function<void()>& fn);
+  // on a side stream of device. Tensors fn allocates while captured come from a private memory
+  // pool: a new one, or share_pool_with's when given (then the two must never replay at once;
+  // capture the largest graph first). Each graph holds a reference to its pool.
+  void capture(const at::Device& device, const std::function<void()>& fn,
+               const CapturedGraph* share_pool_with = nullptr);
 
   // Replays the captured work on the device's current stream.
   void replay();
