@@ -77,17 +77,26 @@ int64_t tiles(int64_t n, int64_t m, int64_t tile_n, int64_t tile_m) {
   return ((n + tile_n - 1) / tile_n) * ((m + tile_m - 1) / tile_m);
 }
 
-// Hopper: decode-sized m streams the weights once through narrow token tiles; when those tiles
-// cannot cover half the SMs, stream-K spreads the k loop over all of them (needs workspace).
-// Larger m takes 128-row cooperative tiles, 128x256 once that still fills the device.
+// Fraction of the SM slots the last wave leaves busy, over all waves of ctas one-per-SM CTAs.
+double wave_efficiency(int64_t ctas, int64_t sms) {
+  const int64_t waves = (ctas + sms - 1) / sms;
+  return static_cast<double>(ctas) / static_cast<double>(waves * sms);
+}
+
+// Hopper. Decode-sized m streams the weights once through narrow token tiles; when their 64-row
+// tiles fill the SMs' waves poorly (n = 576..6144 gives 9..96 tiles for 132 SMs), stream-K
+// spreads the k loop over every SM instead, if the caller gave it workspace. Mid m with few
+// 128x128 tiles does the same; otherwise 128-row cooperative tiles, 128x256 once that many
+// still fill the device.
 int pick_sm90(const GemmParams& p, const DeviceInfo& dev) {
   const int64_t sms = dev.sm_count;
+  const bool stream_k_fits = kKernels[kSm90Sk128x32].workspace_size(p) <= p.workspace_bytes;
   if (p.m <= 64) {
     const int narrow = p.m <= 16 ? kSm90Ws64x16 : kSm90Pp64x64;
-    if (tiles(p.n, p.m, 64, 64) * 2 >= sms) return narrow;
-    const size_t need = kKernels[kSm90Sk128x32].workspace_size(p);
-    return need <= p.workspace_bytes ? kSm90Sk128x32 : narrow;
+    const bool poor_waves = wave_efficiency(tiles(p.n, p.m, 64, 64), sms) < 0.8;
+    return stream_k_fits && poor_waves ? kSm90Sk128x32 : narrow;
   }
+  if (p.m <= 256 && stream_k_fits && tiles(p.n, p.m, 128, 128) * 2 < sms) return kSm90Sk128x32;
   if (p.m <= 128 || tiles(p.n, p.m, 128, 256) < sms) return kSm90Coop128x128;
   return kSm90Coop128x256;
 }
