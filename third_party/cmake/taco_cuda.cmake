@@ -25,6 +25,27 @@ taco_python_query(_nccl_root "import nvidia.nccl, os; print(list(nvidia.nccl.__p
 find_path(TACO_NCCL_INCLUDE nccl.h HINTS ${_nccl_root}/include NO_DEFAULT_PATH)
 find_library(TACO_NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_root}/lib NO_DEFAULT_PATH)
 
+# cuBLAS, the GEMM benchmark's peer: the toolkit's when it has one, else the nvidia-cublas wheel
+# that the CUDA torch build depends on (nvidia/<cuXX>/ or nvidia/cublas/).
+if(TARGET CUDA::cublas)
+  set(TACO_CUBLAS_TARGET CUDA::cublas)
+else()
+  taco_python_query(_nvidia_roots "import nvidia; print(';'.join(list(nvidia.__path__)))")
+  foreach(_root IN LISTS _nvidia_roots)
+    file(GLOB _cublas_hints ${_root}/*/lib)
+    find_library(TACO_CUBLAS_LIBRARY NAMES cublas libcublas.so.13 libcublas.so.12
+                 HINTS ${_cublas_hints} NO_DEFAULT_PATH)
+    file(GLOB _cublas_inc_hints ${_root}/*/include)
+    find_path(TACO_CUBLAS_INCLUDE cublas_v2.h HINTS ${_cublas_inc_hints} NO_DEFAULT_PATH)
+  endforeach()
+  if(TACO_CUBLAS_LIBRARY AND TACO_CUBLAS_INCLUDE)
+    add_library(taco_cublas INTERFACE)
+    target_link_libraries(taco_cublas INTERFACE ${TACO_CUBLAS_LIBRARY})
+    target_include_directories(taco_cublas INTERFACE ${TACO_CUBLAS_INCLUDE})
+    set(TACO_CUBLAS_TARGET taco_cublas)
+  endif()
+endif()
+
 file(GLOB TACO_CUDA_SRC CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/src/*.cu)
 if(NOT TACO_CUDA_SRC)
   message(STATUS "taco: no CUDA sources yet")
