@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # CUDA backend, compile and link only (issue 7): CI machines have nvcc but no GPU. Builds
-# taco_cuda, the CUDA kernel tests and bench, and libtaco with the CUDA dispatch in cpp/ops,
+# taco_cuda, the CUDA kernel tests and benches, and libtaco with the CUDA dispatch in cpp/ops,
 # against the CUDA build of torch in a venv of its own (the CPU venv .venv keeps the CPU torch).
 # Runs nothing on a device: `make gpu-check` does that on a GPU machine.
 #   TACO_CUDA_VENV  the venv to use or create (default .venv-cuda)
 #   TACO_CUDA_JOBS  parallel compile jobs (default 2)
-#   TACO_CUDA_TARGETS  targets to build (default: the four above; `all` for everything)
+#   TACO_CUDA_TARGETS  targets to build (default: those above; `all` for everything)
 #   TACO_CUDA_CMAKE_ARGS  extra configure arguments (e.g. -DTACO_BUILD_PYTHON=OFF)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +64,7 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   ${TACO_CUDA_CMAKE_ARGS:-} \
   >"$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 if grep 'taco: CUDA backend off' "$BUILD.configure.log"; then exit 1; fi
-targets=${TACO_CUDA_TARGETS:-taco_cuda test_cuda_kernels bench_cuda_kernels taco}
+targets=${TACO_CUDA_TARGETS:-taco_cuda test_cuda_kernels bench_cuda_kernels bench_gemm taco}
 # shellcheck disable=SC2086  # the target list splits on spaces
 cmake --build "$BUILD" -j "${TACO_CUDA_JOBS:-2}" --target $targets
 echo "cuda_compile: built $targets for sm_90a and sm_80 in $(( $(date +%s) - start )) s"

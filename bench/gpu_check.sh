@@ -83,9 +83,13 @@ if want pytest && [ "$built" = 1 ]; then
   rc_pytest=${PIPESTATUS[0]}
 fi
 if want e2e && [ "$built" = 1 ]; then
-  for n in 64 512; do
-    "$py" bench/throughput.py --engines taco,hf --device cuda --num-prompts $n 2>&1
-  done | tee "$log/e2e.log" | tail -14
+  {
+    for n in 64 512; do
+      "$py" bench/throughput.py --engines taco,hf --device cuda --num-prompts $n 2>&1
+    done
+    echo "cuBLAS instead of the CUTLASS GEMMs (TACO_GEMM=cublas):"
+    TACO_GEMM=cublas "$py" bench/throughput.py --engines taco --device cuda --num-prompts 512 2>&1
+  } | tee "$log/e2e.log" | tail -20
   rc_e2e=${PIPESTATUS[0]}
 fi
 
@@ -124,7 +128,7 @@ fi
   if [ "$rc_e2e" != - ]; then
     echo "- end-to-end throughput, \`bench/throughput.py --engines taco,hf --device cuda\` (exit $rc_e2e):"
     echo '```'
-    grep -E '^(workload|taco |hf |engine|\[)' "$log/e2e.log"
+    grep -E '^(workload|taco |hf |engine|cuBLAS|\[)' "$log/e2e.log"
     echo '```'
   fi
 } >>docs/gpu-runs.md

@@ -73,6 +73,13 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
                       x.size(0) <= kSkinnyRows && x.stride(1) == 1 && weight.is_contiguous() &&
                       weight.dim() == 2 && weight.size(1) == x.size(1) &&
                       cpu::skinny_gemm_supported(x.size(1));
+#if TACO_WITH_CUDA
+  if (x.is_cuda()) {
+    on_cuda({&x, &weight}, "linear");
+    at::Tensor y = cuda_impl::linear(x, weight, bias);
+    return float_out ? y.to(at::kFloat) : y;
+  }
+#endif
   if (!skinny) {
     at::Tensor y = bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
     return float_out ? y.to(at::kFloat) : y;

@@ -17,7 +17,8 @@ namespace taco::ops {
 
 // y = x W^T (+ bias) for x [T, in] and W [out, in] (nn.Linear). With float_out the result is
 // float32 (logits) whatever the input dtype. bf16 batches of at most kSkinnyRows rows without
-// bias take cpu::skinny_gemm (bound by reading W once); the rest ATen's (oneDNN) GEMM.
+// bias take cpu::skinny_gemm (bound by reading W once); the rest ATen's (oneDNN) GEMM. CUDA
+// tensors take the CUTLASS GEMM where it applies, else cuBLAS (ops_cuda.h).
 constexpr int64_t kSkinnyRows = 4;
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                   bool float_out = false);

@@ -7,8 +7,12 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "taco/cuda/activation.h"
 #include "taco/cuda/attention.h"
+#include "taco/cuda/gemm.h"
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
@@ -38,7 +42,52 @@ void check(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel failed: ", cudaGetErrorString(err));
 }
 
+bool cublas_forced() {
+  static const bool forced = [] {
+    const char* v = std::getenv("TACO_GEMM");
+    return v != nullptr && std::strcmp(v, "cublas") == 0;
+  }();
+  return forced;
+}
+
 }  // namespace
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const bool plain = x.dim() == 2 && x.stride(1) == 1 && weight.dim() == 2 &&
+                     weight.stride(1) == 1 && weight.size(1) == x.size(1) &&
+                     weight.dtype() == x.dtype() &&
+                     (!bias.defined() || (bias.is_contiguous() && bias.dtype() == x.dtype() &&
+                                          bias.numel() == weight.size(0)));
+  const bool half = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
+  if (plain && half && !cublas_forced()) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
+    cuda::GemmParams p;
+    p.out = out.data_ptr();
+    p.x = x.data_ptr();
+    p.w = weight.data_ptr();
+    p.bias = bias.defined() ? bias.data_ptr() : nullptr;
+    p.m = x.size(0);
+    p.n = weight.size(0);
+    p.k = x.size(1);
+    p.out_stride = out.stride(0);
+    p.x_stride = x.stride(0);
+    p.w_stride = weight.stride(0);
+    p.dtype = dtype_of(x);
+    if (cuda::gemm_supported(p)) {
+      // Stream-K kernels want a few MB of workspace; the caching allocator makes it cheap.
+      at::Tensor workspace;
+      if (const size_t bytes = cuda::gemm_workspace_size(p); bytes > 0) {
+        workspace = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+        p.workspace = workspace.data_ptr();
+        p.workspace_bytes = bytes;
+      }
+      check(cuda::gemm(p, stream_of(x)), "linear");
+      return out;
+    }
+  }
+  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+}
 
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
   const c10::cuda::CUDAGuard guard(x.device());

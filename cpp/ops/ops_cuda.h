@@ -13,6 +13,11 @@
 
 namespace taco::ops::cuda_impl {
 
+// y = x W^T (+ bias) in x's dtype: the CUTLASS GEMM where it supports the shape, dtype and
+// alignment (bf16 / fp16, sm_80+), else cuBLAS through ATen (float32 included). The env
+// TACO_GEMM=cublas sends everything to cuBLAS (for comparisons).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps);
 void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
