@@ -125,7 +125,8 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
     }
   }
   batch_ = std::make_unique<Batch>();
-  if (device_.is_cuda() && !opts.enforce_eager) {
+  // An empty cache fails the engine's capacity check next; capturing over it would read block 0.
+  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0) {
     graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
   }
 }

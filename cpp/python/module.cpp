@@ -283,7 +283,15 @@ void bind_engine(py::module_& m) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "taco_llm C++ engine";
-  // std::invalid_argument -> ValueError (pybind11's default); runtime_error -> RuntimeError.
+  // std::invalid_argument -> ValueError (pybind11's default); runtime_error -> RuntimeError,
+  // except a KV cache too small for max_model_len: ValueError, as vLLM raises it.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const taco::CapacityError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
   bind_options(m);
   bind_outputs(m);
   bind_engine(m);

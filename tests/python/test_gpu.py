@@ -5,6 +5,8 @@ oracle: fp32 greedy token ids must match it exactly (TF32 off on both sides)."""
 from __future__ import annotations
 
 import gc
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,17 +115,34 @@ def test_fp32_greedy_matches_hf_on_gpu(smol_model_dir, prompts, hf_fp32, enforce
 
 
 @needs_gpu
-def test_bf16_auto_dtype_close_to_fp32(smol_model_dir, prompts, hf_fp32):
-    # dtype "auto" on a GPU follows the config (SmolLM2: bfloat16).
+def test_auto_dtype_close_to_fp32(smol_model_dir, prompts, hf_fp32):
+    # dtype "auto" on a GPU follows the config's, float32 served as float16 (vLLM's rule); the
+    # default model's directory is converted to float32.
+    config = json.loads((Path(smol_model_dir) / "config.json").read_text())
+    declared = config.get("torch_dtype") or config.get("dtype")
     llm = _make(smol_model_dir)
-    assert llm.model_info["dtype"] == "bfloat16"
     try:
+        assert llm.model_info["dtype"] == ("bfloat16" if declared == "bfloat16" else "float16")
         got = engine_greedy(llm, prompts, 4)
     finally:
         _free(llm)
     for (ids, lps), (want_ids, want_lps) in zip(got, hf_fp32):
         assert ids[:2] == want_ids[:2]
         assert abs(lps[0] - want_lps[0]) < 0.1
+
+
+@needs_gpu
+def test_too_little_memory_for_the_kv_cache_is_a_value_error(smol_model_dir, prompts):
+    # 1% of the device holds the weights and activations but no KV block: refused at startup,
+    # and the next engine in the process works.
+    with pytest.raises(ValueError, match="max_model_len"):
+        _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.01)
+    gc.collect()
+    llm = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.3)
+    try:
+        assert len(engine_greedy(llm, prompts[:1], 4)[0][0]) == 4
+    finally:
+        _free(llm)
 
 
 @needs_gpu
@@ -134,6 +153,7 @@ def test_kv_cache_follows_gpu_memory_utilization(smol_model_dir):
     large = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.4)
     large_blocks = large.model_info["num_device_blocks"]
     _free(large)
+    # Both engines saw the same device: nothing of an earlier engine left behind.
     total = torch.cuda.get_device_properties(0).total_memory
     # SmolLM2 bf16: 30 layers x 3 kv heads x 64 dims x 16 tokens x 2 (K, V) x 2 bytes per block.
     block_bytes = 30 * 3 * 64 * 16 * 2 * 2

@@ -197,3 +197,12 @@ def test_best_of_returns_the_n_best_by_cumulative_logprob(smol_llm):
     ranked = sorted(every, key=lambda c: -c.cumulative_logprob)[:2]
     # Seeded sequences draw by (seed, index, position): the same five streams either way.
     assert [(c.index, c.token_ids) for c in out.outputs] == [(c.index, c.token_ids) for c in ranked]
+
+
+def test_kv_cache_smaller_than_max_model_len_is_a_value_error(smol_model_dir):
+    # As vLLM: a cache that cannot hold one max_model_len sequence is refused at startup.
+    with pytest.raises(ValueError, match="fewer than max_model_len 8192"):
+        LLM(model=smol_model_dir, num_gpu_blocks_override=8)
+    llm = LLM(model=smol_model_dir, num_gpu_blocks_override=8, max_model_len=128)
+    out = llm.generate("Hi", SamplingParams(max_tokens=3, ignore_eos=True))
+    assert len(out[0].outputs[0].token_ids) == 3
