@@ -51,8 +51,9 @@ pytest: build model
 bench: build model
 	$(VPY) bench/throughput.py
 
-# On a machine with an NVIDIA GPU: CUDA build in its own venv (.venv-gpu), every `kernel` test and
-# the `bench` label, summary appended to docs/gpu-runs.md. Offline needs: see bench/gpu_check.sh.
+# On a machine with an NVIDIA GPU: CUDA build in its own venv (.venv-gpu), every `kernel` test, the
+# `bench` label, the GPU pytest suite and an end-to-end run against HF transformers; summary
+# appended to docs/gpu-runs.md. Offline needs: see bench/gpu_check.sh.
 gpu-check:
 	bash bench/gpu_check.sh
 
