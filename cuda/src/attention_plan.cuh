@@ -204,6 +204,21 @@ __device__ void decode_combine(const PagedAttentionParams& p, const DecodeSplit&
   }
 }
 
+// CTAs of `kernel` resident per SM at this block size and dynamic shared memory, after raising
+// its dynamic shared-memory limit where it needs more than 48 KB; 0 on error.
+template <typename Kernel>
+int resident_blocks_per_sm(Kernel* kernel, int threads, size_t smem) {
+  if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem)) != cudaSuccess) {
+    return 0;
+  }
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess) {
+    return 0;
+  }
+  return n;
+}
+
 // The decode path (paged_attention_decode.cu) serves batches whose sequences have at most one
 // query token, unless the caller forces the mixed kernel (decode_variant -1).
 inline bool use_decode_path(const PagedAttentionParams& p) {

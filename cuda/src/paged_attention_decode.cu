@@ -247,18 +247,8 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks)
 // Computed once per process: one device kind per process (one rank per GPU).
 template <class C>
 int blocks_per_sm() {
-  static const int blocks = [] {
-    auto* kernel = paged_attention_decode_kernel<C>;
-    if (C::kSmem > 48 * 1024 &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(C::kSmem)) != cudaSuccess)
-      return 0;
-    int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, C::kThreads, C::kSmem) !=
-        cudaSuccess)
-      return 0;
-    return n;
-  }();
+  static const int blocks =
+      resident_blocks_per_sm(paged_attention_decode_kernel<C>, C::kThreads, C::kSmem);
   return blocks;
 }
 

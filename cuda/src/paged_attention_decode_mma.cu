@@ -292,18 +292,8 @@ __global__ void __launch_bounds__(C::kThreads)
 // Occupancy of kernel C (CTAs per SM) after raising its smem limit; 0 on error. Once per process.
 template <class C>
 int mma_blocks_per_sm() {
-  static const int blocks = [] {
-    auto* kernel = paged_attention_decode_mma_kernel<C>;
-    if (C::kSmem > 48 * 1024 &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(C::kSmem)) != cudaSuccess)
-      return 0;
-    int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, C::kThreads, C::kSmem) !=
-        cudaSuccess)
-      return 0;
-    return n;
-  }();
+  static const int blocks =
+      resident_blocks_per_sm(paged_attention_decode_mma_kernel<C>, C::kThreads, C::kSmem);
   return blocks;
 }
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# pytest puts this directory on sys.path (rootdir-relative test modules).
+from test_hf_exact import engine_greedy
+
 from taco_llm import LLM, SamplingParams, TokensPrompt
 
 
@@ -52,17 +55,6 @@ def hf_greedy_full(model, prompt: list[int], n: int) -> tuple[list[int], list[fl
             ids.append(tok)
             logprobs.append(float(logp[tok]))
     return ids[len(prompt) :], logprobs
-
-
-def engine_greedy(llm: LLM, prompts: list[list[int]], n: int) -> list[tuple[list[int], list]]:
-    params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True, logprobs=0)
-    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-    result = []
-    for o in outs:
-        c = o.outputs[0]
-        lps = [step[tok].logprob for tok, step in zip(c.token_ids, c.logprobs)]
-        result.append((list(c.token_ids), lps))
-    return result
 
 
 @pytest.fixture(scope="module")
