@@ -271,21 +271,31 @@ void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
   }
 }
 
+namespace {
+
+// The parent's per-token record (logprobs; with logprobs >= 0 also top lists and ranks) extended
+// by candidate c, into a hypothesis or a child beam.
+template <typename Record>
+void extend_record(const SeqState& parent, const BeamCandidate& c, int logprobs, Record& out) {
+  out.logprobs = parent.logprobs;
+  out.logprobs.push_back(c.tok.logprob);
+  if (logprobs >= 0) {
+    out.top = parent.top;
+    const std::vector<TokenLogprob>& cands = parent.candidates;
+    out.top.emplace_back(cands.begin(), cands.begin() + std::min<size_t>(logprobs, cands.size()));
+    out.ranks = parent.ranks;
+    out.ranks.push_back(c.slot + 1);  // candidates are the top of the vocabulary, in order
+  }
+}
+
+}  // namespace
+
 BeamHyp Engine::Impl::beam_hypothesis(Request* r, const SeqState& parent, const BeamCandidate& c,
                                       int32_t generated_len) const {
   BeamHyp h;
   h.output = parent.seq->output;
   h.output.push_back(c.tok.token);
-  h.logprobs = parent.logprobs;
-  h.logprobs.push_back(c.tok.logprob);
-  if (r->opts.logprobs >= 0) {
-    h.top = parent.top;
-    const std::vector<TokenLogprob>& cands = parent.candidates;
-    h.top.emplace_back(cands.begin(),
-                       cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
-    h.ranks = parent.ranks;
-    h.ranks.push_back(c.slot + 1);  // candidates are the top of the vocabulary, in order
-  }
+  extend_record(parent, c, r->opts.logprobs, h);
   h.cumulative_logprob = c.cum;
   h.score = beam_score(c.cum, generated_len, r->opts.length_penalty);
   h.finish = c.stop;
@@ -303,16 +313,7 @@ SeqState Engine::Impl::beam_child(Request* r, const SeqState& parent, const Beam
   q.output.push_back(c.tok.token);
   q.cumulative_logprob = c.cum;
   q.num_computed = parent.seq->num_computed;
-  child.logprobs = parent.logprobs;
-  child.logprobs.push_back(c.tok.logprob);
-  if (r->opts.logprobs >= 0) {
-    child.top = parent.top;
-    const std::vector<TokenLogprob>& cands = parent.candidates;
-    child.top.emplace_back(cands.begin(),
-                           cands.begin() + std::min<size_t>(r->opts.logprobs, cands.size()));
-    child.ranks = parent.ranks;
-    child.ranks.push_back(c.slot + 1);
-  }
+  extend_record(parent, c, r->opts.logprobs, child);
   blocks->fork(parent.blocks, parent.seq->num_computed, &child.blocks);
   return child;
 }
