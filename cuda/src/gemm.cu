@@ -49,7 +49,8 @@ DeviceInfo current_device() {
 enum Config : int {
   kSm90Ws64x16,
   kSm90Pp64x64,
-  kSm90Sk128x32,
+  kSm90Pp64x128,
+  kSm90Sk128x256,
   kSm90Coop128x128,
   kSm90Coop128x256,
   kSm80_64x64,
@@ -60,7 +61,8 @@ enum Config : int {
 constexpr GemmKernel kKernels[kNumConfigs] = {
     {"sm90_ws_64x16", true, sm90_ws_64x16, sm90_ws_64x16_workspace},
     {"sm90_pp_64x64", true, sm90_pp_64x64, sm90_pp_64x64_workspace},
-    {"sm90_sk_128x32", true, sm90_sk_128x32, sm90_sk_128x32_workspace},
+    {"sm90_pp_64x128", true, sm90_pp_64x128, sm90_pp_64x128_workspace},
+    {"sm90_sk_128x256", true, sm90_sk_128x256, sm90_sk_128x256_workspace},
     {"sm90_coop_128x128", true, sm90_coop_128x128, sm90_coop_128x128_workspace},
     {"sm90_coop_128x256", true, sm90_coop_128x256, sm90_coop_128x256_workspace},
     {"sm80_64x64", false, sm80_64x64, sm80_workspace},
@@ -83,22 +85,29 @@ double wave_efficiency(int64_t ctas, int64_t sms) {
   return static_cast<double>(ctas) / static_cast<double>(waves * sms);
 }
 
-// Hopper. Decode-sized m streams the weights once through narrow token tiles; when their 64-row
-// tiles fill the SMs' waves poorly (n = 576..6144 gives 9..96 tiles for 132 SMs), stream-K
-// spreads the k loop over every SM instead, if the caller gave it workspace. Mid m with few
-// 128x128 tiles does the same; otherwise 128-row cooperative tiles, 128x256 once that many
-// still fill the device.
+// Hopper, from the H100 measurements (bench_gemm, SmolLM2 and Llama-3-8B layers). A wave is one
+// tile per SM; the configs' tiles are n x m (weight rows x tokens).
+//   m <= 16: 64 x 16 tiles, always: the weight stream is the cost and the narrowest token tile
+//     wastes the least (they beat stream-K and every wider tile at every n measured).
+//   m <= 64: 64 x 16 while they fit in one wave (n <= 2048 at m = 64), else ping-pong 64 x 64.
+//   m <= 256: ping-pong 64 x 64, else 64 x 128, whichever fits in one wave: more, smaller tiles
+//     than 128-row ones leave fewer SMs idle.
+//   otherwise cooperative 128 x 256 when its waves are >= 80% full; 128 x 128 when those are
+//     >= 90% full or the 128 x 256 tiles fill less than one wave (m = 2048 at n = 576..960);
+//     stream-K 128 x 256 in between (m = 8192 at n = 576: 160 tiles, the second wave 21% full),
+//     given the workspace; 128 x 128 without it.
 int pick_sm90(const GemmParams& p, const DeviceInfo& dev) {
   const int64_t sms = dev.sm_count;
-  const bool stream_k_fits = kKernels[kSm90Sk128x32].workspace_size(p) <= p.workspace_bytes;
-  if (p.m <= 64) {
-    const int narrow = p.m <= 16 ? kSm90Ws64x16 : kSm90Pp64x64;
-    const bool poor_waves = wave_efficiency(tiles(p.n, p.m, 64, 64), sms) < 0.8;
-    return stream_k_fits && poor_waves ? kSm90Sk128x32 : narrow;
-  }
-  if (p.m <= 256 && stream_k_fits && tiles(p.n, p.m, 128, 128) * 2 < sms) return kSm90Sk128x32;
-  if (p.m <= 128 || tiles(p.n, p.m, 128, 256) < sms) return kSm90Coop128x128;
-  return kSm90Coop128x256;
+  if (p.m <= 16) return kSm90Ws64x16;
+  if (p.m <= 64) return tiles(p.n, p.m, 64, 16) <= sms ? kSm90Ws64x16 : kSm90Pp64x64;
+  if (p.m <= 256 && tiles(p.n, p.m, 64, 64) <= sms) return kSm90Pp64x64;
+  if (p.m <= 256 && tiles(p.n, p.m, 64, 128) <= sms) return kSm90Pp64x128;
+  const int64_t tiles_128x256 = tiles(p.n, p.m, 128, 256);
+  if (wave_efficiency(tiles_128x256, sms) >= 0.8) return kSm90Coop128x256;
+  if (tiles_128x256 < sms || wave_efficiency(tiles(p.n, p.m, 128, 128), sms) >= 0.9)
+    return kSm90Coop128x128;
+  const bool stream_k_fits = kKernels[kSm90Sk128x256].workspace_size(p) <= p.workspace_bytes;
+  return stream_k_fits ? kSm90Sk128x256 : kSm90Coop128x128;
 }
 
 // Other sm_80+ devices: 128x128 tiles when they fill the device, else the 64x64 ones.

@@ -28,9 +28,12 @@ cudaError_t sm90_ws_64x16(const GemmParams& p, cudaStream_t s);
 size_t sm90_ws_64x16_workspace(const GemmParams& p);
 cudaError_t sm90_pp_64x64(const GemmParams& p, cudaStream_t s);
 size_t sm90_pp_64x64_workspace(const GemmParams& p);
-// sm_90a, gemm_sm90_streamk.cu: small m with too few output tiles to fill the device.
-cudaError_t sm90_sk_128x32(const GemmParams& p, cudaStream_t s);
-size_t sm90_sk_128x32_workspace(const GemmParams& p);
+// sm_90a, gemm_sm90_mid.cu: a few hundred tokens, one wave of 64 x 128 tiles.
+cudaError_t sm90_pp_64x128(const GemmParams& p, cudaStream_t s);
+size_t sm90_pp_64x128_workspace(const GemmParams& p);
+// sm_90a, gemm_sm90_streamk.cu: large m, tiles just over a whole number of waves.
+cudaError_t sm90_sk_128x256(const GemmParams& p, cudaStream_t s);
+size_t sm90_sk_128x256_workspace(const GemmParams& p);
 // sm_90a, gemm_sm90_large.cu: prefill-sized m.
 cudaError_t sm90_coop_128x128(const GemmParams& p, cudaStream_t s);
 size_t sm90_coop_128x128_workspace(const GemmParams& p);

@@ -190,10 +190,12 @@ class GemmTest : public ::testing::Test {};
 TYPED_TEST_SUITE(GemmTest, GemmTypes, TypeNames);
 
 // Every runnable config on small and odd shapes (n, k odd multiples of 8), bias on and off.
+// 4300 x 1096 x 264 makes 9 x 17 = 153 tiles of 128 x 256, just over one wave of 132 SMs: the
+// stream-K config runs its data-parallel wave plus the split remainder on it.
 TYPED_TEST(GemmTest, EveryConfig) {
   TACO_REQUIRE_GPU();
-  const Shape shapes[] = {
-      {1, 960, 576}, {7, 104, 296}, {64, 576, 1536}, {300, 200, 72}, {2048, 328, 136}};
+  const Shape shapes[] = {{1, 960, 576},  {7, 104, 296},    {64, 576, 1536},
+                          {300, 200, 72}, {2048, 328, 136}, {4300, 1096, 264}};
   int runnable = 0;
   for (int c = 0; c < gemm_num_configs(); ++c) {
     if (!gemm_config_runnable(c)) continue;
@@ -221,6 +223,11 @@ TYPED_TEST(GemmTest, ModelShapes) {
       const std::string msg = GemmCase<TypeParam>(s, bias).run_and_check(kAuto);
       EXPECT_TRUE(msg.empty()) << describe(s, bias, kAuto) << ": " << msg;
     }
+  }
+  // Long SmolLM2 prefill, where the heuristic picks stream-K 128 x 256 on a 132-SM H100.
+  for (const Shape s : {Shape{8192, 576, 576}, Shape{8192, 576, 1536}}) {
+    const std::string msg = GemmCase<TypeParam>(s, true).run_and_check(kAuto);
+    EXPECT_TRUE(msg.empty()) << describe(s, true, kAuto) << ": " << msg;
   }
 }
 
