@@ -92,6 +92,9 @@ double wave_efficiency(int64_t ctas, int64_t sms) {
 //   m <= 64: 64 x 16 while they fit in one wave (n <= 2048 at m = 64), else ping-pong 64 x 64.
 //   m <= 256: ping-pong 64 x 64, else 64 x 128, whichever fits in one wave: more, smaller tiles
 //     than 128-row ones leave fewer SMs idle.
+//   n that 128-row tiles pad by more than 10% (SmolLM2's 576: 640 rows): ping-pong 64 x 128
+//     (second run: 1.26x cuBLAS at 8192 x 576 x 576 where stream-K 128 x 256 took 1.98x, and
+//     the fastest compiled config at m = 2048 and 8192 on n = 576).
 //   otherwise cooperative 128 x 256 when its waves are >= 80% full; 128 x 128 when those are
 //     >= 90% full or the 128 x 256 tiles fill less than one wave (m = 2048 at n = 576..960);
 //     stream-K 128 x 256 in between (m = 8192 at n = 576: 160 tiles, the second wave 21% full),
@@ -102,6 +105,7 @@ int pick_sm90(const GemmParams& p, const DeviceInfo& dev) {
   if (p.m <= 64) return tiles(p.n, p.m, 64, 16) <= sms ? kSm90Ws64x16 : kSm90Pp64x64;
   if (p.m <= 256 && tiles(p.n, p.m, 64, 64) <= sms) return kSm90Pp64x64;
   if (p.m <= 256 && tiles(p.n, p.m, 64, 128) <= sms) return kSm90Pp64x128;
+  if ((p.n + 127) / 128 * 128 * 10 > p.n * 11) return kSm90Pp64x128;
   const int64_t tiles_128x256 = tiles(p.n, p.m, 128, 256);
   if (wave_efficiency(tiles_128x256, sms) >= 0.8) return kSm90Coop128x256;
   if (tiles_128x256 < sms || wave_efficiency(tiles(p.n, p.m, 128, 128), sms) >= 0.9)

@@ -81,8 +81,8 @@ def _make(smol_model_dir, **kw) -> LLM:
     return LLM(model=smol_model_dir, device="cuda", seed=0, **kw)
 
 
-def _free(llm: LLM) -> None:
-    del llm
+def _release() -> None:
+    """After the caller's `del` of its last engine reference: collect it, return its memory."""
     gc.collect()
     torch.cuda.empty_cache()
 
@@ -98,7 +98,8 @@ def test_fp32_greedy_matches_hf_on_gpu(smol_model_dir, prompts, hf_fp32, enforce
         plain = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
         fast = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], plain)
     finally:
-        _free(llm)
+        del llm
+        _release()
     for i, ((ids, lps), (want_ids, want_lps)) in enumerate(zip(got, hf_fp32)):
         assert ids == want_ids, f"prompt {i}: {TEXTS[i]!r}"
         assert max(abs(a - b) for a, b in zip(lps, want_lps)) < 2e-3
@@ -117,7 +118,8 @@ def test_auto_dtype_close_to_fp32(smol_model_dir, prompts, hf_fp32):
         assert llm.model_info["dtype"] == ("bfloat16" if declared == "bfloat16" else "float16")
         got = engine_greedy(llm, prompts, 4)
     finally:
-        _free(llm)
+        del llm
+        _release()
     for (ids, lps), (want_ids, want_lps) in zip(got, hf_fp32):
         assert ids[:2] == want_ids[:2]
         assert abs(lps[0] - want_lps[0]) < 0.1
@@ -134,18 +136,21 @@ def test_too_little_memory_for_the_kv_cache_is_a_value_error(smol_model_dir, pro
     try:
         assert len(engine_greedy(llm, prompts[:1], 4)[0][0]) == 4
     finally:
-        _free(llm)
+        del llm
+        _release()
 
 
 @needs_gpu
 def test_kv_cache_follows_gpu_memory_utilization(smol_model_dir):
-    small = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.2)
-    small_blocks = small.model_info["num_device_blocks"]
-    _free(small)
-    large = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.4)
-    large_blocks = large.model_info["num_device_blocks"]
-    _free(large)
-    # Both engines saw the same device: nothing of an earlier engine left behind.
+    def blocks_at(utilization: float) -> int:
+        llm = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=utilization)
+        blocks = llm.model_info["num_device_blocks"]
+        del llm  # the only reference: the engine and its cache go before the next one
+        gc.collect()
+        torch.cuda.empty_cache()
+        return blocks
+
+    small_blocks, large_blocks = blocks_at(0.2), blocks_at(0.4)
     total = torch.cuda.get_device_properties(0).total_memory
     # SmolLM2 bf16: 30 layers x 3 kv heads x 64 dims x 16 tokens x 2 (K, V) x 2 bytes per block.
     block_bytes = 30 * 3 * 64 * 16 * 2 * 2
@@ -160,7 +165,8 @@ def test_swap_preemption_on_gpu_keeps_outputs(smol_model_dir, prompts):
     many = [TokensPrompt(prompt_token_ids=p) for p in prompts * 4]
     roomy = _make(smol_model_dir, dtype="float32")
     want = [o.outputs[0].token_ids for o in roomy.generate(many, params, use_tqdm=False)]
-    _free(roomy)
+    del roomy
+    _release()
     # 24 blocks of 16 tokens cannot hold 16 sequences of ~60 tokens: the scheduler must swap.
     tight = _make(
         smol_model_dir,
@@ -175,7 +181,8 @@ def test_swap_preemption_on_gpu_keeps_outputs(smol_model_dir, prompts):
         got = [o.outputs[0].token_ids for o in tight.generate(many, params, use_tqdm=False)]
         metrics = tight.get_metrics()
     finally:
-        _free(tight)
+        del tight
+        _release()
     assert metrics["num_preemptions"] > 0
     assert got == want
 
@@ -188,6 +195,7 @@ def test_sampling_and_n_on_gpu(smol_model_dir, prompts):
         a = llm.generate([TokensPrompt(prompt_token_ids=prompts[0])], params, use_tqdm=False)
         b = llm.generate([TokensPrompt(prompt_token_ids=prompts[0])], params, use_tqdm=False)
     finally:
-        _free(llm)
+        del llm
+        _release()
     assert len(a[0].outputs) == 3
     assert [c.token_ids for c in a[0].outputs] == [c.token_ids for c in b[0].outputs]
