@@ -54,12 +54,13 @@ want() { [[ " $steps " == *" $1 "* ]]; }
 log=$(mktemp -d)
 rc_build=- rc_kernel=- rc_bench=- rc_pytest=- rc_e2e=-
 if want build; then
-  TACO_CUDA_JOBS=${TACO_CUDA_JOBS:-$(nproc)} TACO_CUDA_TARGETS=all bash .ci/cuda_compile.sh \
+  TACO_CUDA_JOBS=${TACO_CUDA_JOBS:-$(nproc)} TACO_CUDA_TARGETS=${TACO_CUDA_TARGETS:-all} \
+    bash .ci/cuda_compile.sh \
     2>&1 | tee "$log/build.log" | tail -5
   rc_build=${PIPESTATUS[0]}
 fi
 built=0
-[ -f build/cuda/CMakeCache.txt ] && [ "$rc_build" != 1 ] && built=1
+[ -f build/cuda/CMakeCache.txt ] && { [ "$rc_build" = - ] || [ "$rc_build" = 0 ]; } && built=1
 # The ctest of the cmake that configured the build (test discovery needs the same version).
 ctest_bin=$(sed -n 's/^CMAKE_CTEST_COMMAND:INTERNAL=//p' build/cuda/CMakeCache.txt 2>/dev/null)
 if want kernel && [ "$built" = 1 ]; then
@@ -85,11 +86,14 @@ if want pytest && [ "$built" = 1 ]; then
 fi
 if want e2e && [ "$built" = 1 ]; then
   {
+    rc=0
     for n in ${TACO_E2E_PROMPTS:-64 512}; do
-      "$py" bench/throughput.py --engines taco,hf --device cuda --num-prompts $n 2>&1
+      "$py" bench/throughput.py --engines taco,hf --device cuda --num-prompts $n 2>&1 || rc=1
     done
     echo "cuBLAS instead of the CUTLASS GEMMs (TACO_GEMM=cublas):"
-    TACO_GEMM=cublas "$py" bench/throughput.py --engines taco --device cuda --num-prompts 512 2>&1
+    TACO_GEMM=cublas "$py" bench/throughput.py --engines taco --device cuda --num-prompts 512 \
+      2>&1 || rc=1
+    exit $rc
   } | tee "$log/e2e.log" | tail -20
   rc_e2e=${PIPESTATUS[0]}
 fi

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -164,6 +165,9 @@ def main() -> None:
         lambda e: [script, "--worker", e, "--model", args.model, "--workload", workload],
     )
     _print_table(results)
+    skipped = set() if args.vllm_python else {"vllm"}
+    if set(args.engines.split(",")) - skipped - set(results):
+        sys.exit(1)  # an engine failed (its error is printed above)
 
 
 def _print_table(results: dict) -> None:

@@ -24,8 +24,9 @@ std::vector<int64_t> capture_sizes(int64_t max_num_seqs) {
   return sizes;
 }
 
+// The first src.size() elements of a pinned 1-D mirror.
 template <typename T>
-void copy_rows(at::Tensor& host, const std::vector<T>& src) {
+void copy_into(at::Tensor& host, const std::vector<T>& src) {
   std::memcpy(host.data_ptr(), src.data(), src.size() * sizeof(T));
 }
 
@@ -92,12 +93,13 @@ at::Tensor DecodeGraphs::run(const DecodeInputs& in) {
   const auto batch = static_cast<int64_t>(in.input_ids.size());
   Graph& g = **std::lower_bound(graphs_.begin(), graphs_.end(), batch,
                                 [](const auto& graph, int64_t b) { return graph->batch < b; });
-  // The previous step's uploads read these pinned mirrors asynchronously (idle device: cheap).
+  // The previous step's uploads read these pinned mirrors asynchronously: wait for them (steps
+  // that sample already waited for their logits, so this rarely waits).
   ops::synchronize(model_.device());
-  copy_rows(input_ids_host_, in.input_ids);
-  copy_rows(positions_host_, in.positions);
-  copy_rows(slot_mapping_host_, in.slot_mapping);
-  copy_rows(seq_lens_host_, in.seq_lens);
+  copy_into(input_ids_host_, in.input_ids);
+  copy_into(positions_host_, in.positions);
+  copy_into(slot_mapping_host_, in.slot_mapping);
+  copy_into(seq_lens_host_, in.seq_lens);
   auto* table = block_table_host_.data_ptr<int32_t>();
   // Blocks past table_width_ hold no position below max_seq_len_ (fits() checked the contexts).
   const int64_t cols = std::min(in.max_blocks, table_width_);

@@ -1,5 +1,5 @@
 // CUDA graphs of the decode forward (DESIGN.md "One engine step"): one graph per padded batch size
-// (1, 2, 4, then multiples of 8 up to min(max_num_seqs, 256)), captured at startup over static
+// (1, 2, 4, multiples of 8, and min(max_num_seqs, 256) itself), captured at startup over static
 // device buffers. A batch in which every sequence computes one token, no longer than the largest
 // graph and with no context beyond max_seq_len_to_capture, is copied into the buffers, padded
 // (padding rows write no K/V: slot -1) and replayed; anything else runs eagerly.
@@ -39,8 +39,6 @@ class DecodeGraphs {
 
   // Hidden states [B, H] of the step (a view of the graph's output, valid until the next run).
   at::Tensor run(const DecodeInputs& in);
-
-  int64_t num_graphs() const { return static_cast<int64_t>(graphs_.size()); }
 
  private:
   struct Graph {

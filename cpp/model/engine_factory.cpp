@@ -46,8 +46,8 @@ at::Device resolve_device(const std::string& device) {
   if (device == "cuda") {
     if (!ops::cuda_available()) {
       throw std::invalid_argument(
-          "device \"cuda\": this build has no CUDA backend or no CUDA device is visible (use "
-          "cpu)");
+          "device \"cuda\": this build has no CUDA backend or sees no CUDA device of compute "
+          "capability 8.0 or newer (use cpu)");
     }
     return at::Device(at::kCUDA, 0);
   }
@@ -65,6 +65,9 @@ void resolve_limits(EngineOptions& opts, const ModelConfig& c) {
                                 std::to_string(c.max_position_embeddings));
   }
   if (opts.max_num_seqs <= 0) throw std::invalid_argument("max_num_seqs must be positive");
+  if (opts.max_seq_len_to_capture <= 0) {
+    throw std::invalid_argument("max_seq_len_to_capture must be positive");
+  }
   if (opts.max_num_batched_tokens < 0) {
     throw std::invalid_argument("max_num_batched_tokens must be >= 0");
   }
@@ -94,9 +97,10 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
 
   KvCacheSize size;
   if (device.is_cpu()) size = kv_cache_size(opts, config, dtype);
+  const int64_t initial_free = device.is_cpu() ? 0 : ops::device_memory(device).free_bytes;
   auto model = std::make_unique<LlamaModel>(config, WeightStore::open_dir(opts.model), dtype,
                                             opts.max_model_len, device);
-  if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model);
+  if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model, initial_free);
   auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);
   if (info != nullptr) {
     info->vocab_size = static_cast<int32_t>(config.vocab_size);

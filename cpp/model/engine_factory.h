@@ -25,7 +25,8 @@ struct ModelInfo {
 // max_model_len sequence.
 std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
 
-// True when this build has the CUDA backend and a CUDA device is visible (device "cuda" works).
+// True when this build has the CUDA backend and sees a CUDA device of compute capability 8.0 or
+// newer (device "cuda" works).
 bool cuda_device_available();
 
 }  // namespace taco

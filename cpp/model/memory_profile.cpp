@@ -6,20 +6,23 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/engine.h"
 #include "ops/device_memory.h"
 
 namespace taco {
 
 namespace {
 
-// Peak extra bytes of one forward over max_num_batched_tokens tokens cut into sequences of at most
-// max_model_len tokens (at most max_num_seqs of them), and the logits of one row per sequence.
-// K/V writes are skipped (slot -1) and attention reads one scratch block: its values are
-// irrelevant, only the allocations count.
-int64_t profile_activation_bytes(const EngineOptions& opts, const LlamaModel& model) {
+// One forward over the most tokens a step may hold (max_num_batched_tokens, cut into sequences of
+// at most max_model_len tokens, at most max_num_seqs of them), then the logits of up to
+// max_num_seqs rows, as a decode step of max_num_seqs sequences has them. K/V writes are skipped
+// (slot -1) and attention reads one scratch block: the values are irrelevant, only the memory
+// the caching allocator reserves for them counts (it keeps it reserved afterwards).
+void profile_forward(const EngineOptions& opts, const LlamaModel& model) {
   const ModelConfig& c = model.config();
   const at::Device device = model.device();
-  const int64_t tokens = opts.max_num_batched_tokens;
+  const int64_t tokens = std::min<int64_t>(opts.max_num_batched_tokens,
+                                           int64_t{opts.max_num_seqs} * opts.max_model_len);
   const int64_t seqs = std::clamp<int64_t>((tokens + opts.max_model_len - 1) / opts.max_model_len,
                                            1, std::max(opts.max_num_seqs, 1));
   const int64_t seq_len = (tokens + seqs - 1) / seqs;
@@ -29,12 +32,11 @@ int64_t profile_activation_bytes(const EngineOptions& opts, const LlamaModel& mo
 
   AttentionMetadata md;
   std::vector<int32_t> starts(seqs + 1, 0), lens(seqs);
-  std::vector<int64_t> positions, rows;
+  std::vector<int64_t> positions;
   for (int64_t s = 0; s < seqs; ++s) {
     lens[s] = static_cast<int32_t>(std::min(seq_len, tokens - starts[s]));
     starts[s + 1] = starts[s] + lens[s];
     for (int32_t p = 0; p < lens[s]; ++p) positions.push_back(p);
-    rows.push_back(starts[s + 1] - 1);
   }
   md.query_start_loc = at::tensor(starts, at::kInt).to(device);
   md.seq_lens = at::tensor(lens, at::kInt).to(device);
@@ -50,26 +52,23 @@ int64_t profile_activation_bytes(const EngineOptions& opts, const LlamaModel& mo
   }
 
   c10::InferenceMode guard;
-  ops::synchronize(device);
-  const int64_t before = ops::allocated_bytes(device);
-  ops::reset_peak_memory(device);
   at::Tensor input_ids = at::zeros({tokens}, longs);
   at::Tensor hidden = model.forward(input_ids, md, scratch_kv);
-  at::Tensor logits =
-      model.compute_logits(hidden.index_select(0, at::tensor(rows, at::kLong).to(device)));
+  const int64_t rows = std::min<int64_t>(tokens, opts.max_num_seqs);
+  at::Tensor logits = model.compute_logits(hidden.narrow(0, 0, rows));
   ops::synchronize(device);
-  return ops::peak_allocated_bytes(device) - before;
 }
 
 }  // namespace
 
-KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaModel& model) {
+KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaModel& model,
+                                      int64_t initial_free_bytes) {
+  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
+  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
   const ModelConfig& c = model.config();
   const double block_bytes = 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
                              static_cast<double>(at::elementSize(model.dtype()));
   KvCacheSize size;
-  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
-  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
   size.num_cpu_blocks = static_cast<int32_t>(
       std::min(opts.swap_space_gib * 1024.0 * 1024.0 * 1024.0 / block_bytes, 1e9));
   if (opts.num_gpu_blocks_override > 0) {
@@ -80,15 +79,26 @@ KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaMode
     throw std::invalid_argument("gpu_memory_utilization must be in (0, 1], got " +
                                 std::to_string(opts.gpu_memory_utilization));
   }
-  const int64_t activations = profile_activation_bytes(opts, model);
-  ops::release_cached_memory();
+  // As vLLM 0.6: this engine's own use (weights, the forward's reserved peak, library
+  // workspaces) is what left the device since create_engine began; the KV cache gets the rest
+  // of gpu_memory_utilization x capacity. Other processes' memory is theirs to budget.
+  profile_forward(opts, model);
   const ops::DeviceMemory mem = ops::device_memory(model.device());
-  // Everything on the device now (weights, CUDA context, other processes) stays; the forward's
-  // peak comes back every step.
-  const double in_use = static_cast<double>(mem.total_bytes - mem.free_bytes);
-  const double budget =
-      opts.gpu_memory_utilization * static_cast<double>(mem.total_bytes) - in_use - activations;
+  ops::release_cached_memory();
+  const double used = static_cast<double>(initial_free_bytes - mem.free_bytes);
+  const double budget = opts.gpu_memory_utilization * static_cast<double>(mem.total_bytes) - used;
   size.num_device_blocks = static_cast<int32_t>(std::clamp(budget / block_bytes, 0.0, 1e9));
+  if (int64_t{size.num_device_blocks} * opts.block_size < opts.max_model_len) {
+    constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+    throw CapacityError(
+        "gpu_memory_utilization " + std::to_string(opts.gpu_memory_utilization) + " of " +
+        std::to_string(mem.total_bytes / kGiB) + " GiB leaves " +
+        std::to_string(std::max(budget, 0.0) / kGiB) + " GiB for the KV cache after " +
+        std::to_string(used / kGiB) + " GiB of weights and activations: " +
+        std::to_string(size.num_device_blocks) + " blocks, fewer tokens than max_model_len " +
+        std::to_string(opts.max_model_len) +
+        "; raise gpu_memory_utilization or lower max_model_len");
+  }
   return size;
 }
 

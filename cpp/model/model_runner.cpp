@@ -112,17 +112,19 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   keep_activations_on_heap();
   const ModelConfig& c = model_->config();
   const auto options = at::TensorOptions().dtype(model_->dtype());
-  // Pinned swap space lets device <-> host block copies run at full PCIe speed.
-  const auto swap_options = options.pinned_memory(!device_.is_cpu());
   // Uninitialized on purpose: a block is always written before attention reads it, and untouched
   // pages of a large CPU cache cost no memory.
   for (int64_t l = 0; l < c.num_layers; ++l) {
     kv_caches_.push_back(at::empty({2, num_device_blocks_, c.num_kv_heads, block_size_, c.head_dim},
                                    options.device(device_)));
-    if (num_cpu_blocks_ > 0) {
-      cpu_caches_.push_back(
-          at::empty({2, num_cpu_blocks_, c.num_kv_heads, block_size_, c.head_dim}, swap_options));
-    }
+  }
+  // Swap space: pinned for a GPU (DMA without a staging copy), and one allocation for all layers
+  // since the pinned allocator rounds each request up to a power of two.
+  if (num_cpu_blocks_ > 0) {
+    const at::Tensor swap =
+        at::empty({c.num_layers, 2, num_cpu_blocks_, c.num_kv_heads, block_size_, c.head_dim},
+                  options.pinned_memory(!device_.is_cpu()));
+    for (int64_t l = 0; l < c.num_layers; ++l) cpu_caches_.push_back(swap.select(0, l));
   }
   batch_ = std::make_unique<Batch>();
   // An empty cache fails the engine's capacity check next; capturing over it would read block 0.

@@ -22,7 +22,12 @@ void check(cudaError_t err, const char* what) {
 
 }  // namespace
 
-bool cuda_available() { return c10::cuda::device_count() > 0; }
+// The kernels are built for sm_80 and sm_90a (bf16 needs sm_80 too).
+bool cuda_available() {
+  if (c10::cuda::device_count() == 0) return false;
+  cudaDeviceProp prop{};
+  return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major >= 8;
+}
 
 DeviceMemory device_memory(const at::Device& device) {
   const c10::cuda::CUDAGuard guard(device);

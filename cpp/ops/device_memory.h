@@ -13,7 +13,8 @@ struct DeviceMemory {
   int64_t total_bytes = 0;  // the device's capacity
 };
 
-// True when this build has the CUDA backend and a CUDA device is visible.
+// True when this build has the CUDA backend and device 0 is an NVIDIA GPU of compute
+// capability 8.0 or newer (what the kernels are built for).
 bool cuda_available();
 
 DeviceMemory device_memory(const at::Device& device);

@@ -75,7 +75,11 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
                       cpu::skinny_gemm_supported(x.size(1));
 #if TACO_WITH_CUDA
   if (x.is_cuda()) {
-    on_cuda({&x, &weight}, "linear");
+    if (bias.defined()) {
+      on_cuda({&x, &weight, &bias}, "linear");
+    } else {
+      on_cuda({&x, &weight}, "linear");
+    }
     at::Tensor y = cuda_impl::linear(x, weight, bias);
     return float_out ? y.to(at::kFloat) : y;
   }

@@ -127,9 +127,9 @@ def test_auto_dtype_close_to_fp32(smol_model_dir, prompts, hf_fp32):
 
 @needs_gpu
 def test_too_little_memory_for_the_kv_cache_is_a_value_error(smol_model_dir, prompts):
-    # 1% of the device holds the weights and activations but no KV block: refused at startup,
-    # and the next engine in the process works.
-    with pytest.raises(ValueError, match="max_model_len"):
+    # 1% of the device does not even hold the weights and activations: refused at startup, the
+    # message naming the argument, and the next engine in the process works.
+    with pytest.raises(ValueError, match="gpu_memory_utilization"):
         _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.01)
     gc.collect()
     llm = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=0.3)
@@ -142,6 +142,8 @@ def test_too_little_memory_for_the_kv_cache_is_a_value_error(smol_model_dir, pro
 
 @needs_gpu
 def test_kv_cache_follows_gpu_memory_utilization(smol_model_dir):
+    # vLLM 0.6's rule: the cache gets gpu_memory_utilization x capacity less what this engine
+    # itself took (weights, activations), whatever else the device holds.
     def blocks_at(utilization: float) -> int:
         llm = _make(smol_model_dir, dtype="bfloat16", gpu_memory_utilization=utilization)
         blocks = llm.model_info["num_device_blocks"]
