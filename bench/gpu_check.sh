@@ -80,8 +80,8 @@ if [ "$built" = 1 ] && compgen -G "build/cuda/_C*.so" >/dev/null; then
 fi
 export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 if want pytest && [ "$built" = 1 ]; then
-  PYTHONUNBUFFERED=1 "$py" -m pytest -q -rfEs tests/python/test_gpu.py 2>&1 | tee "$log/pytest.log" |
-    tail -15
+  TACO_TEST_GPU=1 PYTHONUNBUFFERED=1 "$py" -m pytest -q -rfEs tests/python/test_gpu.py 2>&1 |
+    tee "$log/pytest.log" | tail -15
   rc_pytest=${PIPESTATUS[0]}
 fi
 if want e2e && [ "$built" = 1 ]; then

@@ -1,7 +1,14 @@
 """Shared fixtures: the default real model (SmolLM2-135M-Instruct as an HF directory) and an
 engine on it, built once per test module."""
 
+import os
+
 import pytest
+
+# The CPU suite stays on the CPU where a GPU is visible too (device="auto" would pick it, and the
+# oracles here are HF on the CPU); `make gpu-check` sets TACO_TEST_GPU=1 for test_gpu.py.
+if os.environ.get("TACO_TEST_GPU") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 @pytest.fixture(scope="session")

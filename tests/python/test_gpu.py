@@ -1,5 +1,6 @@
-"""The engine on a CUDA GPU (issue 7), run by `make gpu-check` on a GPU machine; every test skips
-where this build has no CUDA backend or sees no device. HF transformers on the same GPU is the
+"""The engine on a CUDA GPU (issue 7), run by `make gpu-check` on a GPU machine (TACO_TEST_GPU=1:
+elsewhere conftest.py hides GPUs from the suite); every test skips where this build has no CUDA
+backend or sees no device. HF transformers on the same GPU is the
 oracle: fp32 greedy token ids must match it exactly (TF32 off on both sides)."""
 
 from __future__ import annotations
