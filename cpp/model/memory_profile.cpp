@@ -63,14 +63,9 @@ void profile_forward(const EngineOptions& opts, const LlamaModel& model) {
 
 KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaModel& model,
                                       int64_t initial_free_bytes) {
-  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
-  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
-  const ModelConfig& c = model.config();
-  const double block_bytes = 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
-                             static_cast<double>(at::elementSize(model.dtype()));
+  const double block_bytes = kv_block_bytes(opts, model.config(), model.dtype());
   KvCacheSize size;
-  size.num_cpu_blocks = static_cast<int32_t>(
-      std::min(opts.swap_space_gib * 1024.0 * 1024.0 * 1024.0 / block_bytes, 1e9));
+  size.num_cpu_blocks = swap_blocks(opts, block_bytes);
   if (opts.num_gpu_blocks_override > 0) {
     size.num_device_blocks = opts.num_gpu_blocks_override;
     return size;

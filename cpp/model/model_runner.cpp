@@ -63,10 +63,19 @@ void keep_activations_on_heap() {
 
 }  // namespace
 
-KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
+double kv_block_bytes(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
   if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
-  const double block_bytes = 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
-                             static_cast<double>(at::elementSize(dtype));
+  return 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
+         static_cast<double>(at::elementSize(dtype));
+}
+
+int32_t swap_blocks(const EngineOptions& opts, double block_bytes) {
+  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
+  return static_cast<int32_t>(std::min(opts.swap_space_gib * kGiB / block_bytes, 1e9));
+}
+
+KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
+  const double block_bytes = kv_block_bytes(opts, c, dtype);
   KvCacheSize s;
   if (opts.num_gpu_blocks_override > 0) {
     s.num_device_blocks = opts.num_gpu_blocks_override;
@@ -74,8 +83,7 @@ KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::S
     s.num_device_blocks =
         static_cast<int32_t>(std::min(device_space_gib(opts) * kGiB / block_bytes, 1e9));
   }
-  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
-  s.num_cpu_blocks = static_cast<int32_t>(std::min(opts.swap_space_gib * kGiB / block_bytes, 1e9));
+  s.num_cpu_blocks = swap_blocks(opts, block_bytes);
   return s;
 }
 

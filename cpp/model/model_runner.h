@@ -26,6 +26,11 @@ struct KvCacheSize {
 KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& config,
                           at::ScalarType dtype);
 
+// Bytes of one KV block over every layer, K and V (throws for block_size <= 0), and the CPU swap
+// blocks that swap_space_gib holds (throws for a negative size): shared with memory_profile.h.
+double kv_block_bytes(const EngineOptions& opts, const ModelConfig& config, at::ScalarType dtype);
+int32_t swap_blocks(const EngineOptions& opts, double block_bytes);
+
 class ModelRunner : public Executor {
  public:
   ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts, KvCacheSize size,

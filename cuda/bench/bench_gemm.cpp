@@ -240,13 +240,7 @@ void bench_model(Bench& b, const char* model, const std::vector<Problem>& layers
 
 int main() {
   using namespace taco::cuda::testing;
-  if (!device_available()) {
-    std::printf("bench skipped: no CUDA device\n");
-    return 0;
-  }
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  if (!announce_device()) return 0;
   Bench b{};
   try {
     check(cudaStreamCreateWithFlags(&b.stream, cudaStreamNonBlocking), "stream");

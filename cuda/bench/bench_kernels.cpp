@@ -206,13 +206,7 @@ void bench_activation() {
 
 int main() {
   using namespace taco::cuda::testing;
-  if (!device_available()) {
-    std::printf("bench skipped: no CUDA device\n");
-    return 0;
-  }
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  if (!announce_device()) return 0;
   try {
     bench_decode_attention(64, 2048);
     bench_decode_attention(64, 8192);

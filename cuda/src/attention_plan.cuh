@@ -219,6 +219,34 @@ int resident_blocks_per_sm(Kernel* kernel, int threads, size_t smem) {
   return n;
 }
 
+// What the decode kernels (paged_attention_decode.cu, paged_attention_decode_mma.cu) share: the
+// split plan of config C given its residency (`blocks` CTAs per SM, 0 when it cannot be
+// resident), the workspace that plan needs, and the launch of the kernel then the reduction.
+using DecodeKernel = void (*)(PagedAttentionParams, DecodeSplit);
+
+template <class C>
+size_t decode_split_workspace_floats(const PagedAttentionParams& p, int sms, int blocks) {
+  if (blocks == 0) return 0;
+  return attention_workspace_floats(p, plan_decode<C>(p, sms, blocks).num_splits);
+}
+
+template <class C>
+cudaError_t launch_decode(DecodeKernel kernel, const PagedAttentionParams& p, int sms, int blocks,
+                          cudaStream_t stream) {
+  if (blocks == 0) return cudaErrorInvalidConfiguration;
+  const DecodeSplit split = plan_decode<C>(p, sms, blocks);
+  if (split.num_splits > 1 && !p.workspace) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(p.num_seqs),
+                  static_cast<unsigned>(p.num_kv_heads * split.head_chunks),
+                  static_cast<unsigned>(split.num_splits));
+  kernel<<<grid, C::kThreads, C::kSmem, stream>>>(p, split);
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess && split.num_splits > 1) {
+    err = launch_attention_reduce(p, split.num_splits, stream);
+  }
+  return err;
+}
+
 // The decode path (paged_attention_decode.cu) serves batches whose sequences have at most one
 // query token, unless the caller forces the mixed kernel (decode_variant -1).
 inline bool use_decode_path(const PagedAttentionParams& p) {

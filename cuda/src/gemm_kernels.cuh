@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <cutlass/cutlass.h>
 
 #include <cstddef>
 
@@ -15,6 +16,23 @@ namespace taco::cuda::gemm_detail {
 
 using RunFn = cudaError_t (*)(const GemmParams&, cudaStream_t);
 using WorkspaceFn = size_t (*)(const GemmParams&);
+
+// Initializes a CUTLASS device operator (workspace, stream) and runs it; a failed status becomes
+// the launch error when there is one, else cudaErrorInvalidValue (initialize) or
+// cudaErrorLaunchFailure (run).
+template <class Op>
+cudaError_t initialize_and_run(Op& op, const typename Op::Arguments& args, void* workspace,
+                               cudaStream_t stream) {
+  if (op.initialize(args, workspace, stream) != cutlass::Status::kSuccess) {
+    const cudaError_t err = cudaGetLastError();
+    return err != cudaSuccess ? err : cudaErrorInvalidValue;
+  }
+  if (op.run(stream) != cutlass::Status::kSuccess) {
+    const cudaError_t err = cudaGetLastError();
+    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
+  }
+  return cudaGetLastError();
+}
 
 struct GemmKernel {
   const char* name;

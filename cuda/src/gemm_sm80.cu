@@ -38,15 +38,7 @@ cudaError_t sm80_run_typed(const GemmParams& p, cudaStream_t stream) {
       {1.0f, has_bias ? 1.0f : 0.0f});
   Gemm op;
   if (op.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-  if (op.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) {
-    const cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorInvalidValue;
-  }
-  if (op.run(stream) != cutlass::Status::kSuccess) {
-    const cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
-  }
-  return cudaGetLastError();
+  return initialize_and_run(op, args, nullptr, stream);
 }
 
 template <class Tile, class Warp, int Stages>

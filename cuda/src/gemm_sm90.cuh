@@ -101,15 +101,7 @@ cudaError_t sm90_run_typed(const GemmParams& p, cudaStream_t stream) {
   if (G::Device::can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
   if (G::Device::get_workspace_size(args) > p.workspace_bytes) return cudaErrorInvalidValue;
   // initialize() zeroes what the stream-K scheduler needs of the workspace, on `stream`.
-  if (op.initialize(args, p.workspace, stream) != cutlass::Status::kSuccess) {
-    const cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorInvalidValue;
-  }
-  if (op.run(stream) != cutlass::Status::kSuccess) {
-    const cudaError_t err = cudaGetLastError();
-    return err != cudaSuccess ? err : cudaErrorLaunchFailure;
-  }
-  return cudaGetLastError();
+  return initialize_and_run(op, args, p.workspace, stream);
 }
 
 template <class Cfg>

@@ -316,9 +316,7 @@ size_t decode_workspace_floats(const PagedAttentionParams& p, int sms) {
   if (is_mma_variant(p.decode_variant)) return decode_mma_workspace_floats(p, sms);
   size_t floats = 0;
   with_config(p, [&]<class C>() {
-    const int blocks = blocks_per_sm<C>();
-    if (blocks == 0) return cudaErrorInvalidValue;
-    floats = attention_workspace_floats(p, plan_decode<C>(p, sms, blocks).num_splits);
+    floats = decode_split_workspace_floats<C>(p, sms, blocks_per_sm<C>());
     return cudaSuccess;
   });
   return floats;
@@ -327,18 +325,7 @@ size_t decode_workspace_floats(const PagedAttentionParams& p, int sms) {
 cudaError_t paged_attention_decode(const PagedAttentionParams& p, int sms, cudaStream_t stream) {
   if (is_mma_variant(p.decode_variant)) return paged_attention_decode_mma(p, sms, stream);
   return with_config(p, [&]<class C>() {
-    const int blocks = blocks_per_sm<C>();
-    if (blocks == 0) return cudaErrorInvalidConfiguration;
-    const DecodeSplit split = plan_decode<C>(p, sms, blocks);
-    if (split.num_splits > 1 && !p.workspace) return cudaErrorInvalidValue;
-    const dim3 grid(static_cast<unsigned>(p.num_seqs),
-                    static_cast<unsigned>(p.num_kv_heads * split.head_chunks),
-                    static_cast<unsigned>(split.num_splits));
-    paged_attention_decode_kernel<C><<<grid, C::kThreads, C::kSmem, stream>>>(p, split);
-    cudaError_t err = cudaGetLastError();
-    if (err == cudaSuccess && split.num_splits > 1)
-      err = launch_attention_reduce(p, split.num_splits, stream);
-    return err;
+    return launch_decode<C>(paged_attention_decode_kernel<C>, p, sms, blocks_per_sm<C>(), stream);
   });
 }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -28,6 +29,18 @@ inline bool device_available() {
 inline void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess)
     throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// Benches start here: the device's line, or a skip line and false when there is no device.
+inline bool announce_device() {
+  if (!device_available()) {
+    std::printf("bench skipped: no CUDA device\n");
+    return false;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  return true;
 }
 
 template <typename T>
