@@ -22,10 +22,12 @@ struct AttentionMetadata {
   int64_t max_seq_len = 0;
 };
 
-// y = x W^T + b with W [out, in] contiguous; b optional (undefined when absent).
+// y = x W^T + b with W [out, in] contiguous; b optional (undefined when absent). packed: W
+// pre-packed for oneDNN (ops::pack_linear_weight) where that applies, else undefined.
 struct Linear {
   at::Tensor weight;
   at::Tensor bias;
+  at::Tensor packed;
   at::Tensor operator()(const at::Tensor& x) const;
 };
 

@@ -47,6 +47,7 @@ class LlamaModel {
   AttentionShape attn_shape_;
   at::Tensor embed_;    // [V, H]
   at::Tensor lm_head_;  // [V, H], the embedding itself when tied
+  at::Tensor lm_head_packed_;  // lm_head_ for oneDNN (ops::pack_linear_weight), or undefined
   at::Tensor norm_;     // [H]
   at::Tensor rope_cache_;
   std::vector<Layer> layers_;

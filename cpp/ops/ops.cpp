@@ -12,6 +12,7 @@
 #include "cpu/rotary.h"
 #include "cpu/skinny_gemm.h"
 #include "ops/ops_cuda.h"
+#include "ops/packed_linear.h"
 
 namespace taco::ops {
 namespace {
@@ -67,7 +68,7 @@ void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
 }  // namespace
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                  bool float_out) {
+                  bool float_out, const at::Tensor& packed) {
   const bool skinny = x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
                       weight.scalar_type() == at::kBFloat16 && !bias.defined() && x.dim() == 2 &&
                       x.size(0) <= kSkinnyRows && x.stride(1) == 1 && weight.is_contiguous() &&
@@ -85,7 +86,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   }
 #endif
   if (!skinny) {
-    at::Tensor y = bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+    at::Tensor y = packed.defined() && x.device().is_cpu() && x.scalar_type() == at::kBFloat16
+                       ? packed_linear(x, packed, bias)
+                   : bias.defined() ? at::linear(x, weight, bias)
+                                    : at::linear(x, weight);
     return float_out ? y.to(at::kFloat) : y;
   }
   at::Tensor out = at::empty({x.size(0), weight.size(0)},
