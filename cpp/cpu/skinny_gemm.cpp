@@ -1,14 +1,15 @@
-// W is split into tiles of four rows across the threads; each tile's rows are read once (32 bf16
-// = one 64-byte line per row and step), and every x row in turn is dotted with them from L1.
+// Tiles of four W rows are split across the threads in contiguous ranges; each tile is read once
+// (four 64-byte lines per step of 32 columns, consecutive in memory) and every x row in turn is
+// dotted with it from L1.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 #pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_add_ps
 
 #include "cpu/skinny_gemm.h"
 
 #include <ATen/Parallel.h>
-#include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #ifdef __AVX512BF16__
@@ -17,14 +18,37 @@
 
 namespace taco::cpu {
 
+constexpr int64_t kStep = 32;  // bf16 columns per 64-byte line
+
+int64_t skinny_packed_elems(int64_t n, int64_t k) {
+  return (n + kSkinnyTileRows - 1) / kSkinnyTileRows * kSkinnyTileRows * k;
+}
+
+void pack_skinny_weight(const c10::BFloat16* w, c10::BFloat16* packed, int64_t n, int64_t k) {
+  if (!skinny_gemm_supported(k)) throw std::invalid_argument("pack_skinny_weight: k % 32 != 0");
+  const int64_t tiles = (n + kSkinnyTileRows - 1) / kSkinnyTileRows;
+  at::parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      c10::BFloat16* tile = packed + t * kSkinnyTileRows * k;
+      for (int64_t c = 0; c < k; c += kStep) {
+        for (int64_t r = 0; r < kSkinnyTileRows; ++r) {
+          c10::BFloat16* dst = tile + c * kSkinnyTileRows + r * kStep;
+          const int64_t row = t * kSkinnyTileRows + r;
+          if (row < n) {
+            std::memcpy(dst, w + row * k + c, kStep * sizeof(c10::BFloat16));
+          } else {
+            std::memset(static_cast<void*>(dst), 0, kStep * sizeof(c10::BFloat16));
+          }
+        }
+      }
+    }
+  });
+}
+
 #ifdef __AVX512BF16__
 namespace {
 
-constexpr int64_t kTileRows = 4;  // W rows per tile: 4 x MB accumulators stay in registers
-constexpr int64_t kMaxMB = 4;     // x rows per pass over a tile
-// W is read at the memory bandwidth only when lines are requested well ahead: the hardware
-// prefetcher alone reaches about 17 of 27 GB/s on the 2-core Zen 4 box, this about 21.
-constexpr int64_t kPrefetchTiles = 4;
+constexpr int64_t kMaxMB = 4;  // x rows per pass over a tile: 4 x 4 accumulators in registers
 
 inline void store(const SkinnyGemmParams& p, int64_t row, int64_t col, float v) {
   if (p.out_float) {
@@ -34,55 +58,47 @@ inline void store(const SkinnyGemmParams& p, int64_t row, int64_t col, float v) 
   }
 }
 
-// out[m0 .. m0 + MB, n0 .. n0 + R) for R <= kTileRows W rows.
-template <int MB, int R>
-void tile(const SkinnyGemmParams& p, int64_t m0, int64_t n0) {
+// out[m0 .. m0 + MB, 4t .. 4t + 4) (columns past n are not stored).
+template <int MB>
+void tile(const SkinnyGemmParams& p, int64_t m0, int64_t t) {
+  constexpr int R = kSkinnyTileRows;
   const auto* x = static_cast<const uint16_t*>(p.x) + m0 * p.x_stride;
-  const auto* w = static_cast<const uint16_t*>(p.w) + n0 * p.k;
+  const auto* w = static_cast<const uint16_t*>(p.w) + t * R * p.k;
   __m512 acc[R][MB];
   for (int r = 0; r < R; ++r) {
     for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_setzero_ps();
   }
-  for (int64_t c = 0; c < p.k; c += 32) {
+  for (int64_t c = 0; c < p.k; c += kStep) {
     __m512bh xv[MB];
     for (int i = 0; i < MB; ++i) xv[i] = (__m512bh)_mm512_loadu_si512(x + i * p.x_stride + c);
+    const uint16_t* lines = w + c * R;
     for (int r = 0; r < R; ++r) {
-      const uint16_t* row = w + r * p.k + c;
-      _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchTiles * kTileRows * p.k),
-                   _MM_HINT_T0);  // a hint: past the end of W it is dropped, never faults
-      const __m512bh wv = (__m512bh)_mm512_loadu_si512(row);
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(lines + r * kStep);
       for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv, xv[i]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int i = 0; i < MB; ++i) store(p, m0 + i, n0 + r, _mm512_reduce_add_ps(acc[r][i]));
+  const int64_t cols = std::min<int64_t>(R, p.n - t * R);
+  for (int r = 0; r < cols; ++r) {
+    for (int i = 0; i < MB; ++i) store(p, m0 + i, t * R + r, _mm512_reduce_add_ps(acc[r][i]));
   }
 }
 
-template <int MB>
-void rows_block(const SkinnyGemmParams& p, int64_t m0, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + kTileRows <= n1; n += kTileRows) tile<MB, kTileRows>(p, m0, n);
-  for (; n < n1; ++n) tile<MB, 1>(p, m0, n);
-}
-
-using BlockFn = void (*)(const SkinnyGemmParams&, int64_t, int64_t, int64_t);
-constexpr BlockFn kByRows[] = {nullptr, rows_block<1>, rows_block<2>, rows_block<3>,
-                               rows_block<4>};
+using TileFn = void (*)(const SkinnyGemmParams&, int64_t, int64_t);
+constexpr TileFn kByRows[] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>};
 
 }  // namespace
 
-bool skinny_gemm_supported(int64_t k) { return k > 0 && k % 32 == 0; }
+bool skinny_gemm_supported(int64_t k) { return k > 0 && k % kStep == 0; }
 
 void skinny_gemm_bf16(const SkinnyGemmParams& p) {
   if (!skinny_gemm_supported(p.k)) throw std::invalid_argument("skinny_gemm: k % 32 != 0");
   // Chunks of 16 tiles (64 W rows, 72 KiB at k = 576): large enough to amortize the fork,
   // small enough that two threads split even the 576-row projections.
-  const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
+  const int64_t tiles = (p.n + kSkinnyTileRows - 1) / kSkinnyTileRows;
   at::parallel_for(0, tiles, 16, [&](int64_t t0, int64_t t1) {
-    const int64_t n0 = t0 * kTileRows, n1 = std::min(p.n, t1 * kTileRows);
     for (int64_t m0 = 0; m0 < p.m; m0 += kMaxMB) {
-      kByRows[std::min(kMaxMB, p.m - m0)](p, m0, n0, n1);
+      const TileFn fn = kByRows[std::min(kMaxMB, p.m - m0)];
+      for (int64_t t = t0; t < t1; ++t) fn(p, m0, t);
     }
   });
 }

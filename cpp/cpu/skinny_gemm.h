@@ -1,18 +1,27 @@
 // Skinny bf16 GEMM for the few-row case (single-stream decode, small batches): out = x W^T with
-// x [m, k], W [n, k] (the nn.Linear layout), m small. Such a GEMM is bound by reading W, which
-// oneDNN's bf16 path reads at about half the memory bandwidth at m = 1; this kernel streams W
-// once, four rows at a time, and reuses each loaded W row for every x row (AVX512-BF16 dot
-// products, float32 accumulation).
+// x [m, k], W [n, k] (the nn.Linear layout), m small. Such a GEMM is bound by reading W, so W is
+// read from a packed copy laid out in the order the kernel consumes it: one sequential stream
+// per thread, which the hardware prefetcher follows at the full read bandwidth (about 36 GB/s
+// on the 2-core Zen 4 box, against 21 GB/s for four interleaved row streams of the plain
+// layout). Each loaded W line is reused for every x row (AVX512-BF16 dot products, float32
+// accumulation).
+//
+// Packed layout: W's rows in tiles of kSkinnyTileRows; tile t holds, for each step of 32
+// columns, the tile's rows' 32 values: [ceil(n / 4)][k / 32][4][32] bf16, rows past n zero.
 #pragma once
+
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
 
 namespace taco::cpu {
 
+constexpr int64_t kSkinnyTileRows = 4;
+
 struct SkinnyGemmParams {
   void* out;       // [m, n] with row stride out_stride: bf16, or float when out_float
   const void* x;   // [m, k] bf16, row stride x_stride
-  const void* w;   // [n, k] bf16 contiguous
+  const void* w;   // W [n, k] in the packed layout (pack_skinny_weight)
   int64_t m = 0, n = 0, k = 0;
   int64_t x_stride = 0, out_stride = 0;
   bool out_float = false;
@@ -20,6 +29,13 @@ struct SkinnyGemmParams {
 
 // Whether this build has the kernel (AVX512-BF16) and it takes this shape: k % 32 == 0.
 bool skinny_gemm_supported(int64_t k);
+
+// Elements of the packed copy of an [n, k] weight.
+int64_t skinny_packed_elems(int64_t n, int64_t k);
+
+// w [n, k] contiguous -> packed (skinny_packed_elems(n, k) elements). Requires
+// skinny_gemm_supported(k).
+void pack_skinny_weight(const c10::BFloat16* w, c10::BFloat16* packed, int64_t n, int64_t k);
 
 // Requires skinny_gemm_supported(p.k).
 void skinny_gemm_bf16(const SkinnyGemmParams& p);

@@ -7,7 +7,7 @@
 namespace taco {
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return ops::linear(x, weight, bias, /*float_out=*/false, packed);
+  return ops::linear(x, weight, bias);
 }
 
 namespace {

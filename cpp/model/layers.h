@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/model_config.h"
+#include "ops/linear.h"
 
 namespace taco {
 
@@ -22,12 +23,11 @@ struct AttentionMetadata {
   int64_t max_seq_len = 0;
 };
 
-// y = x W^T + b with W [out, in] contiguous; b optional (undefined when absent). packed: W
-// pre-packed for oneDNN (ops::pack_linear_weight) where that applies, else undefined.
+// y = x W^T + b with W [out, in] in the layouts the GEMMs read (ops/linear.h); b optional
+// (undefined when absent).
 struct Linear {
-  at::Tensor weight;
+  ops::LinearWeight weight;
   at::Tensor bias;
-  at::Tensor packed;
   at::Tensor operator()(const at::Tensor& x) const;
 };
 

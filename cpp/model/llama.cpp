@@ -4,15 +4,10 @@
 #include <string>
 
 #include "ops/ops.h"
-#include "ops/packed_linear.h"
 
 namespace taco {
 
 namespace {
-
-// The batch size oneDNN lays packed weights out for: a decode step of a full batch. Prefill's
-// larger batches run as fast on that layout (measured at 512 and 2048 rows).
-constexpr int64_t kPackBatchHint = 64;
 
 std::string shape_str(at::IntArrayRef s) {
   std::string out = "[";
@@ -44,9 +39,8 @@ class Loader {
       if (bias) bs.push_back(get(prefix + parts[i] + ".bias", {outs[i]}));
     }
     Linear l;
-    l.weight = ws.size() == 1 ? ws[0] : at::cat(ws, 0).contiguous();
+    l.weight = ops::prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));
     if (bias) l.bias = bs.size() == 1 ? bs[0] : at::cat(bs, 0).contiguous();
-    l.packed = ops::pack_linear_weight(l.weight, kPackBatchHint);
     return l;
   }
 
@@ -66,8 +60,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::Sca
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
   const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
   embed_ = load.get("model.embed_tokens.weight", {c.vocab_size, H});
-  lm_head_ = c.tie_word_embeddings ? embed_ : load.get("lm_head.weight", {c.vocab_size, H});
-  lm_head_packed_ = ops::pack_linear_weight(lm_head_, kPackBatchHint);
+  lm_head_ = ops::prepare_linear_weight(
+      c.tie_word_embeddings ? embed_ : load.get("lm_head.weight", {c.vocab_size, H}));
   norm_ = load.get("model.norm.weight", {H});
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -106,7 +100,7 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetad
 }
 
 at::Tensor LlamaModel::compute_logits(const at::Tensor& hidden) const {
-  return ops::linear(hidden, lm_head_, at::Tensor(), /*float_out=*/true, lm_head_packed_);
+  return ops::linear(hidden, lm_head_, at::Tensor(), /*float_out=*/true);
 }
 
 }  // namespace taco

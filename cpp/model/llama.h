@@ -46,8 +46,7 @@ class LlamaModel {
   at::Device device_;
   AttentionShape attn_shape_;
   at::Tensor embed_;    // [V, H]
-  at::Tensor lm_head_;  // [V, H], the embedding itself when tied
-  at::Tensor lm_head_packed_;  // lm_head_ for oneDNN (ops::pack_linear_weight), or undefined
+  ops::LinearWeight lm_head_;  // [V, H], the embedding itself when tied
   at::Tensor norm_;     // [H]
   at::Tensor rope_cache_;
   std::vector<Layer> layers_;

@@ -10,9 +10,7 @@
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/rotary.h"
-#include "cpu/skinny_gemm.h"
 #include "ops/ops_cuda.h"
-#include "ops/packed_linear.h"
 
 namespace taco::ops {
 namespace {
@@ -66,40 +64,6 @@ void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
 }
 
 }  // namespace
-
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                  bool float_out, const at::Tensor& packed) {
-  const bool skinny = x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
-                      weight.scalar_type() == at::kBFloat16 && !bias.defined() && x.dim() == 2 &&
-                      x.size(0) <= kSkinnyRows && x.stride(1) == 1 && weight.is_contiguous() &&
-                      weight.dim() == 2 && weight.size(1) == x.size(1) &&
-                      cpu::skinny_gemm_supported(x.size(1));
-#if TACO_WITH_CUDA
-  if (x.is_cuda()) {
-    if (bias.defined()) {
-      on_cuda({&x, &weight, &bias}, "linear");
-    } else {
-      on_cuda({&x, &weight}, "linear");
-    }
-    at::Tensor y = cuda_impl::linear(x, weight, bias);
-    return float_out ? y.to(at::kFloat) : y;
-  }
-#endif
-  if (!skinny) {
-    at::Tensor y = packed.defined() && x.device().is_cpu() && x.scalar_type() == at::kBFloat16
-                       ? packed_linear(x, packed, bias)
-                   : bias.defined() ? at::linear(x, weight, bias)
-                                    : at::linear(x, weight);
-    return float_out ? y.to(at::kFloat) : y;
-  }
-  at::Tensor out = at::empty({x.size(0), weight.size(0)},
-                             x.options().dtype(float_out ? at::kFloat : at::kBFloat16));
-  cpu::SkinnyGemmParams p{out.data_ptr(), x.data_ptr(),  weight.data_ptr(), x.size(0),
-                          weight.size(0), x.size(1),     x.stride(0),       out.stride(0),
-                          float_out};
-  cpu::skinny_gemm_bf16(p);
-  return out;
-}
 
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
   const bool cuda = on_cuda({&out, &x, &weight}, "rms_norm");

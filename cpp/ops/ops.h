@@ -13,16 +13,9 @@
 #include <utility>
 #include <vector>
 
-namespace taco::ops {
+#include "ops/linear.h"  // linear projections, declared with their weight layouts
 
-// y = x W^T (+ bias) for x [T, in] and W [out, in] (nn.Linear). With float_out the result is
-// float32 (logits) whatever the input dtype. bf16 batches of at most kSkinnyRows rows without
-// bias take cpu::skinny_gemm (bound by reading W once); larger ones take oneDNN on `packed`
-// (W from pack_linear_weight, packed_linear.h) when it is defined, else ATen's GEMM. CUDA
-// tensors take the CUTLASS GEMM where it applies, else cuBLAS (ops_cuda.h).
-constexpr int64_t kSkinnyRows = 4;
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                  bool float_out = false, const at::Tensor& packed = {});
+namespace taco::ops {
 
 // out[T, H] = x / rms(x) * w (eps inside the sqrt), computed in float32.
 void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps);

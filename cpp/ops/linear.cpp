@@ -1,0 +1,116 @@
+// The oneDNN ops are looked up once in the dispatcher: ATen has no C++ header for them.
+#include "ops/linear.h"
+
+#include <ATen/Config.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "cpu/skinny_gemm.h"
+#include "ops/ops_cuda.h"
+
+namespace taco::ops {
+namespace {
+
+// The batch size oneDNN lays packed weights out for: a decode step of a full batch. Prefill's
+// larger batches run as fast on that layout (measured at 512 and 2048 rows).
+constexpr int64_t kOnednnBatchHint = 64;
+
+bool packing_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TACO_GEMM");
+    return !(v && std::strcmp(v, "aten") == 0) && __builtin_cpu_supports("avx512bf16");
+  }();
+  return enabled;
+}
+
+at::Tensor onednn_pack(const at::Tensor& w) {
+  if (!at::hasMKLDNN()) return {};
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("mkldnn::_reorder_linear_weight", "")
+                             .typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>();
+  return op.call(w, kOnednnBatchHint);
+}
+
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& bias) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            c10::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<c10::string_view>)>();
+  const std::optional<at::Tensor> b =
+      bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
+  return op.call(x.contiguous(), packed, b, "none", c10::List<std::optional<at::Scalar>>(),
+                 std::nullopt);
+}
+
+at::Tensor skinny_pack(const at::Tensor& w) {
+  if (!cpu::skinny_gemm_supported(w.size(1))) return {};
+  at::Tensor packed = at::empty({cpu::skinny_packed_elems(w.size(0), w.size(1))}, w.options());
+  cpu::pack_skinny_weight(w.data_ptr<c10::BFloat16>(), packed.data_ptr<c10::BFloat16>(),
+                          w.size(0), w.size(1));
+  return packed;
+}
+
+at::Tensor skinny_linear(const at::Tensor& x, const LinearWeight& w, bool float_out) {
+  at::Tensor out = at::empty({x.size(0), w.out_features},
+                             x.options().dtype(float_out ? at::kFloat : at::kBFloat16));
+  cpu::SkinnyGemmParams p{out.data_ptr(), x.data_ptr(),  w.skinny.data_ptr(), x.size(0),
+                          w.out_features, x.size(1),     x.stride(0),         out.stride(0),
+                          float_out};
+  cpu::skinny_gemm_bf16(p);
+  return out;
+}
+
+}  // namespace
+
+LinearWeight prepare_linear_weight(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
+  LinearWeight lw{w.contiguous(), {}, {}, w.size(0), w.size(1)};
+  if (!w.device().is_cpu() || w.scalar_type() != at::kBFloat16 || !packing_enabled()) return lw;
+  lw.skinny = skinny_pack(lw.plain);
+  lw.onednn = onednn_pack(lw.plain);
+  if (lw.skinny.defined() && lw.onednn.defined()) lw.plain = at::Tensor();
+  return lw;
+}
+
+at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,
+                  bool float_out) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == w.in_features, "linear: x must be [T, ",
+              w.in_features, "], got ", x.sizes());
+#if TACO_WITH_CUDA
+  if (x.is_cuda()) {
+    TORCH_CHECK(w.plain.defined() && w.plain.device() == x.device() &&
+                    (!bias.defined() || bias.device() == x.device()),
+                "linear: x, weight and bias on different devices");
+    at::Tensor y = cuda_impl::linear(x, w.plain, bias);
+    return float_out ? y.to(at::kFloat) : y;
+  }
+#endif
+  TORCH_CHECK(x.device().is_cpu(), "linear: expected a CPU or CUDA tensor, got ", x.device());
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  if (w.skinny.defined() && bf16 && !bias.defined() && x.size(0) <= kSkinnyRows &&
+      x.stride(1) == 1) {
+    return skinny_linear(x, w, float_out);
+  }
+  at::Tensor y;
+  if (w.onednn.defined() && bf16) {
+    y = onednn_linear(x, w.onednn, bias);
+  } else {
+    TORCH_CHECK(w.plain.defined(), "linear: no layout of this weight takes a ", x.scalar_type(),
+                " input");
+    y = bias.defined() ? at::linear(x, w.plain, bias) : at::linear(x, w.plain);
+  }
+  return float_out ? y.to(at::kFloat) : y;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                  bool float_out) {
+  TORCH_CHECK(weight.dim() == 2, "linear: weight must be [out, in]");
+  return linear(x, LinearWeight{weight, {}, {}, weight.size(0), weight.size(1)}, bias, float_out);
+}
+
+}  // namespace taco::ops

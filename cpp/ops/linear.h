@@ -1,0 +1,43 @@
+// Linear projections y = x W^T (+ bias), x [T, in], W [out, in] (nn.Linear), and the layouts W is
+// kept in. On a CPU with AVX512-BF16 a bf16 weight is packed twice at load time and the plain
+// copy dropped:
+//   - for at most kSkinnyRows rows (single-stream decode, small batches), cpu::skinny_gemm's
+//     layout: the GEMM is bound by reading W, and that layout reads it as one sequential stream
+//     per thread;
+//   - for more rows (batched decode, prefill), oneDNN's blocked layout
+//     (mkldnn::_reorder_linear_weight, the op torch's own CPU freezing uses): at::linear would
+//     reorder the plain weight on every call, which at 64 rows costs about as much as the
+//     multiply.
+// Everything else (float32, float16, CUDA, a CPU without AVX512-BF16) keeps the plain weight
+// and runs ATen's GEMM, or on CUDA the CUTLASS GEMM where it applies, else cuBLAS (ops_cuda.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace taco::ops {
+
+constexpr int64_t kSkinnyRows = 4;
+
+struct LinearWeight {
+  at::Tensor plain;   // [out, in]; undefined when both packed forms exist
+  at::Tensor skinny;  // cpu::pack_skinny_weight layout, or undefined
+  at::Tensor onednn;  // oneDNN's blocked layout, or undefined
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+};
+
+// Packs w [out, in] where that applies (see above). TACO_GEMM=aten keeps only the plain weight,
+// for comparisons.
+LinearWeight prepare_linear_weight(const at::Tensor& w);
+
+// y [T, out] in x's dtype, or float32 with float_out (logits). bias may be undefined.
+at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,
+                  bool float_out = false);
+
+// The same over a plain weight (no packing).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                  bool float_out = false);
+
+}  // namespace taco::ops
