@@ -2,7 +2,8 @@
 // K/V block of its sequence once, widens V (and K, unless bf16 keys are scored by bf16 dot
 // products) to float, and scores it against every query row it owns: all q heads of the GQA
 // group times the tile's tokens (a decode is one tile of one token, so the group's heads share
-// each K/V read). Softmax is online (running max and sum per row), so
+// each K/V read). bf16 items of at least kLaneMinRows rows (prefill tiles) take the lane kernel
+// of attention_lanes.h instead. Softmax is online (running max and sum per row), so
 // nothing of size seq_len is materialized. Items are handed out longest first from a shared
 // counter, so a long prefill chunk does not leave the other threads idle at the end.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "cpu/attention_block.h"
+#include "cpu/attention_lanes.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
 
@@ -28,6 +30,9 @@ namespace taco::cpu {
 namespace {
 
 constexpr int64_t kQueryTile = 16;
+// Query rows from which a bf16 item runs the lane kernel (attention_lanes.h): below (decodes,
+// short tiles), transposing the queries costs more than the reductions it saves.
+constexpr int64_t kLaneMinRows = 8;
 // Total work (query rows x keys) below which one thread runs every item: about 15 us.
 constexpr int64_t kSerialCost = 4096;
 
@@ -97,6 +102,34 @@ void load_queries(const PagedAttentionParams& p, const WorkItem& w, int64_t grou
   std::fill(s.sum.begin(), s.sum.begin() + rows, 0.0f);
 }
 
+// The item's rows in groups of kLaneRows through the lane kernel (bf16 caches).
+void run_item_lanes(const PagedAttentionParams& p, const WorkItem& w, int64_t first_pos) {
+  const int64_t d = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t rows = group * (w.q_end - w.q_begin);
+  const int64_t head_elems = p.block_size * d;
+  const auto* k_cache = static_cast<const c10::BFloat16*>(p.kv);
+  const int64_t block_elems = p.num_kv_heads * head_elems;
+  const LaneKeys keys{k_cache + w.kv_head * head_elems,
+                      k_cache + p.num_blocks * block_elems + w.kv_head * head_elems,
+                      p.block_table + w.seq * p.max_blocks_per_seq, block_elems, p.block_size};
+  const c10::BFloat16* q_ptr[kLaneRows];
+  c10::BFloat16* out_ptr[kLaneRows];
+  int64_t pos[kLaneRows];
+  for (int64_t r0 = 0; r0 < rows; r0 += kLaneRows) {
+    const int64_t n = std::min(kLaneRows, rows - r0);
+    for (int64_t l = 0; l < n; ++l) {
+      const int64_t r = r0 + l;
+      const int64_t token = w.q_begin + r / group;
+      const int64_t head = w.kv_head * group + r % group;
+      q_ptr[l] = static_cast<const c10::BFloat16*>(p.query) + token * p.query_stride + head * d;
+      out_ptr[l] = static_cast<c10::BFloat16*>(p.out) + (token * p.num_heads + head) * d;
+      pos[l] = first_pos + r / group;
+    }
+    attend_lanes_bf16({q_ptr, out_ptr, pos, n, d, p.scale}, keys);
+  }
+}
+
 template <typename T>
 void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t d = p.head_dim;
@@ -107,6 +140,11 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t first_pos =
       p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
   const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if (rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
+      return run_item_lanes(p, w, first_pos);
+    }
+  }
   s.resize(rows, p.block_size, d);
   load_queries<T>(p, w, group, s);
 

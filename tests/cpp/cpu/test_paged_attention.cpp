@@ -235,6 +235,20 @@ INSTANTIATE_TEST_SUITE_P(Kernels, PagedAttentionMixed,
                            return std::string(c10::toString(info.param));
                          });
 
+// bf16 prefill tiles of 8 or more query rows run the lane kernel (attention_lanes.h): every head
+// size it takes, with tiles of 1 to 4 lane groups (GQA 1 to 4 times 16 tokens).
+TEST(PagedAttentionLanes, Bf16HeadSizesMatchReference) {
+  for (const int64_t head_dim : {32, 96, 128}) {
+    for (const int64_t group : {1, 4}) {
+      SCOPED_TRACE("head_dim " + std::to_string(head_dim) + ", gqa " + std::to_string(group));
+      std::mt19937 rng(static_cast<uint32_t>(head_dim + group));
+      const Shape sh{at::kBFloat16, 2, group, head_dim, 16, false};
+      expect_matches_reference(sh, {{40, 40}, {70, 9}, {33, 17}, {5, 1}, {200, 64}},
+                               static_cast<uint64_t>(head_dim * 10 + group));
+    }
+  }
+}
+
 // Every context length 1..600 in one batch: mostly decodes, a short chunk for every fourth
 // length and a whole prompt for every 32nd (whole prompts cost len^2, so they are sparse).
 std::vector<SeqSpec> length_sweep() {
