@@ -1,10 +1,10 @@
 // Skinny bf16 GEMM for the few-row case (single-stream decode, small batches): out = x W^T with
 // x [m, k], W [n, k] (the nn.Linear layout), m small. Such a GEMM is bound by reading W, so W is
 // read from a packed copy laid out in the order the kernel consumes it: one sequential stream
-// per thread, which the hardware prefetcher follows at the full read bandwidth (about 36 GB/s
-// on the 2-core Zen 4 box, against 21 GB/s for four interleaved row streams of the plain
-// layout). Each loaded W line is reused for every x row (AVX512-BF16 dot products, float32
-// accumulation).
+// per thread, which the hardware prefetcher follows without software prefetches. On the 2-core
+// Zen 4 box all 121 projections of a SmolLM2 decode step at m = 1 take 7.4 ms this way against
+// 12.7 ms over the plain layout (four interleaved row streams per thread). Each loaded W line is
+// reused for every x row (AVX512-BF16 dot products, float32 accumulation).
 //
 // Packed layout: W's rows in tiles of kSkinnyTileRows; tile t holds, for each step of 32
 // columns, the tile's rows' 32 values: [ceil(n / 4)][k / 32][4][32] bf16, rows past n zero.
