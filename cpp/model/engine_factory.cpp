@@ -39,15 +39,25 @@ std::string dtype_name(at::ScalarType t) {
   return "float32";
 }
 
-// "auto" is the first GPU when this build has the CUDA backend and sees one, else the CPU.
-at::Device resolve_device(const std::string& device) {
+// "auto" is the first GPU when this build has the CUDA backend, sees one and its attention
+// kernels take the model's head size, else the CPU.
+at::Device resolve_device(const std::string& device, const ModelConfig& config) {
   if (device == "cpu") return at::kCPU;
-  if (device == "auto") return ops::cuda_available() ? at::Device(at::kCUDA, 0) : at::kCPU;
+  const bool head_dim_ok = ops::cuda_head_dim_supported(config.head_dim);
+  if (device == "auto") {
+    return ops::cuda_available() && head_dim_ok ? at::Device(at::kCUDA, 0) : at::kCPU;
+  }
   if (device == "cuda") {
     if (!ops::cuda_available()) {
       throw std::invalid_argument(
           "device \"cuda\": this build has no CUDA backend or sees no CUDA device of compute "
           "capability 8.0 or newer (use cpu)");
+    }
+    if (!head_dim_ok) {
+      throw std::invalid_argument("device \"cuda\": the model's head_dim " +
+                                  std::to_string(config.head_dim) +
+                                  " is not one the CUDA attention kernels take (64, 96, 128, "
+                                  "256); use device=\"cpu\"");
     }
     return at::Device(at::kCUDA, 0);
   }
@@ -89,8 +99,8 @@ bool cuda_device_available() { return ops::cuda_available(); }
 std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* info) {
   EngineOptions opts = options;
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
-  const at::Device device = resolve_device(opts.device);
   ModelConfig config = load_model_config(opts.model);
+  const at::Device device = resolve_device(opts.device, config);
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
   resolve_limits(opts, config);
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);

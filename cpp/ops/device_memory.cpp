@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime.h>
+
+#include "taco/cuda/attention.h"
 #endif
 
 namespace taco::ops {
@@ -27,6 +29,10 @@ bool cuda_available() {
   if (c10::cuda::device_count() == 0) return false;
   cudaDeviceProp prop{};
   return cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major >= 8;
+}
+
+bool cuda_head_dim_supported(int64_t head_dim) {
+  return cuda::paged_attention_head_dim_supported(head_dim);
 }
 
 DeviceMemory device_memory(const at::Device& device) {
@@ -62,6 +68,8 @@ void release_cached_memory() { c10::cuda::CUDACachingAllocator::emptyCache(); }
 #else
 
 bool cuda_available() { return false; }
+
+bool cuda_head_dim_supported(int64_t) { return false; }
 
 DeviceMemory device_memory(const at::Device& device) {
   TORCH_CHECK(false, "device_memory: no CUDA backend in this build (", device, ")");

@@ -17,6 +17,9 @@ struct DeviceMemory {
 // capability 8.0 or newer (what the kernels are built for).
 bool cuda_available();
 
+// Whether the CUDA attention kernels take this head size (false without the CUDA backend).
+bool cuda_head_dim_supported(int64_t head_dim);
+
 DeviceMemory device_memory(const at::Device& device);
 
 // Bytes the caching allocator has handed out now, and at its peak since reset_peak_memory.

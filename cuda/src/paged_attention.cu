@@ -193,7 +193,7 @@ cudaError_t device_sms(int* sms) {
 }
 
 bool supported(const PagedAttentionParams& p) {
-  const bool dim = p.head_dim == 64 || p.head_dim == 96 || p.head_dim == 128 || p.head_dim == 256;
+  const bool dim = paged_attention_head_dim_supported(p.head_dim);
   return dim && p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0 && p.block_size > 0;
 }
 

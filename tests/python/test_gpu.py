@@ -13,7 +13,7 @@ import pytest
 import torch
 
 # pytest puts this directory on sys.path (rootdir-relative test modules).
-from test_hf_exact import engine_greedy
+from test_hf_exact import engine_greedy, tiny_model_dir
 
 from taco_llm import LLM, SamplingParams, TokensPrompt
 
@@ -35,6 +35,20 @@ needs_gpu = pytest.mark.skipif(
 def test_cuda_device_refused_without_gpu(smol_model_dir):
     with pytest.raises(ValueError, match="device"):
         LLM(model=smol_model_dir, device="cuda")
+
+
+@needs_gpu
+def test_head_dim_the_gpu_kernels_lack_is_refused_up_front(tmp_path):
+    # The tiny Llama has head_dim 16: device="cuda" names it before loading anything, and
+    # device="auto" serves it on the CPU.
+    model = tiny_model_dir("llama", tmp_path)
+    with pytest.raises(ValueError, match="head_dim 16"):
+        LLM(model=model, device="cuda", skip_tokenizer_init=True)
+    llm = LLM(model=model, device="auto", dtype="float32", skip_tokenizer_init=True)
+    assert llm.model_info["device"] == "cpu"
+    params = SamplingParams(max_tokens=2, ignore_eos=True, detokenize=False)
+    out = llm.generate([TokensPrompt(prompt_token_ids=[5, 6, 7])], params, use_tqdm=False)
+    assert len(out[0].outputs[0].token_ids) == 2
 
 
 TEXTS = [

@@ -80,6 +80,11 @@ struct PagedAttentionParams {
 // (the bench shape), and paged_attention returns cudaErrorInvalidValue for them elsewhere.
 const char* paged_attention_decode_variant_name(int v);
 
+// The head sizes the kernels are built for.
+constexpr bool paged_attention_head_dim_supported(int64_t head_dim) {
+  return head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+}
+
 // Float32 scratch the call needs for split-KV partials (0 when it will not split).
 size_t paged_attention_workspace_bytes(const PagedAttentionParams& p);
 
