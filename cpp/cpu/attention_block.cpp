@@ -4,12 +4,14 @@
 // non-AVX-512 builds take the scalar path.
 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
+#pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_*_ps
 
 #include "cpu/attention_block.h"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
@@ -98,16 +100,18 @@ struct Bf16Query {
 };
 #endif
 
-template <int NC, typename Query, typename K>
+// v: float rows [keys, d], or (V = uint32_t, bf16 builds) key pairs [keys / 2, d] from
+// pair_rows_bf16, multiplied by P rounded to bf16.
+template <int NC, typename Query, typename K, typename V>
 void attend_row_avx512(const AttentionRows& a, int64_t r, const Query& query, const K* k,
-                       const float* v) {
+                       const V* v) {
   constexpr int64_t d = 16 * NC;
   const int64_t n = a.visible[r];
   __m512 acc[NC];
   for (int c = 0; c < NC; ++c) acc[c] = _mm512_loadu_ps(a.acc + r * d + 16 * c);
   float max = a.max[r];
   float sum = a.sum[r];
-  alignas(64) float p[16];
+  [[maybe_unused]] alignas(64) float p[16];
   for (int64_t c0 = 0; c0 < n; c0 += 16) {
     const int64_t m = std::min<int64_t>(16, n - c0);
     const __m512 s = query.score16(k + c0 * d, m);
@@ -120,12 +124,25 @@ void attend_row_avx512(const AttentionRows& a, int64_t r, const Query& query, co
     }
     const __m512 e = avx512::exp(_mm512_sub_ps(s, _mm512_set1_ps(max)));
     sum += _mm512_reduce_add_ps(e);
-    _mm512_store_ps(p, e);
-    for (int64_t j = 0; j < m; ++j) {
-      const __m512 w = _mm512_set1_ps(p[j]);
-      const float* vj = v + (c0 + j) * d;
-      for (int c = 0; c < NC; ++c) {
-        acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * c), acc[c]);
+    if constexpr (std::is_same_v<V, uint32_t>) {
+      // P rounded to bf16 in key pairs; one dot product per pair and 16 features.
+      alignas(32) uint32_t pairs[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(pairs), (__m256i)_mm512_cvtneps_pbh(e));
+      const uint32_t* vj = v + (c0 / 2) * d;
+      for (int64_t j = 0; j < (m + 1) / 2; ++j) {
+        const __m512bh w = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[j]));
+        for (int c = 0; c < NC; ++c) {
+          acc[c] = _mm512_dpbf16_ps(acc[c], (__m512bh)_mm512_loadu_si512(vj + j * d + 16 * c), w);
+        }
+      }
+    } else {
+      _mm512_store_ps(p, e);
+      for (int64_t j = 0; j < m; ++j) {
+        const __m512 w = _mm512_set1_ps(p[j]);
+        const float* vj = v + (c0 + j) * d;
+        for (int c = 0; c < NC; ++c) {
+          acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vj + 16 * c), acc[c]);
+        }
       }
     }
   }
@@ -144,7 +161,7 @@ void attend_rows_avx512(const AttentionRows& a, const float* k, const float* v) 
 #ifdef __AVX512BF16__
 template <int NC>
 void attend_rows_bf16(const AttentionRows& a, const c10::BFloat16* q, float scale,
-                      const c10::BFloat16* k, const float* v) {
+                      const c10::BFloat16* k, const uint32_t* v) {
   for (int64_t r = 0; r < a.rows; ++r) {
     if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, Bf16Query<NC>(q, r, scale), k, v);
   }
@@ -176,7 +193,7 @@ bool attend_bf16_supported(int64_t head_dim) {
 }
 
 void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
-                       const c10::BFloat16* k, const float* v) {
+                       const c10::BFloat16* k, const uint32_t* v) {
 #ifdef __AVX512BF16__
   switch (rows.head_dim) {
     case 32:

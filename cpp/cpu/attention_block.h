@@ -26,10 +26,12 @@ void attend_block(const AttentionRows& rows, const float* k, const float* v);
 // multiple of 32 up to 128).
 bool attend_bf16_supported(int64_t head_dim);
 
-// As attend_block, with the keys left in bf16 and scored by bf16 dot products (exact products,
-// float32 sums): q_bf16 [rows, head_dim] are the unscaled queries and rows.q is unused; scores
-// are multiplied by scale. Saves widening K and half the multiply-adds of the scores.
+// As attend_block over bf16 keys and values, by bf16 dot products (exact products, float32
+// sums): q_bf16 [rows, head_dim] are the unscaled queries and rows.q is unused; scores are
+// multiplied by scale. v_pairs: the block's values from pair_rows_bf16 (key_pairs.h), [keys / 2
+// rounded up, head_dim] dwords, multiplied by the probabilities rounded to bf16. Saves widening
+// K and V and half the multiply-adds.
 void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
-                       const c10::BFloat16* k, const float* v);
+                       const c10::BFloat16* k, const uint32_t* v_pairs);
 
 }  // namespace taco::cpu

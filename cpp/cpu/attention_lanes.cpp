@@ -1,10 +1,11 @@
 // Layout of the scratch (per thread):
 //   qt[i][l]  dword i of query row l (bf16 features 2i, 2i+1), i < head_dim / 2
 //   acc[d][l] running sum of p * v for feature d of row l (float)
-//   vp[j][d]  dword (v[2j][d], v[2j + 1][d]) for the key pairs of a 16-key chunk
+//   vp[j][d]  dword (v[2j][d], v[2j + 1][d]) for the key pairs of a 16-key chunk (key_pairs.h)
 // One 16-key chunk: S_j = sum_i dpbf16(qt[i], bcast(k_j dword i)) for 16 keys, masked past each
 // row's position; online softmax lane-wise; acc[d] += sum_j dpbf16(p pair j, bcast(vp[j][d])).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
+#pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_*_ps
 
 #include "cpu/attention_lanes.h"
 
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "cpu/key_pairs.h"
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
@@ -26,7 +28,7 @@ constexpr int64_t kMaxDim = 128;
 struct alignas(64) LaneScratch {
   uint32_t qt[kMaxDim / 2][kLaneRows];
   float acc[kMaxDim][kLaneRows];
-  uint32_t vp[kChunk / 2][kMaxDim];
+  uint32_t vp[kChunk / 2 * kMaxDim];  // [kChunk / 2][D]: pair_rows_bf16
 };
 
 inline __m512 bcast_dot(__m512 acc, __m512i lanes, uint32_t pair) {
@@ -53,29 +55,6 @@ void score_chunk(const LaneScratch& sc, const uint32_t* k, int64_t m, __m512* s)
       }
     }
     for (int j = 0; j < n; ++j) s[j0 + j] = acc[j];
-  }
-}
-
-// vp[j][d] = (v[2j][d], v[2j + 1][d]) for the chunk's m keys; pairs past m are zero (unwritten
-// cache rows may hold NaNs, and 0 * NaN would poison the sum).
-template <int D>
-void pair_values(LaneScratch& sc, const c10::BFloat16* v, int64_t m) {
-  // Word 2e of dword e takes v[2j][d0 + e], word 2e + 1 takes v[2j + 1][d0 + e].
-  alignas(64) static const uint16_t lo_idx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
-                                                  37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
-                                                  11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-  alignas(64) static const uint16_t hi_idx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21,
-                                                  53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58,
-                                                  27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
-  const __m512i lo = _mm512_load_si512(lo_idx), hi = _mm512_load_si512(hi_idx);
-  for (int64_t j = 0; j < kChunk / 2; ++j) {
-    for (int c = 0; c < D; c += 32) {
-      const __m512i a = 2 * j < m ? _mm512_loadu_si512(v + 2 * j * D + c) : _mm512_setzero_si512();
-      const __m512i b =
-          2 * j + 1 < m ? _mm512_loadu_si512(v + (2 * j + 1) * D + c) : _mm512_setzero_si512();
-      _mm512_store_si512(sc.vp[j] + c, _mm512_permutex2var_epi16(a, lo, b));
-      _mm512_store_si512(sc.vp[j] + c + 16, _mm512_permutex2var_epi16(a, hi, b));
-    }
   }
 }
 
@@ -135,13 +114,13 @@ void attend(const LaneTile& t, const LaneKeys& kv, LaneScratch& sc) {
       const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p1));
       pairs[j / 2] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
     }
-    pair_values<D>(sc, kv.v + offset, m);
+    pair_rows_bf16(sc.vp, kv.v + offset, m, kChunk / 2, D);
     const int64_t npairs = (m + 1) / 2;
     for (int d0 = 0; d0 < D; d0 += 8) {
       __m512 acc[8];
       for (int x = 0; x < 8; ++x) acc[x] = _mm512_load_ps(sc.acc[d0 + x]);
       for (int64_t j = 0; j < npairs; ++j) {
-        for (int x = 0; x < 8; ++x) acc[x] = bcast_dot(acc[x], pairs[j], sc.vp[j][d0 + x]);
+        for (int x = 0; x < 8; ++x) acc[x] = bcast_dot(acc[x], pairs[j], sc.vp[j * D + d0 + x]);
       }
       for (int x = 0; x < 8; ++x) _mm512_store_ps(sc.acc[d0 + x], acc[x]);
     }

@@ -1,6 +1,6 @@
 // One work item = (sequence, kv head, tile of up to kQueryTile query tokens). The item reads each
-// K/V block of its sequence once, widens V (and K, unless bf16 keys are scored by bf16 dot
-// products) to float, and scores it against every query row it owns: all q heads of the GQA
+// K/V block of its sequence once, widens K and V to float (bf16 caches: keeps both in bf16 for
+// bf16 dot products, V interleaved in key pairs), and scores it against every query row it owns: all q heads of the GQA
 // group times the tile's tokens (a decode is one tile of one token, so the group's heads share
 // each K/V read). bf16 items of at least kLaneMinRows rows (prefill tiles) take the lane kernel
 // of attention_lanes.h instead. Softmax is online (running max and sum per row), so
@@ -23,6 +23,7 @@
 
 #include "cpu/attention_block.h"
 #include "cpu/attention_lanes.h"
+#include "cpu/key_pairs.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
 
@@ -48,6 +49,7 @@ struct WorkItem {
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v;
   std::vector<c10::BFloat16> q_bf16;  // bf16 caches: unscaled query rows (attend_block_bf16)
+  std::vector<uint32_t> v_pairs;      // bf16 caches: the block's values in key pairs
   std::vector<int64_t> visible;
   void resize(int64_t rows, int64_t block_size, int64_t d) {
     q.resize(rows * d);
@@ -58,6 +60,7 @@ struct Scratch {
     visible.resize(rows);
     k.resize(block_size * d);
     v.resize(block_size * d);
+    v_pairs.resize((block_size + 1) / 2 * d);
   }
 };
 
@@ -171,13 +174,14 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
     // Only the keys some row sees are widened; the rest of the block may be unwritten.
     const int64_t keys = std::min(p.block_size, last_pos - pos0 + 1);
     const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
-    const float* v = as_float(v_cache + offset, s.v.data(), keys * d);
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
       if (bf16_keys) {
-        attend_block_bf16(state, s.q_bf16.data(), p.scale, k_cache + offset, v);
+        pair_rows_bf16(s.v_pairs.data(), v_cache + offset, keys, (keys + 1) / 2, d);
+        attend_block_bf16(state, s.q_bf16.data(), p.scale, k_cache + offset, s.v_pairs.data());
         continue;
       }
     }
+    const float* v = as_float(v_cache + offset, s.v.data(), keys * d);
     attend_block(state, as_float(k_cache + offset, s.k.data(), keys * d), v);
   }
   for (int64_t r = 0; r < rows; ++r) {
