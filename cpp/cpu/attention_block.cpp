@@ -124,6 +124,7 @@ void attend_row_avx512(const AttentionRows& a, int64_t r, const Query& query, co
     }
     const __m512 e = avx512::exp(_mm512_sub_ps(s, _mm512_set1_ps(max)));
     sum += _mm512_reduce_add_ps(e);
+#ifdef __AVX512BF16__
     if constexpr (std::is_same_v<V, uint32_t>) {
       // P rounded to bf16 in key pairs; one dot product per pair and 16 features.
       alignas(32) uint32_t pairs[8];
@@ -135,7 +136,9 @@ void attend_row_avx512(const AttentionRows& a, int64_t r, const Query& query, co
           acc[c] = _mm512_dpbf16_ps(acc[c], (__m512bh)_mm512_loadu_si512(vj + j * d + 16 * c), w);
         }
       }
-    } else {
+    } else
+#endif
+    {
       _mm512_store_ps(p, e);
       for (int64_t j = 0; j < m; ++j) {
         const __m512 w = _mm512_set1_ps(p[j]);
