@@ -32,7 +32,8 @@ struct alignas(64) LaneScratch {
 };
 
 inline __m512 bcast_dot(__m512 acc, __m512i lanes, uint32_t pair) {
-  return _mm512_dpbf16_ps(acc, (__m512bh)lanes, (__m512bh)_mm512_set1_epi32(static_cast<int>(pair)));
+  const __m512i pairs = _mm512_set1_epi32(static_cast<int>(pair));
+  return _mm512_dpbf16_ps(acc, (__m512bh)lanes, (__m512bh)pairs);
 }
 
 // Scores of keys [0, m) of the chunk (m <= 16) for the 16 lanes, in s[0..m).

@@ -1,11 +1,11 @@
 // One work item = (sequence, kv head, tile of up to kQueryTile query tokens). The item reads each
 // K/V block of its sequence once, widens K and V to float (bf16 caches: keeps both in bf16 for
-// bf16 dot products, V interleaved in key pairs), and scores it against every query row it owns: all q heads of the GQA
-// group times the tile's tokens (a decode is one tile of one token, so the group's heads share
-// each K/V read). bf16 items of at least kLaneMinRows rows (prefill tiles) take the lane kernel
-// of attention_lanes.h instead. Softmax is online (running max and sum per row), so
-// nothing of size seq_len is materialized. Items are handed out longest first from a shared
-// counter, so a long prefill chunk does not leave the other threads idle at the end.
+// bf16 dot products, V interleaved in key pairs), and scores it against every query row it owns:
+// all q heads of the GQA group times the tile's tokens (a decode is one tile of one token, so the
+// group's heads share each K/V read). bf16 items of at least kLaneMinRows rows (prefill tiles)
+// take the lane kernel of attention_lanes.h instead. Softmax is online (running max and sum per
+// row), so nothing of size seq_len is materialized. Items are handed out longest first from a
+// shared counter, so a long prefill chunk does not leave the other threads idle at the end.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 
 #include "cpu/paged_attention.h"

@@ -65,11 +65,16 @@ at::Tensor skinny_linear(const at::Tensor& x, const LinearWeight& w, bool float_
   return out;
 }
 
+// The weight as given, no packed forms.
+LinearWeight plain_weight(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
+  return {w, {}, {}, w.size(0), w.size(1)};
+}
+
 }  // namespace
 
 LinearWeight prepare_linear_weight(const at::Tensor& w) {
-  TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
-  LinearWeight lw{w.contiguous(), {}, {}, w.size(0), w.size(1)};
+  LinearWeight lw = plain_weight(w.contiguous());
   if (!w.device().is_cpu() || w.scalar_type() != at::kBFloat16 || !packing_enabled()) return lw;
   lw.skinny = skinny_pack(lw.plain);
   lw.onednn = onednn_pack(lw.plain);
@@ -109,8 +114,7 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                   bool float_out) {
-  TORCH_CHECK(weight.dim() == 2, "linear: weight must be [out, in]");
-  return linear(x, LinearWeight{weight, {}, {}, weight.size(0), weight.size(1)}, bias, float_out);
+  return linear(x, plain_weight(weight), bias, float_out);
 }
 
 }  // namespace taco::ops
