@@ -268,11 +268,18 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
     rows.push_back(&out.seqs[i]);
     res.push_back(&results[i]);
   }
-  // On a GPU, plain greedy batches take their tokens from the device; everything else samples
-  // on the CPU, where the logits rows come back to.
-  if (!device_.is_cpu() && num_sampled == logits.size(0) && sampler_.argmax_suffices(rows)) {
-    sampler_.sample_argmax(logits, res);
-    return results;
+  // On a GPU, plain greedy batches take their tokens from the device, and batches without
+  // processors, beams or prompt logprobs sample there; everything else samples on the CPU, where
+  // the logits rows come back to.
+  if (!device_.is_cpu() && num_sampled == logits.size(0)) {
+    if (sampler_.argmax_suffices(rows)) {
+      sampler_.sample_argmax(logits, res);
+      return results;
+    }
+    if (sampler_.device_suffices(rows)) {
+      sampler_.sample_on_device(logits.contiguous(), rows, res);
+      return results;
+    }
   }
   logits = logits.to(at::kCPU).contiguous();
   if (num_sampled > 0) {

@@ -10,6 +10,7 @@
 #include "core/sampling_options.h"
 #include "core/sequence.h"
 #include "model/logits_processors.h"
+#include "ops/sampling.h"
 
 namespace taco {
 
@@ -250,17 +251,13 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   // probabilities of the rows that sample.
   at::Tensor lse = at::logsumexp(valid, 1).contiguous();
   std::vector<float> temperature(N, 1.0f);
-  std::vector<double> u(N, 0.0);
+  const std::vector<double> u = uniforms(rows);
   bool any_random = false;
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  for (int64_t i = 0; i < N; ++i) {  // the engine generator's numbers are drawn in batch order
+  for (int64_t i = 0; i < N; ++i) {
     const SamplingOptions& o = *rows[i]->sampling;
     if (o.greedy()) continue;
     any_random = true;
     temperature[i] = o.temperature;
-    u[i] = o.seed ? seeded_uniform(*o.seed, rows[i]->seq->index,
-                                   static_cast<int32_t>(rows[i]->seq->output.size()))
-                  : uniform(rng_);
   }
   at::Tensor probs;
   if (any_random) {
@@ -303,6 +300,63 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
       }
     }
   });
+}
+
+std::vector<double> Sampler::uniforms(const std::vector<const ScheduledSeq*>& rows) {
+  std::vector<double> u(rows.size(), 0.0);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (size_t i = 0; i < rows.size(); ++i) {  // the engine generator's numbers in batch order
+    const SamplingOptions& o = *rows[i]->sampling;
+    if (o.greedy()) continue;
+    u[i] = o.seed ? seeded_uniform(*o.seed, rows[i]->seq->index,
+                                   static_cast<int32_t>(rows[i]->seq->output.size()))
+                  : uniform(rng_);
+  }
+  return u;
+}
+
+bool Sampler::device_suffices(const std::vector<const ScheduledSeq*>& rows) const {
+  if (mode_ != LogprobsMode::kProcessedLogprobs || ops::device_sample_top_max() == 0) return false;
+  for (const ScheduledSeq* row : rows) {
+    const SamplingOptions& o = *row->sampling;
+    if (o.use_beam_search || o.logits_hook_key >= 0 || o.logprobs > ops::device_sample_top_max() ||
+        changes_logits(o, *row->seq)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Sampler::sample_on_device(const at::Tensor& logits,
+                               const std::vector<const ScheduledSeq*>& rows,
+                               const std::vector<SeqStepResult*>& results) {
+  const std::vector<double> u = uniforms(rows);
+  std::vector<ops::RowSampling> settings(rows.size());
+  int num_top = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SamplingOptions& o = *rows[i]->sampling;
+    num_top = std::max(num_top, o.logprobs);
+    if (o.greedy()) continue;  // temperature 0
+    settings[i] = {o.temperature, o.top_k, o.top_p, o.min_p, u[i]};
+  }
+  const int64_t V = std::min<int64_t>(logits.size(1), vocab_size_);
+  const ops::SampledRows s = ops::sample_rows(logits, V, settings, num_top);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SamplingOptions& o = *rows[i]->sampling;
+    SeqStepResult& r = *results[i];
+    r.token = s.token[i];
+    r.logprob = s.logprob[i];
+    if (o.greedy()) {
+      r.rank = 1;
+    } else if (o.logprobs >= 0) {
+      r.rank = s.rank[i];
+    }
+    for (int j = 0; j < o.logprobs; ++j) {
+      const int32_t id = s.top_ids[i * num_top + j];
+      if (id < 0) break;
+      r.top.push_back({id, s.top_logprobs[i * num_top + j]});
+    }
+  }
 }
 
 bool Sampler::argmax_suffices(const std::vector<const ScheduledSeq*>& rows) const {

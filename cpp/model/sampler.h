@@ -47,6 +47,15 @@ class Sampler {
   // (or logit, in the logits modes) as sample() would, with rank 1.
   void sample_argmax(const at::Tensor& logits, const std::vector<SeqStepResult*>& results) const;
 
+  // True when every row can sample on the device (CUDA builds): no beams, processors or hook,
+  // the default logprobs mode, and at most ops::device_sample_top_max() logprobs.
+  bool device_suffices(const std::vector<const ScheduledSeq*>& rows) const;
+
+  // For device_suffices rows: logits [N, V] float32 on a CUDA device; fills results as sample()
+  // would (same uniform numbers, same semantics; sums in a different order).
+  void sample_on_device(const at::Tensor& logits, const std::vector<const ScheduledSeq*>& rows,
+                        const std::vector<SeqStepResult*>& results);
+
   // logits [P, V] float32 where row i predicts targets[i]: per row the target's logprob first,
   // then the top k (k = prompt_logprobs), of the unprocessed model distribution.
   static std::vector<std::vector<TokenLogprob>> prompt_logprobs(const at::Tensor& logits,
@@ -54,6 +63,10 @@ class Sampler {
                                                                 int k);
 
  private:
+  // One uniform number per row that samples (0 for greedy rows): seeded rows from their own
+  // counter-based hash, the others from the engine generator in batch order.
+  std::vector<double> uniforms(const std::vector<const ScheduledSeq*>& rows);
+
   int32_t vocab_size_;
   std::vector<int32_t> eos_token_ids_;
   std::mt19937_64 rng_;

@@ -216,3 +216,40 @@ def test_sampling_and_n_on_gpu(smol_model_dir, prompts):
         _release()
     assert len(a[0].outputs) == 3
     assert [c.token_ids for c in a[0].outputs] == [c.token_ids for c in b[0].outputs]
+
+
+@needs_gpu
+def test_device_sampling_agrees_with_the_cpu_sampler(smol_model_dir, prompts):
+    # Batches without processors sample on the GPU (cuda/src/sampling.cu); the CPU engine samples
+    # on the host. Both draw the same seeded uniform numbers and fp32 logits agree to ~1e-5, so
+    # tokens, logprobs, ranks and top lists must agree. Greedy rows with logprobs share the batch.
+    settings = [
+        SamplingParams(temperature=0.8, top_k=40, top_p=0.9, min_p=0.02, seed=11, logprobs=5),
+        SamplingParams(temperature=1.0, seed=12, logprobs=2),
+        SamplingParams(temperature=0.0, logprobs=3),
+        SamplingParams(temperature=0.6, top_p=0.5, seed=13),
+    ]
+    for p in settings:
+        p.max_tokens, p.ignore_eos = 16, True
+    batch = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+
+    def run(device: str):
+        llm = LLM(model=smol_model_dir, device=device, dtype="float32", seed=0)
+        try:
+            return llm.generate(batch, settings, use_tqdm=False)
+        finally:
+            del llm
+            _release()
+
+    gpu, cpu = run("cuda"), run("cpu")
+    for i, (g, c) in enumerate(zip(gpu, cpu)):
+        g, c = g.outputs[0], c.outputs[0]
+        assert g.token_ids == c.token_ids, f"prompt {i}"
+        assert abs(g.cumulative_logprob - c.cumulative_logprob) < 1e-2
+        if settings[i].logprobs is None:
+            continue
+        for step_g, step_c in zip(g.logprobs, c.logprobs):
+            assert list(step_g) == list(step_c), f"prompt {i}: top ids"
+            for tok, lp in step_c.items():
+                assert step_g[tok].rank == lp.rank
+                assert abs(step_g[tok].logprob - lp.logprob) < 2e-3
