@@ -5,7 +5,7 @@
 // Decode attention runs at batch 64 x 2048 and 8192 context and batch 1 x 32768 (Llama-3-8B heads:
 // 32 q, 8 kv, head_dim 128, bf16, block 16), sweeping the decode-kernel variants and split sizes
 // (default first, the old mixed kernel last); its bytes are the K/V it must read plus queries and
-// outputs.
+// outputs. Sampling runs at batch 64 x SmolLM2's vocab and 256 x Llama-3's.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
+#include "taco/cuda/sampling.h"
 
 namespace taco::cuda::testing {
 namespace {
@@ -201,6 +202,55 @@ void bench_activation() {
          static_cast<double>((x.size() + out.size()) * sizeof(bf16)));
 }
 
+// Sampling over rows x vocab float32 logits, every row with the same settings; its bytes are the
+// logits read once, so pct_of_copy near 100% / (passes over the row) is the kernel's ceiling.
+void bench_sampling(int64_t rows, int64_t vocab) {
+  DeviceBuffer<float> logits(rows * vocab);
+  fill_random(logits.get(), logits.size(), 13);
+  DeviceBuffer<float> temperature(rows), top_p(rows), min_p(rows), logprob(rows);
+  DeviceBuffer<int32_t> top_k(rows), token(rows), rank(rows);
+  DeviceBuffer<double> uniform(std::vector<double>(rows, 0.37));
+  DeviceBuffer<int32_t> top_ids(rows * 5);
+  DeviceBuffer<float> top_lp(rows * 5);
+  struct Setting {
+    const char* name;
+    float t;
+    int32_t k;
+    float p;
+    float min_p;
+  };
+  for (const Setting& c : {Setting{"greedy", 0.0f, -1, 1.0f, 0.0f},
+                           Setting{"t0.8", 0.8f, -1, 1.0f, 0.0f},
+                           Setting{"t0.8 k50 p0.9", 0.8f, 50, 0.9f, 0.0f},
+                           Setting{"t1 p0.95", 1.0f, -1, 0.95f, 0.0f},
+                           Setting{"t1 min_p0.05", 1.0f, -1, 1.0f, 0.05f}}) {
+    temperature.upload(std::vector<float>(rows, c.t));
+    top_k.upload(std::vector<int32_t>(rows, c.k));
+    top_p.upload(std::vector<float>(rows, c.p));
+    min_p.upload(std::vector<float>(rows, c.min_p));
+    SampleParams p;
+    p.logits = logits.get();
+    p.rows = rows;
+    p.vocab = vocab;
+    p.logits_stride = vocab;
+    p.temperature = temperature.get();
+    p.top_k = top_k.get();
+    p.top_p = top_p.get();
+    p.min_p = min_p.get();
+    p.uniform = uniform.get();
+    p.num_top = 5;
+    p.token = token.get();
+    p.logprob = logprob.get();
+    p.rank = rank.get();
+    p.top_ids = top_ids.get();
+    p.top_logprobs = top_lp.get();
+    const std::string shape = "r" + std::to_string(rows) + " v" + std::to_string(vocab) + " " +
+                              c.name + " top5";
+    report("sample", shape, time_ms([&] { return sample(p, nullptr); }),
+           static_cast<double>(logits.size() * sizeof(float)));
+  }
+}
+
 }  // namespace
 }  // namespace taco::cuda::testing
 
@@ -214,6 +264,8 @@ int main() {
     bench_norms();
     bench_rotary_and_cache();
     bench_activation();
+    bench_sampling(64, 49152);    // SmolLM2's vocab at batch 64
+    bench_sampling(256, 128256);  // Llama-3's vocab at batch 256
   } catch (const std::exception& e) {
     std::printf("bench failed: %s\n", e.what());
     return 1;

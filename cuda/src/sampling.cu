@@ -23,9 +23,10 @@ constexpr unsigned kFull = 0xffffffffu;
 
 using Key = unsigned long long;
 
-// Larger float, larger result (NaN aside).
+// Larger float, larger result (NaN aside); -0 and +0 map alike, as they compare equal.
 __device__ __forceinline__ uint32_t ordered_bits(float x) {
-  const uint32_t u = __float_as_uint(x);
+  uint32_t u = __float_as_uint(x);
+  if ((u << 1) == 0) u = 0;
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
@@ -100,6 +101,7 @@ struct Row {
   const float* logits;
   int64_t vocab;
   bool greedy;
+  bool filtered = false;  // top-k, top-p or min-p on: only kept ids are listed
   float temperature;  // 1 for greedy rows
   float max_score;
   float z;            // sum of exp(s - max_score)
@@ -107,15 +109,20 @@ struct Row {
   Key floor = 0;      // kept: key >= floor
   float cut = 0.0f;   // kept: prob >= cut
 
-  // The CPU sampler divides the logits by the temperature (it does not multiply by 1 / T).
+  // The CPU sampler divides the logits by the temperature (it does not multiply by 1 / T); an
+  // IEEE division, not the fast-math approximation.
   __device__ float score(int64_t t) const {
-    return greedy ? logits[t] : logits[t] / temperature;
+    return greedy ? logits[t] : __fdiv_rn(logits[t], temperature);
   }
+  // Fast-math flushes probabilities below 2^-126 to 0, so masses lose them (they are below any
+  // rounding of the sums), but whether an id has a nonzero probability is decided as the CPU's
+  // softmax, which keeps subnormals, would: log prob >= ln(2^-150).
   __device__ float prob(float s) const { return expf(s - max_score) / z; }
+  __device__ bool positive(float s) const { return s - max_score - log_z >= -103.97f; }
+  // Unfiltered rows keep every id (those of probability 0 carry no mass and list as -inf).
   __device__ bool kept(float s, int64_t t) const {
-    if (greedy) return true;
-    const float pr = prob(s);
-    return pr > 0.0f && pr >= cut && sort_key(s, t) >= floor;
+    if (greedy || !filtered) return true;
+    return positive(s) && prob(s) >= cut && sort_key(s, t) >= floor;
   }
 };
 
@@ -145,11 +152,10 @@ __device__ Key radix_select(const Row& r, Key floor, double need, Shared& sh) {
       double pr = 0.0;
       if (t < r.vocab) {
         const float s = r.score(t);
-        const float p = r.prob(s);
         const Key key = sort_key(s, t);
-        if (p > 0.0f && key >= floor && (key & mask) == prefix) {
+        if (r.positive(s) && key >= floor && (key & mask) == prefix) {
           digit = static_cast<int>((key >> shift) & 0xff);
-          pr = p;
+          pr = r.prob(s);
         }
       }
       const unsigned peers = __match_any_sync(kFull, digit);
@@ -179,6 +185,13 @@ __device__ Key radix_select(const Row& r, Key floor, double need, Shared& sh) {
         }
         before += v;
       }
+      // Past the first pass the chosen bin's parts were summed in another order than the bin and
+      // may fall short of need by a rounding: keep the whole bin (its lowest key).
+      if (sh.chosen < 0 && shift < 56) {
+        for (int d = 0; d < kBins && sh.chosen < 0; ++d) {
+          if (sh.count[d] > 0) sh.chosen = d, sh.need = 0.0;
+        }
+      }
     }
     __syncthreads();
     const int chosen = sh.chosen;
@@ -193,7 +206,7 @@ __device__ Key radix_select(const Row& r, Key floor, double need, Shared& sh) {
       for (int64_t t = threadIdx.x; t < r.vocab; t += kThreads) {
         const float s = r.score(t);
         const Key key = sort_key(s, t);
-        if (r.prob(s) > 0.0f && key >= floor && (key & mask) == prefix) best = key;
+        if (r.positive(s) && key >= floor && (key & mask) == prefix) best = key;
       }
       return block_reduce(best, MaxOp{}, Key{0});
     }
@@ -237,25 +250,32 @@ __device__ int32_t draw(const Row& r, double target, Shared& sh) {
   }
   if (threadIdx.x == 0) sh.token = INT_MAX;
   const double before = block_exclusive_scan(mass);  // synchronizes: sh.token is set
-  if (mass > 0.0 && before <= target && target < before + mass) {
+  // A chunk's range ends where the next chunk's begins, so the ranges tile [0, total) without
+  // gaps whatever the rounding of the scan.
+  sh.stage[threadIdx.x] = before;
+  __syncthreads();
+  const double after = threadIdx.x + 1 < kThreads ? sh.stage[threadIdx.x + 1] : INFINITY;
+  if (mass > 0.0 && before <= target && target < after) {
     double cum = before;
+    int last = -1;
     for (int64_t t = begin; t < end; ++t) {
       const float s = r.score(t);
-      if (!r.kept(s, t)) continue;
+      if (!r.kept(s, t) || !(r.prob(s) > 0.0f)) continue;
       cum += r.prob(s);
-      if (cum > target) {
-        atomicMin(&sh.token, static_cast<int>(t));
-        break;
-      }
+      last = static_cast<int>(t);
+      if (cum > target) break;
     }
+    atomicMin(&sh.token, last);  // the crossing, or the chunk's last id when rounding missed it
   }
   __syncthreads();
   const int token = sh.token;
   if (token != INT_MAX) return token;
-  // Rounding put the target past the last kept id: take that id, as the CPU sampler does.
+  // Rounding put the target past every chunk: take the last id with mass, as the CPU sampler
+  // does.
   int last = -1;
   for (int64_t t = threadIdx.x; t < r.vocab; t += kThreads) {
-    if (r.kept(r.score(t), t)) last = max(last, static_cast<int>(t));
+    const float s = r.score(t);
+    if (r.kept(s, t) && r.prob(s) > 0.0f) last = max(last, static_cast<int>(t));
   }
   return block_reduce(last, MaxOp{}, -1);
 }
@@ -286,15 +306,16 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
     const int32_t top_k = p.top_k[row];
     const float top_p = p.top_p[row];
     const float min_p = p.min_p[row];
+    r.filtered = (top_k > 0 && top_k < r.vocab) || top_p < 1.0f || min_p > 0.0f;
     if (top_k > 0 && top_k < r.vocab) {
       int positive = 0;
-      for (int64_t t = threadIdx.x; t < r.vocab; t += kThreads) positive += r.prob(r.score(t)) > 0;
+      for (int64_t t = threadIdx.x; t < r.vocab; t += kThreads) positive += r.positive(r.score(t));
       positive = block_reduce(positive, SumOp{}, 0);
       if (top_k < positive) r.floor = radix_select<false>(r, 0, top_k, sh);
     }
     if (top_p < 1.0f) {
-      int n = 0;
-      const double total = kept_mass(r, &n);
+      int unused = 0;
+      const double total = kept_mass(r, &unused);
       const Key k = radix_select<true>(r, r.floor, static_cast<double>(top_p) * total, sh);
       if (k != 0) r.floor = k;
     }
@@ -310,8 +331,12 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
     token = draw(r, p.uniform[row] * total, sh);
   }
 
-  // The value a kept id reports: log(prob / kept mass), from the score to keep the tail finite.
-  auto logprob_of = [&](int32_t t) { return r.score(t) - r.max_score - r.log_z - log_total; };
+  // The value a kept id reports: log(prob / kept mass), from the score to keep subnormal
+  // probabilities finite; -inf for probability 0, as the CPU's log(0).
+  auto logprob_of = [&](int32_t t) {
+    const float s = r.score(t);
+    return r.greedy || r.positive(s) ? s - r.max_score - r.log_z - log_total : -INFINITY;
+  };
   int rank = 1;
   if (!r.greedy) {
     const float p_token = r.prob(r.score(token));

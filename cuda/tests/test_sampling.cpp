@@ -56,6 +56,17 @@ Expected reference(const float* logits, int64_t vocab, const RowCase& c, int num
     e.logprob = s[e.token] - m - std::log(z);
     return e;
   }
+  // The CPU sampler's float softmax keeps subnormal probabilities: an id is eligible when its
+  // float probability is not 0.
+  std::vector<char> eligible(vocab);
+  for (int64_t t = 0; t < vocab; ++t) {
+    eligible[t] = std::exp(static_cast<float>(s[t] - m)) / static_cast<float>(z) > 0.0f;
+  }
+  const bool filtered = (c.top_k > 0 && c.top_k < vocab) || c.top_p < 1.0f || c.min_p > 0.0f;
+  if (filtered) {
+    order.erase(std::remove_if(order.begin(), order.end(), [&](int32_t t) { return !eligible[t]; }),
+                order.end());
+  }
   size_t keep = order.size();
   if (c.top_k > 0 && c.top_k < vocab) keep = std::min<size_t>(keep, c.top_k);
   if (c.top_p < 1.0f) {
@@ -90,7 +101,7 @@ Expected reference(const float* logits, int64_t vocab, const RowCase& c, int num
     if (static_cast<int>(e.top_ids.size()) == num_top) break;
     if (!kept[t]) continue;
     e.top_ids.push_back(t);
-    e.top_logprobs.push_back(std::log(prob[t] / total));
+    e.top_logprobs.push_back(eligible[t] ? std::log(prob[t] / total) : -INFINITY);
   }
   while (static_cast<int>(e.top_ids.size()) < num_top) {
     e.top_ids.push_back(-1);
@@ -154,7 +165,7 @@ void check_rows(int64_t vocab, int64_t stride, const std::vector<RowCase>& cases
     EXPECT_TRUE(close(logprob[r], e.logprob, 1e-4, 1e-4)) << logprob[r] << " vs " << e.logprob;
     for (int i = 0; i < num_top; ++i) {
       EXPECT_EQ(top_ids[r * num_top + i], e.top_ids[i]) << "top " << i;
-      if (e.top_ids[i] >= 0) {
+      if (e.top_ids[i] >= 0 && e.top_logprobs[i] > -INFINITY) {
         EXPECT_TRUE(close(top_lp[r * num_top + i], e.top_logprobs[i], 1e-4, 1e-4))
             << "top " << i << ": " << top_lp[r * num_top + i] << " vs " << e.top_logprobs[i];
       } else {
@@ -178,6 +189,8 @@ std::vector<RowCase> mixed_cases() {
       {1.0f, -1, 1.0f, 0.05f, 0.44},   // min-p
       {0.9f, 40, 0.8f, 0.1f, 0.77},    // all three
       {1.5f, 2000, 0.95f, 0.0f, 0.13}, // a wide top-k under top-p
+      {0.05f, -1, 1.0f, 0.0f, 0.5},    // low temperature: most probabilities are 0 or subnormal
+      {0.05f, 3, 1.0f, 0.0f, 0.5},     // ... with a top-k above the ids of nonzero probability
   };
   return cases;
 }

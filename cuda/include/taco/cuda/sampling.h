@@ -11,7 +11,10 @@
 //   token; the top list is the num_top most probable kept ids, descending.
 // Greedy rows (temperature 0) take the first maximum of the logits and report the log-softmax of
 // the logits, rank 1, top list over every id. Sums run in a different order than on the host,
-// so a row whose uniform number lands within rounding of a boundary may pick a neighbour.
+// so a row whose uniform number lands within rounding of a boundary may pick a neighbour. Known
+// differences from the host, all at rounding level: the order is by score (two scores whose
+// probabilities round to one float keep their score order, not id order), and unfiltered top
+// lists that reach ids of probability 0 list those (-inf) by score rather than by id.
 #pragma once
 
 #include <cuda_runtime_api.h>
