@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "sample_buffers.h"
 #include "taco/cuda/activation.h"
 #include "taco/cuda/attention.h"
 #include "taco/cuda/kv_cache.h"
@@ -207,11 +208,6 @@ void bench_activation() {
 void bench_sampling(int64_t rows, int64_t vocab) {
   DeviceBuffer<float> logits(rows * vocab);
   fill_random(logits.get(), logits.size(), 13);
-  DeviceBuffer<float> temperature(rows), top_p(rows), min_p(rows), logprob(rows);
-  DeviceBuffer<int32_t> top_k(rows), token(rows), rank(rows);
-  DeviceBuffer<double> uniform(std::vector<double>(rows, 0.37));
-  DeviceBuffer<int32_t> top_ids(rows * 5);
-  DeviceBuffer<float> top_lp(rows * 5);
   struct Setting {
     const char* name;
     float t;
@@ -224,26 +220,8 @@ void bench_sampling(int64_t rows, int64_t vocab) {
                            Setting{"t0.8 k50 p0.9", 0.8f, 50, 0.9f, 0.0f},
                            Setting{"t1 p0.95", 1.0f, -1, 0.95f, 0.0f},
                            Setting{"t1 min_p0.05", 1.0f, -1, 1.0f, 0.05f}}) {
-    temperature.upload(std::vector<float>(rows, c.t));
-    top_k.upload(std::vector<int32_t>(rows, c.k));
-    top_p.upload(std::vector<float>(rows, c.p));
-    min_p.upload(std::vector<float>(rows, c.min_p));
-    SampleParams p;
-    p.logits = logits.get();
-    p.rows = rows;
-    p.vocab = vocab;
-    p.logits_stride = vocab;
-    p.temperature = temperature.get();
-    p.top_k = top_k.get();
-    p.top_p = top_p.get();
-    p.min_p = min_p.get();
-    p.uniform = uniform.get();
-    p.num_top = 5;
-    p.token = token.get();
-    p.logprob = logprob.get();
-    p.rank = rank.get();
-    p.top_ids = top_ids.get();
-    p.top_logprobs = top_lp.get();
+    const SampleBuffers buf(std::vector<RowSettings>(rows, {c.t, c.k, c.p, c.min_p, 0.37}), 5);
+    const SampleParams p = buf.params(logits.get(), vocab, vocab);
     const std::string shape = "r" + std::to_string(rows) + " v" + std::to_string(vocab) + " " +
                               c.name + " top5";
     report("sample", shape, time_ms([&] { return sample(p, nullptr); }),

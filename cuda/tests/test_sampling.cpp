@@ -12,18 +12,12 @@
 #include <vector>
 
 #include "cuda_test_util.h"
-#include "taco/cuda/sampling.h"
+#include "sample_buffers.h"
 
 namespace taco::cuda::testing {
 namespace {
 
-struct RowCase {
-  float temperature;
-  int32_t top_k;
-  float top_p;
-  float min_p;
-  double uniform;
-};
+using RowCase = RowSettings;
 
 struct Expected {
   int32_t token;
@@ -115,45 +109,13 @@ void check_rows(int64_t vocab, int64_t stride, const std::vector<RowCase>& cases
   const int64_t rows = static_cast<int64_t>(cases.size());
   std::mt19937 rng(static_cast<uint32_t>(vocab * 31 + num_top));
   const std::vector<float> logits = random_vector<float>(rows * stride, rng, logit_scale);
-  std::vector<float> temperature, top_p, min_p;
-  std::vector<int32_t> top_k;
-  std::vector<double> uniform;
-  for (const RowCase& c : cases) {
-    temperature.push_back(c.temperature);
-    top_k.push_back(c.top_k);
-    top_p.push_back(c.top_p);
-    min_p.push_back(c.min_p);
-    uniform.push_back(c.uniform);
-  }
-  DeviceBuffer<float> d_logits(logits), d_temperature(temperature), d_top_p(top_p),
-      d_min_p(min_p);
-  DeviceBuffer<int32_t> d_top_k(top_k);
-  DeviceBuffer<double> d_uniform(uniform);
-  DeviceBuffer<int32_t> d_token(std::vector<int32_t>(rows, -7));
-  DeviceBuffer<int32_t> d_rank(std::vector<int32_t>(rows, -7));
-  DeviceBuffer<float> d_logprob(std::vector<float>(rows, NAN));
-  const size_t top_n = std::max<size_t>(1, rows * num_top);
-  DeviceBuffer<int32_t> d_top_ids(std::vector<int32_t>(top_n, -7));
-  DeviceBuffer<float> d_top_lp(std::vector<float>(top_n, NAN));
-  SampleParams p;
-  p.logits = d_logits.get();
-  p.rows = rows;
-  p.vocab = vocab;
-  p.logits_stride = stride;
-  p.temperature = d_temperature.get();
-  p.top_k = d_top_k.get();
-  p.top_p = d_top_p.get();
-  p.min_p = d_min_p.get();
-  p.uniform = d_uniform.get();
-  p.num_top = num_top;
-  p.token = d_token.get();
-  p.logprob = d_logprob.get();
-  p.rank = d_rank.get();
-  p.top_ids = d_top_ids.get();
-  p.top_logprobs = d_top_lp.get();
+  const DeviceBuffer<float> d_logits(logits);
+  const SampleBuffers buf(cases, num_top);
+  const SampleParams p = buf.params(d_logits.get(), vocab, stride);
   TACO_CUDA_LAUNCH_OK(sample(p, nullptr));
-  const auto token = d_token.download(), rank = d_rank.download(), top_ids = d_top_ids.download();
-  const auto logprob = d_logprob.download(), top_lp = d_top_lp.download();
+  const auto token = buf.token.download(), rank = buf.rank.download();
+  const auto top_ids = buf.top_ids.download();
+  const auto logprob = buf.logprob.download(), top_lp = buf.top_logprobs.download();
   for (int64_t r = 0; r < rows; ++r) {
     const Expected e = reference(logits.data() + r * stride, vocab, cases[r], num_top);
     SCOPED_TRACE(::testing::Message() << "vocab " << vocab << " row " << r << " T "
