@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CUDA backend, compile and link only (issue 7): CI machines have nvcc but no GPU. Builds
+# CUDA backend, compile and link only: CI machines have nvcc but no GPU. Builds
 # taco_cuda, the CUDA kernel tests and benches, and libtaco with the CUDA dispatch in cpp/ops,
 # against the CUDA build of torch in a venv of its own (the CPU venv .venv keeps the CPU torch).
 # Runs nothing on a device: `make gpu-check` does that on a GPU machine.

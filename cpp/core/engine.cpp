@@ -171,7 +171,7 @@ void Engine::add_request(const std::string& request_id, std::vector<int32_t> pro
 bool Engine::abort(const std::string& request_id) {
   Impl& m = *impl_;
   auto it = m.requests.find(request_id);
-  if (it == m.requests.end() || it->second->state == RequestState::kFinished) return false;
+  if (it == m.requests.end() || it->second->state == SeqStatus::kFinished) return false;
   Request* r = it->second.get();
   m.scheduler->remove(r);
   for (const SeqState& s : r->seqs) m.owner.erase(s.seq->id);
@@ -205,7 +205,7 @@ void Engine::Impl::end_sequence(Request* r, int32_t index) {
   mark_changed(r);
   if (r->all_finished()) {
     scheduler->remove(r);
-    r->state = RequestState::kFinished;
+    r->state = SeqStatus::kFinished;
   }
 }
 
@@ -379,7 +379,7 @@ void Engine::Impl::beam_step(Request* r) {
       s->has_candidates = false;
     }
     scheduler->remove(r);
-    r->state = RequestState::kFinished;
+    r->state = SeqStatus::kFinished;
     return;
   }
   r->forked = true;
@@ -392,7 +392,7 @@ std::vector<RequestDelta> Engine::Impl::collect_deltas() {
     r->changed = false;
     RequestDelta d;
     if (build_delta(*r, &d)) deltas.push_back(std::move(d));
-    if (r->state == RequestState::kFinished) {
+    if (r->state == SeqStatus::kFinished) {
       for (const SeqState& s : r->seqs) owner.erase(s.seq->id);
       const std::string id = r->id;  // r dies inside erase
       requests.erase(id);
@@ -423,7 +423,7 @@ bool Engine::has_unfinished() const { return !impl_->requests.empty(); }
 
 int32_t Engine::num_unfinished() const {
   int32_t n = 0;
-  for (const auto& kv : impl_->requests) n += kv.second->state != RequestState::kFinished;
+  for (const auto& kv : impl_->requests) n += kv.second->state != SeqStatus::kFinished;
   return n;
 }
 

@@ -28,14 +28,12 @@ struct SeqState {
   std::vector<TokenLogprob> candidates;
 };
 
-enum class RequestState : uint8_t { kWaiting, kRunning, kSwapped, kFinished };
-
 struct Request {
   std::string id;
   SamplingOptions opts;
   std::shared_ptr<const std::vector<int32_t>> prompt;
   std::vector<SeqState> seqs;
-  RequestState state = RequestState::kWaiting;
+  SeqStatus state = SeqStatus::kWaiting;
   int64_t arrival = 0;  // add order
 
   // The prompt is computed by sequence 0 alone; once it samples its first token the other

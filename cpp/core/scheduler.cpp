@@ -15,8 +15,8 @@ struct Scheduler::Step {
 
 namespace {
 
-void set_status(Request* r, RequestState state, SeqStatus status) {
-  r->state = state;
+void set_status(Request* r, SeqStatus status) {
+  r->state = status;
   for (SeqState& s : r->seqs) {
     if (!s.seq->finished()) s.seq->status = status;
   }
@@ -33,7 +33,7 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, BlockManager& blocks)
     : cfg_(cfg), blocks_(blocks) {}
 
 void Scheduler::add(Request* r) {
-  set_status(r, RequestState::kWaiting, SeqStatus::kWaiting);
+  set_status(r, SeqStatus::kWaiting);
   waiting_.push_back(r);
 }
 
@@ -154,7 +154,7 @@ void Scheduler::preempt(Request* victim, Step& step) {
   if (want_swap && blocks_.can_swap_out(tables)) {
     blocks_.swap_out(tables, &step.out.swap_out);
     ++stats_.num_swapped_out;
-    set_status(victim, RequestState::kSwapped, SeqStatus::kSwapped);
+    set_status(victim, SeqStatus::kSwapped);
     swapped_.push_front(victim);
     return;
   }
@@ -170,7 +170,7 @@ void Scheduler::requeue_for_recompute(Request* r) {
     s.seq->num_computed = 0;
   }
   if (r->wants_prompt_logprobs()) r->prompt_logprobs.clear();
-  set_status(r, RequestState::kWaiting, SeqStatus::kWaiting);
+  set_status(r, SeqStatus::kWaiting);
   waiting_.push_front(r);
 }
 
@@ -184,7 +184,7 @@ bool Scheduler::try_swap_in(Request* r, Step& step) {
   for (SeqState& s : r->seqs) {
     if (!s.seq->finished()) blocks_.publish_full_blocks(*s.seq, s.blocks);
   }
-  set_status(r, RequestState::kRunning, SeqStatus::kRunning);
+  set_status(r, SeqStatus::kRunning);
   running_.push_back(r);
   schedule_request(r, step, false);
   return true;
@@ -225,7 +225,7 @@ bool Scheduler::try_admit(Request* r, Step& step) {
     r->cache_reported = true;
     r->num_cached_tokens = hits;  // only sequence 0 exists before the first admission
   }
-  set_status(r, RequestState::kRunning, SeqStatus::kRunning);
+  set_status(r, SeqStatus::kRunning);
   running_.push_back(r);
   return true;
 }

@@ -9,6 +9,8 @@
 
 namespace taco {
 
+// The one lifecycle state of requests and of their sequences: a request is in the state of its
+// unfinished sequences, and finished once all of them are.
 enum class SeqStatus : uint8_t { kWaiting, kRunning, kSwapped, kFinished };
 
 enum class FinishReason : uint8_t { kNone, kLength, kStop, kAbort };

@@ -2,10 +2,11 @@
 
 #include "cpu/activation.h"
 
-#include <ATen/Parallel.h>
+#include "cpu/parallel.h"
 
 #include <cmath>
 
+#include "cpu/dispatch.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
 
@@ -33,11 +34,9 @@ void silu_and_mul_row(T* out, const T* gate, const T* up, int64_t n) {
   }
 }
 
-}  // namespace
-
 template <typename T>
-void silu_and_mul(const SiluAndMulParams& p) {
-  at::parallel_for(0, p.tokens, 8, [&](int64_t begin, int64_t end) {
+void silu_and_mul_impl(const SiluAndMulParams& p) {
+  parallel_for(0, p.tokens, 8, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const T* gate = static_cast<const T*>(p.x) + t * p.x_stride;
       silu_and_mul_row(static_cast<T*>(p.out) + t * p.inter, gate, gate + p.inter, p.inter);
@@ -45,8 +44,11 @@ void silu_and_mul(const SiluAndMulParams& p) {
   });
 }
 
-template void silu_and_mul<float>(const SiluAndMulParams&);
-template void silu_and_mul<c10::BFloat16>(const SiluAndMulParams&);
-template void silu_and_mul<c10::Half>(const SiluAndMulParams&);
+}  // namespace
+
+void silu_and_mul(const SiluAndMulParams& p) {
+  throw_if(p.check(), "silu_and_mul");
+  dispatch(p.dtype, [&]<typename T>() { silu_and_mul_impl<T>(p); });
+}
 
 }  // namespace taco::cpu

@@ -78,17 +78,17 @@ struct Bf16Query {
   static_assert(NC % 2 == 0);
   __m512bh q[NC / 2];
   __m512 scale;
-  Bf16Query(const c10::BFloat16* q_rows, int64_t r, float s) : scale(_mm512_set1_ps(s)) {
+  Bf16Query(const bf16* q_rows, int64_t r, float s) : scale(_mm512_set1_ps(s)) {
     for (int c = 0; c < NC / 2; ++c) {
       q[c] = (__m512bh)_mm512_loadu_si512(q_rows + r * 16 * NC + 32 * c);
     }
   }
-  __m512 score16(const c10::BFloat16* k, int64_t m) const {
+  __m512 score16(const bf16* k, int64_t m) const {
     __m512 part[16];
     for (int64_t j = 0; j < 16; ++j) {
       part[j] = _mm512_setzero_ps();
       if (j >= m) continue;
-      const c10::BFloat16* kj = k + j * 16 * NC;
+      const bf16* kj = k + j * 16 * NC;
       for (int c = 0; c < NC / 2; ++c) {
         part[j] = _mm512_dpbf16_ps(part[j], (__m512bh)_mm512_loadu_si512(kj + 32 * c), q[c]);
       }
@@ -163,8 +163,8 @@ void attend_rows_avx512(const AttentionRows& a, const float* k, const float* v) 
 
 #ifdef __AVX512BF16__
 template <int NC>
-void attend_rows_bf16(const AttentionRows& a, const c10::BFloat16* q, float scale,
-                      const c10::BFloat16* k, const uint32_t* v) {
+void attend_rows_bf16(const AttentionRows& a, const bf16* q, float scale,
+                      const bf16* k, const uint32_t* v) {
   for (int64_t r = 0; r < a.rows; ++r) {
     if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, Bf16Query<NC>(q, r, scale), k, v);
   }
@@ -195,8 +195,8 @@ bool attend_bf16_supported(int64_t head_dim) {
 #endif
 }
 
-void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
-                       const c10::BFloat16* k, const uint32_t* v) {
+void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale,
+                       const bf16* k, const uint32_t* v) {
 #ifdef __AVX512BF16__
   switch (rows.head_dim) {
     case 32:

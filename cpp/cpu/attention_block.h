@@ -2,7 +2,7 @@
 // a set of query rows, updating each row's running max, running sum and unnormalized output.
 #pragma once
 
-#include <c10/util/BFloat16.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 
@@ -31,7 +31,7 @@ bool attend_bf16_supported(int64_t head_dim);
 // multiplied by scale. v_pairs: the block's values from pair_rows_bf16 (key_pairs.h), [keys / 2
 // rounded up, head_dim] dwords, multiplied by the probabilities rounded to bf16. Saves widening
 // K and V and half the multiply-adds.
-void attend_block_bf16(const AttentionRows& rows, const c10::BFloat16* q_bf16, float scale,
-                       const c10::BFloat16* k, const uint32_t* v_pairs);
+void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale,
+                       const bf16* k, const uint32_t* v_pairs);
 
 }  // namespace taco::cpu

@@ -129,7 +129,7 @@ void attend(const LaneTile& t, const LaneKeys& kv, LaneScratch& sc) {
   alignas(64) float inv[kLaneRows];
   _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), run_sum));
   for (int64_t l = 0; l < t.rows; ++l) {
-    for (int d = 0; d < D; ++d) t.out[l][d] = c10::BFloat16(sc.acc[d][l] * inv[l]);
+    for (int d = 0; d < D; ++d) t.out[l][d] = bf16(sc.acc[d][l] * inv[l]);
   }
 }
 

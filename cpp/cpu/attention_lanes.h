@@ -7,7 +7,7 @@
 // for decodes and other short tiles, where transposing the queries does not pay.
 #pragma once
 
-#include <c10/util/BFloat16.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 
@@ -16,8 +16,8 @@ namespace taco::cpu {
 constexpr int64_t kLaneRows = 16;
 
 struct LaneTile {
-  const c10::BFloat16* const* q;  // [rows] query rows, head_dim each
-  c10::BFloat16* const* out;      // [rows] output rows, head_dim each
+  const bf16* const* q;  // [rows] query rows, head_dim each
+  bf16* const* out;      // [rows] output rows, head_dim each
   const int64_t* pos;             // [rows] position of the row's token: it sees keys 0..pos
   int64_t rows = 0;               // 1..kLaneRows
   int64_t head_dim = 0;           // attention_lanes_supported
@@ -25,8 +25,8 @@ struct LaneTile {
 };
 
 struct LaneKeys {
-  const c10::BFloat16* k;  // block b's keys of this kv head: k + table[b] * block_stride
-  const c10::BFloat16* v;  // the same for values
+  const bf16* k;  // block b's keys of this kv head: k + table[b] * block_stride
+  const bf16* v;  // the same for values
   const int32_t* table;    // the sequence's block ids
   int64_t block_stride = 0;
   int64_t block_size = 0;  // a multiple of 2

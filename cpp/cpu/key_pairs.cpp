@@ -9,7 +9,7 @@
 namespace taco::cpu {
 
 #ifdef __AVX512BF16__
-void pair_rows_bf16(uint32_t* dst, const c10::BFloat16* v, int64_t rows, int64_t pairs,
+void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs,
                     int64_t d) {
   // Word 2e of output dword e takes a[16h + e], word 2e + 1 takes b[16h + e] (b's words are
   // indices 32..63 of the two-table permute), for the low (h = 0) and high (h = 1) halves.
@@ -31,7 +31,7 @@ void pair_rows_bf16(uint32_t* dst, const c10::BFloat16* v, int64_t rows, int64_t
   }
 }
 #else
-void pair_rows_bf16(uint32_t*, const c10::BFloat16*, int64_t, int64_t, int64_t) {
+void pair_rows_bf16(uint32_t*, const bf16*, int64_t, int64_t, int64_t) {
   throw std::logic_error("pair_rows_bf16: built without AVX512-BF16");
 }
 #endif

@@ -2,7 +2,7 @@
 // sum runs over rows, as P V runs over keys in attention.
 #pragma once
 
-#include <c10/util/BFloat16.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 
@@ -11,7 +11,7 @@ namespace taco::cpu {
 // dst[j * d + e] = the dword (v[2j][e], v[2j + 1][e]), row 2j in the low half, for j < pairs;
 // rows at or past `rows` read as zero (unwritten cache rows may hold NaNs, and 0 * NaN would
 // poison a sum). v: rows of d bf16, contiguous. Requires an AVX512-BF16 build and d % 32 == 0.
-void pair_rows_bf16(uint32_t* dst, const c10::BFloat16* v, int64_t rows, int64_t pairs,
+void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs,
                     int64_t d);
 
 }  // namespace taco::cpu

@@ -1,18 +1,20 @@
 #include "cpu/kv_cache.h"
 
-#include <ATen/Parallel.h>
+#include "cpu/parallel.h"
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include "cpu/half.h"
 
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "cpu/dispatch.h"
+
 namespace taco::cpu {
+namespace {
 
 template <typename T>
-void write_kv_cache(const WriteKvParams& p) {
+void write_kv_cache_impl(const WriteKvParams& p) {
   const int64_t num_slots = p.num_blocks * p.block_size;
   for (int64_t t = 0; t < p.tokens; ++t) {
     if (p.slot_mapping[t] >= num_slots) {
@@ -26,7 +28,7 @@ void write_kv_cache(const WriteKvParams& p) {
   const int64_t block_stride = p.num_kv_heads * head_stride;
   T* k_cache = static_cast<T*>(p.kv);
   T* v_cache = k_cache + p.num_blocks * block_stride;
-  at::parallel_for(0, p.tokens, 64, [&](int64_t begin, int64_t end) {
+  parallel_for(0, p.tokens, 64, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t slot = p.slot_mapping[t];
       if (slot < 0) continue;
@@ -41,8 +43,11 @@ void write_kv_cache(const WriteKvParams& p) {
   });
 }
 
-template void write_kv_cache<float>(const WriteKvParams&);
-template void write_kv_cache<c10::BFloat16>(const WriteKvParams&);
-template void write_kv_cache<c10::Half>(const WriteKvParams&);
+}  // namespace
+
+void write_kv_cache(const WriteKvParams& p) {
+  throw_if(p.check(), "write_kv_cache");
+  dispatch(p.dtype, [&]<typename T>() { write_kv_cache_impl<T>(p); });
+}
 
 }  // namespace taco::cpu

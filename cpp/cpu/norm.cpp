@@ -2,11 +2,12 @@
 
 #include "cpu/norm.h"
 
-#include <ATen/Parallel.h>
+#include "cpu/parallel.h"
 
 #include <cmath>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
 
@@ -48,11 +49,9 @@ void add_residual(T* res, float* row, const T* x, int64_t hidden) {
   }
 }
 
-}  // namespace
-
 template <typename T>
-void rms_norm(const RmsNormParams& p) {
-  at::parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
+void rms_norm_impl(const RmsNormParams& p) {
+  parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> row(p.hidden);
     for (int64_t t = begin; t < end; ++t) {
       load_float(row.data(), static_cast<const T*>(p.x) + t * p.x_stride, p.hidden);
@@ -63,8 +62,8 @@ void rms_norm(const RmsNormParams& p) {
 }
 
 template <typename T>
-void fused_add_rms_norm(const RmsNormParams& p) {
-  at::parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
+void fused_add_rms_norm_impl(const RmsNormParams& p) {
+  parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> row(p.hidden);
     for (int64_t t = begin; t < end; ++t) {
       add_residual(static_cast<T*>(p.residual) + t * p.hidden, row.data(),
@@ -75,12 +74,16 @@ void fused_add_rms_norm(const RmsNormParams& p) {
   });
 }
 
-#define TACO_INSTANTIATE(T)                                \
-  template void rms_norm<T>(const RmsNormParams&);         \
-  template void fused_add_rms_norm<T>(const RmsNormParams&);
-TACO_INSTANTIATE(float)
-TACO_INSTANTIATE(c10::BFloat16)
-TACO_INSTANTIATE(c10::Half)
-#undef TACO_INSTANTIATE
+}  // namespace
+
+void rms_norm(const RmsNormParams& p) {
+  throw_if(p.check(), "rms_norm");
+  dispatch(p.dtype, [&]<typename T>() { rms_norm_impl<T>(p); });
+}
+
+void fused_add_rms_norm(const RmsNormParams& p) {
+  throw_if(p.check(/*fused=*/true), "fused_add_rms_norm");
+  dispatch(p.dtype, [&]<typename T>() { fused_add_rms_norm_impl<T>(p); });
+}
 
 }  // namespace taco::cpu

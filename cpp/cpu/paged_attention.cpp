@@ -10,7 +10,7 @@
 
 #include "cpu/paged_attention.h"
 
-#include <ATen/Parallel.h>
+#include "cpu/parallel.h"
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +23,7 @@
 
 #include "cpu/attention_block.h"
 #include "cpu/attention_lanes.h"
+#include "cpu/dispatch.h"
 #include "cpu/key_pairs.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
@@ -48,7 +49,7 @@ struct WorkItem {
 // Per-thread buffers: rows = group size * tile tokens.
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v;
-  std::vector<c10::BFloat16> q_bf16;  // bf16 caches: unscaled query rows (attend_block_bf16)
+  std::vector<bf16> q_bf16;  // bf16 caches: unscaled query rows (attend_block_bf16)
   std::vector<uint32_t> v_pairs;      // bf16 caches: the block's values in key pairs
   std::vector<int64_t> visible;
   void resize(int64_t rows, int64_t block_size, int64_t d) {
@@ -98,7 +99,7 @@ void load_queries(const PagedAttentionParams& p, const WorkItem& w, int64_t grou
     const int64_t head = w.kv_head * group + r % group;
     const T* q = static_cast<const T*>(p.query) + token * p.query_stride + head * d;
     for (int64_t i = 0; i < d; ++i) s.q[r * d + i] = to_float(q[i]) * p.scale;
-    if constexpr (std::is_same_v<T, c10::BFloat16>) std::copy(q, q + d, s.q_bf16.data() + r * d);
+    if constexpr (std::is_same_v<T, bf16>) std::copy(q, q + d, s.q_bf16.data() + r * d);
   }
   std::fill(s.acc.begin(), s.acc.begin() + rows * d, 0.0f);
   std::fill(s.max.begin(), s.max.begin() + rows, -std::numeric_limits<float>::infinity());
@@ -111,13 +112,13 @@ void run_item_lanes(const PagedAttentionParams& p, const WorkItem& w, int64_t fi
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t rows = group * (w.q_end - w.q_begin);
   const int64_t head_elems = p.block_size * d;
-  const auto* k_cache = static_cast<const c10::BFloat16*>(p.kv);
+  const auto* k_cache = static_cast<const bf16*>(p.kv);
   const int64_t block_elems = p.num_kv_heads * head_elems;
   const LaneKeys keys{k_cache + w.kv_head * head_elems,
                       k_cache + p.num_blocks * block_elems + w.kv_head * head_elems,
                       p.block_table + w.seq * p.max_blocks_per_seq, block_elems, p.block_size};
-  const c10::BFloat16* q_ptr[kLaneRows];
-  c10::BFloat16* out_ptr[kLaneRows];
+  const bf16* q_ptr[kLaneRows];
+  bf16* out_ptr[kLaneRows];
   int64_t pos[kLaneRows];
   for (int64_t r0 = 0; r0 < rows; r0 += kLaneRows) {
     const int64_t n = std::min(kLaneRows, rows - r0);
@@ -125,8 +126,8 @@ void run_item_lanes(const PagedAttentionParams& p, const WorkItem& w, int64_t fi
       const int64_t r = r0 + l;
       const int64_t token = w.q_begin + r / group;
       const int64_t head = w.kv_head * group + r % group;
-      q_ptr[l] = static_cast<const c10::BFloat16*>(p.query) + token * p.query_stride + head * d;
-      out_ptr[l] = static_cast<c10::BFloat16*>(p.out) + (token * p.num_heads + head) * d;
+      q_ptr[l] = static_cast<const bf16*>(p.query) + token * p.query_stride + head * d;
+      out_ptr[l] = static_cast<bf16*>(p.out) + (token * p.num_heads + head) * d;
       pos[l] = first_pos + r / group;
     }
     attend_lanes_bf16({q_ptr, out_ptr, pos, n, d, p.scale}, keys);
@@ -143,7 +144,7 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t first_pos =
       p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
   const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+  if constexpr (std::is_same_v<T, bf16>) {
     if (rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
       return run_item_lanes(p, w, first_pos);
     }
@@ -174,7 +175,7 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
     // Only the keys some row sees are widened; the rest of the block may be unwritten.
     const int64_t keys = std::min(p.block_size, last_pos - pos0 + 1);
     const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
-    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    if constexpr (std::is_same_v<T, bf16>) {
       if (bf16_keys) {
         pair_rows_bf16(s.v_pairs.data(), v_cache + offset, keys, (keys + 1) / 2, d);
         attend_block_bf16(state, s.q_bf16.data(), p.scale, k_cache + offset, s.v_pairs.data());
@@ -232,13 +233,8 @@ std::vector<WorkItem> plan(const PagedAttentionParams& p) {
   return items;
 }
 
-}  // namespace
-
 template <typename T>
-void paged_attention(const PagedAttentionParams& p) {
-  if (p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {
-    throw std::invalid_argument("paged_attention: num_heads must be a multiple of num_kv_heads");
-  }
+void paged_attention_impl(const PagedAttentionParams& p) {
   const std::vector<WorkItem> items = plan(p);
   const int64_t n = static_cast<int64_t>(items.size());
   std::atomic<int64_t> next{0};
@@ -253,11 +249,14 @@ void paged_attention(const PagedAttentionParams& p) {
   // A single-stream decode over a short context is a few microseconds of work, less than
   // waking the other threads and joining them: run it on this thread.
   if (cost < kSerialCost) return work(0, 1);
-  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), n), 1, work);
+  parallel_for(0, std::min<int64_t>(num_threads(), n), 1, work);
 }
 
-template void paged_attention<float>(const PagedAttentionParams&);
-template void paged_attention<c10::BFloat16>(const PagedAttentionParams&);
-template void paged_attention<c10::Half>(const PagedAttentionParams&);
+}  // namespace
+
+void paged_attention(const PagedAttentionParams& p) {
+  throw_if(p.check(), "paged_attention");
+  dispatch(p.dtype, [&]<typename T>() { paged_attention_impl<T>(p); });
+}
 
 }  // namespace taco::cpu

@@ -2,11 +2,11 @@
 
 #include "cpu/rotary.h"
 
-#include <ATen/Parallel.h>
-
 #include <stdexcept>
 #include <string>
 
+#include "cpu/dispatch.h"
+#include "cpu/parallel.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
 
@@ -36,10 +36,8 @@ void rotate_head(T* x, const float* cos, const float* sin, int64_t half, bool is
   }
 }
 
-}  // namespace
-
 template <typename T>
-void rotary_embedding(const RotaryParams& p) {
+void rotary_embedding_impl(const RotaryParams& p) {
   const int64_t half = p.rot_dim / 2;
   for (int64_t t = 0; t < p.tokens; ++t) {
     if (p.positions[t] < 0 || p.positions[t] >= p.max_pos) {
@@ -47,7 +45,7 @@ void rotary_embedding(const RotaryParams& p) {
                               " outside the cos/sin cache of " + std::to_string(p.max_pos));
     }
   }
-  at::parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
+  parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const float* cos = p.cos_sin + p.positions[t] * p.rot_dim;
       const float* sin = cos + half;
@@ -63,8 +61,11 @@ void rotary_embedding(const RotaryParams& p) {
   });
 }
 
-template void rotary_embedding<float>(const RotaryParams&);
-template void rotary_embedding<c10::BFloat16>(const RotaryParams&);
-template void rotary_embedding<c10::Half>(const RotaryParams&);
+}  // namespace
+
+void rotary_embedding(const RotaryParams& p) {
+  throw_if(p.check(), "rotary_embedding");
+  dispatch(p.dtype, [&]<typename T>() { rotary_embedding_impl<T>(p); });
+}
 
 }  // namespace taco::cpu

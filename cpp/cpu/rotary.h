@@ -1,27 +1,15 @@
-// Rotary position embedding applied in place to query and key heads.
+// Rotary position embedding on the CPU, in place on query and key heads (params:
+// taco/kernels/rotary.h).
 #pragma once
 
-#include <cstdint>
+#include "taco/kernels/rotary.h"
 
 namespace taco::cpu {
 
-struct RotaryParams {
-  const int64_t* positions;  // [tokens]
-  void* query;               // [tokens, num_heads * head_dim], row stride query_stride
-  void* key;                 // [tokens, num_kv_heads * head_dim], row stride key_stride
-  const float* cos_sin;      // [max_pos, rot_dim]: cos in columns [0, rot_dim/2), sin after
-  int64_t tokens = 0;
-  int64_t num_heads = 0;
-  int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t rot_dim = 0;  // rotated leading features of each head (<= head_dim)
-  int64_t query_stride = 0;
-  int64_t key_stride = 0;
-  int64_t max_pos = 0;
-  bool is_neox = true;  // neox: pairs (i, i + rot_dim/2); GPT-J: pairs (2i, 2i+1)
-};
+using kernels::RotaryParams;
 
-template <typename T>
+// Throws std::invalid_argument naming a bad params field, std::out_of_range for a position
+// outside [0, max_pos).
 void rotary_embedding(const RotaryParams& p);
 
 }  // namespace taco::cpu

@@ -6,7 +6,7 @@
 
 #include "cpu/skinny_gemm.h"
 
-#include <ATen/Parallel.h>
+#include "cpu/parallel.h"
 
 #include <algorithm>
 #include <cstring>
@@ -24,20 +24,20 @@ int64_t skinny_packed_elems(int64_t n, int64_t k) {
   return (n + kSkinnyTileRows - 1) / kSkinnyTileRows * kSkinnyTileRows * k;
 }
 
-void pack_skinny_weight(const c10::BFloat16* w, c10::BFloat16* packed, int64_t n, int64_t k) {
+void pack_skinny_weight(const bf16* w, bf16* packed, int64_t n, int64_t k) {
   if (!skinny_gemm_supported(k)) throw std::invalid_argument("pack_skinny_weight: k % 32 != 0");
   const int64_t tiles = (n + kSkinnyTileRows - 1) / kSkinnyTileRows;
-  at::parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      c10::BFloat16* tile = packed + t * kSkinnyTileRows * k;
+      bf16* tile = packed + t * kSkinnyTileRows * k;
       for (int64_t c = 0; c < k; c += kStep) {
         for (int64_t r = 0; r < kSkinnyTileRows; ++r) {
-          c10::BFloat16* dst = tile + c * kSkinnyTileRows + r * kStep;
+          bf16* dst = tile + c * kSkinnyTileRows + r * kStep;
           const int64_t row = t * kSkinnyTileRows + r;
           if (row < n) {
-            std::memcpy(dst, w + row * k + c, kStep * sizeof(c10::BFloat16));
+            std::memcpy(dst, w + row * k + c, kStep * sizeof(bf16));
           } else {
-            std::memset(static_cast<void*>(dst), 0, kStep * sizeof(c10::BFloat16));
+            std::memset(static_cast<void*>(dst), 0, kStep * sizeof(bf16));
           }
         }
       }
@@ -54,7 +54,7 @@ inline void store(const SkinnyGemmParams& p, int64_t row, int64_t col, float v) 
   if (p.out_float) {
     static_cast<float*>(p.out)[row * p.out_stride + col] = v;
   } else {
-    static_cast<c10::BFloat16*>(p.out)[row * p.out_stride + col] = c10::BFloat16(v);
+    static_cast<bf16*>(p.out)[row * p.out_stride + col] = bf16(v);
   }
 }
 
@@ -95,7 +95,7 @@ void skinny_gemm_bf16(const SkinnyGemmParams& p) {
   // Chunks of 16 tiles (64 W rows, 72 KiB at k = 576): large enough to amortize the fork,
   // small enough that two threads split even the 576-row projections.
   const int64_t tiles = (p.n + kSkinnyTileRows - 1) / kSkinnyTileRows;
-  at::parallel_for(0, tiles, 16, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, tiles, 16, [&](int64_t t0, int64_t t1) {
     for (int64_t m0 = 0; m0 < p.m; m0 += kMaxMB) {
       const TileFn fn = kByRows[std::min(kMaxMB, p.m - m0)];
       for (int64_t t = t0; t < t1; ++t) fn(p, m0, t);

@@ -10,7 +10,7 @@
 // columns, the tile's rows' 32 values: [ceil(n / 4)][k / 32][4][32] bf16, rows past n zero.
 #pragma once
 
-#include <c10/util/BFloat16.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 
@@ -35,7 +35,7 @@ int64_t skinny_packed_elems(int64_t n, int64_t k);
 
 // w [n, k] contiguous -> packed (skinny_packed_elems(n, k) elements). Requires
 // skinny_gemm_supported(k).
-void pack_skinny_weight(const c10::BFloat16* w, c10::BFloat16* packed, int64_t n, int64_t k);
+void pack_skinny_weight(const bf16* w, bf16* packed, int64_t n, int64_t k);
 
 // Requires skinny_gemm_supported(p.k).
 void skinny_gemm_bf16(const SkinnyGemmParams& p);

@@ -2,8 +2,7 @@
 // GCC vectorizes them at -O3 -march=native without -ffast-math (no reassociation needed).
 #pragma once
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 

@@ -9,8 +9,7 @@
 
 #ifdef __AVX512F__
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include "cpu/half.h"
 #include <immintrin.h>
 
 #include <cstdint>
@@ -20,18 +19,18 @@ namespace taco::cpu::avx512 {
 
 // 16 consecutive elements widened to float.
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const c10::BFloat16* p) {
+inline __m512 load16(const bf16* p) {
   // bfloat16 is the top half of a float32.
   const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
-inline __m512 load16(const c10::Half* p) {
+inline __m512 load16(const fp16* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
 // Rounds 16 floats to the dtype (nearest even, as c10's conversions) and stores them.
 inline void store16(float* p, __m512 x) { _mm512_storeu_ps(p, x); }
-inline void store16(c10::BFloat16* p, __m512 x) {
+inline void store16(bf16* p, __m512 x) {
 #ifdef __AVX512BF16__
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(x));
 #else
@@ -44,7 +43,7 @@ inline void store16(c10::BFloat16* p, __m512 x) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(top));
 #endif
 }
-inline void store16(c10::Half* p, __m512 x) {
+inline void store16(fp16* p, __m512 x) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                       _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }

@@ -19,7 +19,7 @@ namespace {
 bool cpu_has_bf16() { return __builtin_cpu_supports("avx512bf16"); }
 
 // "auto": on a GPU the config's torch_dtype, float32 served as float16 (vLLM's rule); on the CPU
-// bfloat16 where it computes it natively, else float32 (DESIGN.md).
+// bfloat16 where it computes it natively, else float32 (docs/architecture.md).
 at::ScalarType resolve_dtype(const std::string& dtype, const at::Device& device,
                              const ModelConfig& config) {
   if (dtype == "auto" && device.is_cuda()) {

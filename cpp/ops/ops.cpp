@@ -1,4 +1,4 @@
-// ATen adapters: check shapes, dtypes and devices, fill the kernel params, dispatch by dtype.
+// ATen adapters: check shapes, dtypes and devices, fill each kernel's params once, dispatch by device.
 // CPU tensors go to cpp/cpu; CUDA tensors go to cuda/ through ops_cuda.cpp when the CUDA backend
 // is built (TACO_WITH_CUDA), and are rejected otherwise.
 #include "ops/ops.h"
@@ -10,6 +10,7 @@
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/rotary.h"
+#include "ops/kernel_dtype.h"
 #include "ops/ops_cuda.h"
 
 namespace taco::ops {
@@ -32,15 +33,6 @@ bool on_cuda(std::initializer_list<const at::Tensor*> tensors, const char* name)
   return false;
 }
 
-// Runs the CUDA adapter when the tensors are on a CUDA device (a no-op branch in CPU builds,
-// where on_cuda never returns true).
-#if TACO_WITH_CUDA
-#define TACO_CUDA_DISPATCH(cuda, call) \
-  if (cuda) return cuda_impl::call
-#else
-#define TACO_CUDA_DISPATCH(cuda, call) (void)(cuda)
-#endif
-
 // Rows must be contiguous (stride 1 along the last dim); returns the row stride.
 int64_t row_stride(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 2 && t.stride(1) == 1, name,
@@ -48,20 +40,23 @@ int64_t row_stride(const at::Tensor& t, const char* name) {
   return t.stride(0);
 }
 
-// Calls fn.template operator()<T>() for the model dtypes the kernels are built for.
-template <typename Fn>
-void dispatch(at::ScalarType dtype, const char* name, Fn&& fn) {
-  switch (dtype) {
-    case at::kFloat:
-      return fn.template operator()<float>();
-    case at::kBFloat16:
-      return fn.template operator()<c10::BFloat16>();
-    case at::kHalf:
-      return fn.template operator()<c10::Half>();
-    default:
-      TORCH_CHECK(false, name, ": dtype ", dtype, " is not supported (float32, bfloat16, float16)");
-  }
-}
+// Runs a kernel whose params are filled and checked: on the tensors' CUDA device through
+// ops_cuda.cpp, else on the CPU.
+#if TACO_WITH_CUDA
+#define TACO_RUN(cuda, op, params, device)         \
+  do {                                             \
+    check_params((params).check(), #op);           \
+    if (cuda) return cuda_impl::op(params, device); \
+    cpu::op(params);                               \
+  } while (0)
+#else
+#define TACO_RUN(cuda, op, params, device) \
+  do {                                     \
+    (void)(cuda);                          \
+    check_params((params).check(), #op);   \
+    cpu::op(params);                       \
+  } while (0)
+#endif
 
 }  // namespace
 
@@ -72,10 +67,11 @@ void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, do
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1), "rms_norm: bad weight");
   const int64_t out_stride = row_stride(out, "rms_norm out");
   const int64_t x_stride = row_stride(x, "rms_norm x");
-  TACO_CUDA_DISPATCH(cuda, rms_norm(out, x, weight, eps));
-  cpu::RmsNormParams p{out.data_ptr(), x.data_ptr(), nullptr, weight.data_ptr(), x.size(0),
-                       x.size(1), out_stride, x_stride, static_cast<float>(eps)};
-  dispatch(x.scalar_type(), "rms_norm", [&]<typename T>() { cpu::rms_norm<T>(p); });
+  const kernels::RmsNormParams p{out.data_ptr(), x.data_ptr(), nullptr,
+                                 weight.data_ptr(), x.size(0), x.size(1),
+                                 out_stride, x_stride, static_cast<float>(eps),
+                                 kernel_dtype(x, "rms_norm")};
+  TACO_RUN(cuda, rms_norm, p, x.device());
 }
 
 void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
@@ -86,11 +82,12 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1),
               "fused_add_rms_norm: bad weight");
   const int64_t stride = row_stride(x, "fused_add_rms_norm x");
-  TACO_CUDA_DISPATCH(cuda, fused_add_rms_norm(x, residual, weight, eps));
-  cpu::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(), weight.data_ptr(),
-                       x.size(0), x.size(1), stride, stride, static_cast<float>(eps)};
-  dispatch(x.scalar_type(), "fused_add_rms_norm",
-           [&]<typename T>() { cpu::fused_add_rms_norm<T>(p); });
+  const kernels::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(),
+                                 weight.data_ptr(), x.size(0), x.size(1),
+                                 stride, stride, static_cast<float>(eps),
+                                 kernel_dtype(x, "fused_add_rms_norm")};
+  check_params(p.check(/*fused=*/true), "fused_add_rms_norm");
+  TACO_RUN(cuda, fused_add_rms_norm, p, x.device());
 }
 
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
@@ -108,9 +105,7 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
               "rotary_embedding: query/key must be [T, heads * head_dim] of one dtype");
   const int64_t query_stride = row_stride(query, "rotary_embedding query");
   const int64_t key_stride = row_stride(key, "rotary_embedding key");
-  TACO_CUDA_DISPATCH(cuda,
-                     rotary_embedding(positions, query, key, head_dim, cos_sin_cache, is_neox));
-  cpu::RotaryParams p{positions.data_ptr<int64_t>(),
+  const kernels::RotaryParams p{positions.data_ptr<int64_t>(),
                       query.data_ptr(),
                       key.data_ptr(),
                       cos_sin_cache.data_ptr<float>(),
@@ -122,9 +117,9 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
                       query_stride,
                       key_stride,
                       cos_sin_cache.size(0),
-                      is_neox};
-  dispatch(query.scalar_type(), "rotary_embedding",
-           [&]<typename T>() { cpu::rotary_embedding<T>(p); });
+                      is_neox,
+                      kernel_dtype(query, "rotary_embedding")};
+  TACO_RUN(cuda, rotary_embedding, p, query.device());
 }
 
 void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
@@ -134,9 +129,9 @@ void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
                   out.dtype() == x.dtype(),
               "silu_and_mul: expected x [T, 2I] and out [T, I] of one dtype");
   const int64_t x_stride = row_stride(x, "silu_and_mul x");
-  TACO_CUDA_DISPATCH(cuda, silu_and_mul(out, x));
-  cpu::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0), out.size(1), x_stride};
-  dispatch(x.scalar_type(), "silu_and_mul", [&]<typename T>() { cpu::silu_and_mul<T>(p); });
+  const kernels::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0),
+                                    out.size(1),    x_stride,     kernel_dtype(x, "silu_and_mul")};
+  TACO_RUN(cuda, silu_and_mul, p, x.device());
 }
 
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
@@ -154,11 +149,19 @@ void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&
                   slot_mapping.numel() == key.size(0),
               "write_kv_cache: slot_mapping must be contiguous int64 [T]");
-  TACO_CUDA_DISPATCH(cuda, write_kv_cache(key, value, kv, slot_mapping));
-  cpu::WriteKvParams p{key.data_ptr(), value.data_ptr(), kv.data_ptr(),
-                       slot_mapping.data_ptr<int64_t>(), key.size(0), kv.size(2), kv.size(4),
-                       kv.size(3), kv.size(1), key.stride(0), value.stride(0)};
-  dispatch(kv.scalar_type(), "write_kv_cache", [&]<typename T>() { cpu::write_kv_cache<T>(p); });
+  const kernels::WriteKvParams p{key.data_ptr(),
+                                 value.data_ptr(),
+                                 kv.data_ptr(),
+                                 slot_mapping.data_ptr<int64_t>(),
+                                 key.size(0),
+                                 kv.size(2),
+                                 kv.size(4),
+                                 kv.size(3),
+                                 kv.size(1),
+                                 key.stride(0),
+                                 value.stride(0),
+                                 kernel_dtype(kv, "write_kv_cache")};
+  TACO_RUN(cuda, write_kv_cache, p, kv.device());
 }
 
 void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
@@ -183,28 +186,27 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
   TORCH_CHECK(query_start_loc.numel() == num_seqs + 1 && block_table.dim() == 2 &&
                   block_table.size(0) == num_seqs,
               "paged_attention: batch metadata sizes disagree");
-  TACO_CUDA_DISPATCH(cuda, paged_attention(out, query, kv, query_start_loc, seq_lens, block_table,
-                                           scale, max_query_len, max_seq_len));
-  // The CPU kernel plans from query_start_loc; the CUDA grid is sized by these host bounds.
-  (void)max_query_len;
-  (void)max_seq_len;
-  cpu::PagedAttentionParams p{out.data_ptr(),
-                              query.data_ptr(),
-                              kv.data_ptr(),
-                              query_start_loc.data_ptr<int32_t>(),
-                              seq_lens.data_ptr<int32_t>(),
-                              block_table.data_ptr<int32_t>(),
-                              num_seqs,
-                              query.size(1),
-                              kv.size(2),
-                              kv.size(4),
-                              kv.size(3),
-                              kv.size(1),
-                              block_table.size(1),
-                              query.stride(0),
-                              static_cast<float>(scale)};
-  dispatch(query.scalar_type(), "paged_attention",
-           [&]<typename T>() { cpu::paged_attention<T>(p); });
+  kernels::PagedAttentionParams p;
+  p.out = out.data_ptr();
+  p.query = query.data_ptr();
+  p.kv = kv.data_ptr();
+  p.query_start_loc = query_start_loc.data_ptr<int32_t>();
+  p.seq_lens = seq_lens.data_ptr<int32_t>();
+  p.block_table = block_table.data_ptr<int32_t>();
+  p.tokens = query.size(0);
+  p.num_seqs = num_seqs;
+  p.num_heads = query.size(1);
+  p.num_kv_heads = kv.size(2);
+  p.head_dim = kv.size(4);
+  p.block_size = kv.size(3);
+  p.num_blocks = kv.size(1);
+  p.max_blocks_per_seq = block_table.size(1);
+  p.query_stride = query.stride(0);
+  p.max_query_len = max_query_len;
+  p.max_seq_len = max_seq_len;
+  p.scale = static_cast<float>(scale);
+  p.dtype = kernel_dtype(query, "paged_attention");
+  TACO_RUN(cuda, paged_attention, p, query.device());
 }
 
 namespace {

@@ -1,7 +1,7 @@
 // ATen adapters over the device kernels: each function checks shapes/dtypes, fills a params
 // struct and dispatches to cpp/cpu (CPU tensors) or cuda/ (CUDA tensors, when built).
 //
-// KV cache layout (the same on CPU and CUDA; cuda/include/taco/cuda/attention.h repeats it):
+// KV cache layout (the same on CPU and CUDA; taco/kernels/kv_cache.h defines it):
 //   per layer one tensor kv[2, num_blocks, num_kv_heads, block_size, head_dim]; kv[0] holds K,
 //   kv[1] holds V. Token at position p of a sequence lives in block block_table[p / block_size],
 //   row p % block_size. A slot id is block * block_size + row.

@@ -1,5 +1,5 @@
-// CUDA adapters (see ops_cuda.h). Inputs were validated by ops.cpp; here tensors become raw
-// pointers and element strides, and each kernel's cudaError_t becomes a TORCH_CHECK naming the op.
+// CUDA launchers (see ops_cuda.h). Params were filled and validated by ops.cpp; here each kernel
+// runs on the device's current stream and its cudaError_t becomes a TORCH_CHECK naming the op.
 #include "ops/ops_cuda.h"
 
 #if TACO_WITH_CUDA
@@ -16,23 +16,10 @@
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
+#include "ops/kernel_dtype.h"
 
 namespace taco::ops::cuda_impl {
 namespace {
-
-cuda::DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return cuda::DType::kFloat32;
-    case at::kHalf:
-      return cuda::DType::kFloat16;
-    case at::kBFloat16:
-      return cuda::DType::kBFloat16;
-    default:
-      TORCH_CHECK(false, "CUDA kernels: dtype ", t.scalar_type(),
-                  " is not supported (float32, bfloat16, float16)");
-  }
-}
 
 cudaStream_t stream_of(const at::Tensor& t) {
   return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
@@ -73,7 +60,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     p.out_stride = out.stride(0);
     p.x_stride = x.stride(0);
     p.w_stride = weight.stride(0);
-    p.dtype = dtype_of(x);
+    p.dtype = kernel_dtype(x, "linear");
     if (cuda::gemm_supported(p)) {
       // Stream-K kernels want a few MB of workspace; the caching allocator makes it cheap.
       at::Tensor workspace;
@@ -89,97 +76,52 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
-void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  cuda::RmsNormParams p{
-      out.data_ptr(), x.data_ptr(),  nullptr,     weight.data_ptr(),       x.size(0),
-      x.size(1),      out.stride(0), x.stride(0), static_cast<float>(eps), dtype_of(x)};
-  check(cuda::rms_norm(p, stream_of(x)), "rms_norm");
+namespace {
+
+// Runs launch(stream) on device's current stream and checks its result.
+template <typename Launch>
+void run_on(const at::Device& device, const char* op, Launch&& launch) {
+  const c10::cuda::CUDAGuard guard(device);
+  check(launch(c10::cuda::getCurrentCUDAStream(device.index()).stream()), op);
 }
 
-void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  cuda::RmsNormParams p{
-      x.data_ptr(), x.data_ptr(), residual.data_ptr(), weight.data_ptr(),       x.size(0),
-      x.size(1),    x.stride(0),  x.stride(0),         static_cast<float>(eps), dtype_of(x)};
-  check(cuda::fused_add_rms_norm(p, stream_of(x)), "fused_add_rms_norm");
+}  // namespace
+
+void rms_norm(const kernels::RmsNormParams& p, const at::Device& device) {
+  run_on(device, "rms_norm", [&](cudaStream_t s) { return cuda::rms_norm(p, s); });
 }
 
-void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
-                      int64_t head_dim, const at::Tensor& cos_sin_cache, bool is_neox) {
-  const c10::cuda::CUDAGuard guard(query.device());
-  cuda::RotaryParams p{positions.data_ptr<int64_t>(),
-                       query.data_ptr(),
-                       key.data_ptr(),
-                       cos_sin_cache.data_ptr<float>(),
-                       positions.size(0),
-                       query.size(1) / head_dim,
-                       key.size(1) / head_dim,
-                       head_dim,
-                       cos_sin_cache.size(1),
-                       query.stride(0),
-                       key.stride(0),
-                       cos_sin_cache.size(0),
-                       is_neox,
-                       dtype_of(query)};
-  check(cuda::rotary_embedding(p, stream_of(query)), "rotary_embedding");
+void fused_add_rms_norm(const kernels::RmsNormParams& p, const at::Device& device) {
+  run_on(device, "fused_add_rms_norm",
+         [&](cudaStream_t s) { return cuda::fused_add_rms_norm(p, s); });
 }
 
-void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  cuda::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0),
-                           out.size(1),    x.stride(0),  dtype_of(x)};
-  check(cuda::silu_and_mul(p, stream_of(x)), "silu_and_mul");
+void rotary_embedding(const kernels::RotaryParams& p, const at::Device& device) {
+  run_on(device, "rotary_embedding", [&](cudaStream_t s) { return cuda::rotary_embedding(p, s); });
 }
 
-void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
-                    const at::Tensor& slot_mapping) {
-  const c10::cuda::CUDAGuard guard(kv.device());
-  cuda::WriteKvParams p{
-      key.data_ptr(), value.data_ptr(), kv.data_ptr(),   slot_mapping.data_ptr<int64_t>(),
-      key.size(0),    kv.size(2),       kv.size(4),      kv.size(3),
-      kv.size(1),     key.stride(0),    value.stride(0), dtype_of(kv)};
-  check(cuda::write_kv_cache(p, stream_of(kv)), "write_kv_cache");
+void silu_and_mul(const kernels::SiluAndMulParams& p, const at::Device& device) {
+  run_on(device, "silu_and_mul", [&](cudaStream_t s) { return cuda::silu_and_mul(p, s); });
 }
 
-void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
-                     const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
-                     const at::Tensor& block_table, double scale, int64_t max_query_len,
-                     int64_t max_seq_len) {
-  const int64_t head_dim = kv.size(4);
-  TORCH_CHECK(head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256,
+void write_kv_cache(const kernels::WriteKvParams& p, const at::Device& device) {
+  run_on(device, "write_kv_cache", [&](cudaStream_t s) { return cuda::write_kv_cache(p, s); });
+}
+
+void paged_attention(const kernels::PagedAttentionParams& params, const at::Device& device) {
+  TORCH_CHECK(cuda::paged_attention_head_dim_supported(params.head_dim),
               "paged_attention: the CUDA kernel supports head_dim 64, 96, 128 and 256, got ",
-              head_dim);
-  const c10::cuda::CUDAGuard guard(query.device());
-  cuda::PagedAttentionParams p;
-  p.out = out.data_ptr();
-  p.query = query.data_ptr();
-  p.kv = kv.data_ptr();
-  p.query_start_loc = query_start_loc.data_ptr<int32_t>();
-  p.seq_lens = seq_lens.data_ptr<int32_t>();
-  p.block_table = block_table.data_ptr<int32_t>();
-  p.tokens = query.size(0);
-  p.num_seqs = seq_lens.numel();
-  p.num_heads = query.size(1);
-  p.num_kv_heads = kv.size(2);
-  p.head_dim = head_dim;
-  p.block_size = kv.size(3);
-  p.num_blocks = kv.size(1);
-  p.max_blocks_per_seq = block_table.size(1);
-  p.query_stride = query.stride(0);
-  p.max_query_len = max_query_len;
-  p.max_seq_len = max_seq_len;
-  p.scale = static_cast<float>(scale);
-  p.dtype = dtype_of(query);
+              params.head_dim);
+  kernels::PagedAttentionParams p = params;
   // Split-KV scratch from the caching allocator, released back to it (stream-ordered) on return.
   const size_t bytes = cuda::paged_attention_workspace_bytes(p);
   at::Tensor workspace;
   if (bytes > 0) {
-    workspace =
-        at::empty({static_cast<int64_t>((bytes + 3) / 4)}, query.options().dtype(at::kFloat));
+    workspace = at::empty({static_cast<int64_t>((bytes + 3) / 4)},
+                          at::TensorOptions().dtype(at::kFloat).device(device));
     p.workspace = workspace.data_ptr<float>();
   }
-  check(cuda::paged_attention(p, stream_of(query)), "paged_attention");
+  run_on(device, "paged_attention", [&](cudaStream_t s) { return cuda::paged_attention(p, s); });
 }
 
 void copy_blocks(std::vector<at::Tensor>& kv_caches,

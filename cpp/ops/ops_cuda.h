@@ -1,5 +1,5 @@
-// The CUDA half of cpp/ops: fills taco::cuda params from tensors that ops.cpp has already checked
-// for shape, dtype and device, and launches on the current stream of the tensors' device. Built
+// The CUDA half of cpp/ops: launches kernels whose params ops.cpp filled and checked, on the
+// current stream of the tensors' device. Built
 // only with the CUDA backend (TACO_WITH_CUDA). Unverified on a GPU until `make gpu-check` runs.
 #pragma once
 
@@ -11,6 +11,12 @@
 #include <utility>
 #include <vector>
 
+#include "taco/kernels/activation.h"
+#include "taco/kernels/attention.h"
+#include "taco/kernels/kv_cache.h"
+#include "taco/kernels/norm.h"
+#include "taco/kernels/rotary.h"
+
 namespace taco::ops::cuda_impl {
 
 // y = x W^T (+ bias) in x's dtype: the CUTLASS GEMM where it supports the shape, dtype and
@@ -18,17 +24,15 @@ namespace taco::ops::cuda_impl {
 // TACO_GEMM=cublas sends everything to cuBLAS (for comparisons).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
-void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps);
-void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
-void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
-                      int64_t head_dim, const at::Tensor& cos_sin_cache, bool is_neox);
-void silu_and_mul(at::Tensor& out, const at::Tensor& x);
-void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
-                    const at::Tensor& slot_mapping);
-void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
-                     const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
-                     const at::Tensor& block_table, double scale, int64_t max_query_len,
-                     int64_t max_seq_len);
+// Launchers for params that ops.cpp filled and checked: each runs on the current stream of
+// `device` and turns the kernel's cudaError_t into a torch error naming the op.
+void rms_norm(const kernels::RmsNormParams& p, const at::Device& device);
+void fused_add_rms_norm(const kernels::RmsNormParams& p, const at::Device& device);
+void rotary_embedding(const kernels::RotaryParams& p, const at::Device& device);
+void silu_and_mul(const kernels::SiluAndMulParams& p, const at::Device& device);
+void write_kv_cache(const kernels::WriteKvParams& p, const at::Device& device);
+// Also refuses a head_dim the kernels lack and allocates the split-KV workspace.
+void paged_attention(const kernels::PagedAttentionParams& p, const at::Device& device);
 // One launch for every layer; pairs already range-checked.
 void copy_blocks(std::vector<at::Tensor>& kv_caches,
                  const std::vector<std::pair<int32_t, int32_t>>& src_dst);

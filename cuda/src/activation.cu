@@ -39,6 +39,7 @@ cudaError_t launch(const SiluAndMulParams& p, cudaStream_t stream) {
 
 cudaError_t silu_and_mul(const SiluAndMulParams& p, cudaStream_t stream) {
   if (p.tokens == 0 || p.inter == 0) return cudaSuccess;
+  if (!p.check().empty()) return cudaErrorInvalidValue;
   if (ceil_div(p.inter, kThreads) > 65535) return cudaErrorInvalidValue;  // grid.y
   return dispatch(p.dtype, [&]<typename T>() {
     constexpr int n = kVec<T>;

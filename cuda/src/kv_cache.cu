@@ -42,6 +42,7 @@ cudaError_t launch(const WriteKvParams& p, cudaStream_t stream) {
 
 cudaError_t write_kv_cache(const WriteKvParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
+  if (!p.check().empty()) return cudaErrorInvalidValue;
   return dispatch(p.dtype, [&]<typename T>() {
     constexpr int n = kVec<T>;
     const bool vec = p.head_dim % n == 0 && p.key_stride % n == 0 && p.value_stride % n == 0 &&

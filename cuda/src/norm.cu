@@ -78,6 +78,7 @@ bool vectorizable(const RmsNormParams& p) {
 
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
+  if (!p.check().empty()) return cudaErrorInvalidValue;
   return dispatch(p.dtype, [&]<typename T>() {
     const unsigned grid = static_cast<unsigned>(p.tokens);
     if (vectorizable<T>(p)) {
@@ -91,6 +92,7 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
 
 cudaError_t fused_add_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
+  if (!p.check(/*fused=*/true).empty()) return cudaErrorInvalidValue;
   if (!p.residual) return cudaErrorInvalidValue;
   return dispatch(p.dtype, [&]<typename T>() {
     const unsigned grid = static_cast<unsigned>(p.tokens);

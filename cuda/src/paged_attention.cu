@@ -208,6 +208,7 @@ size_t paged_attention_workspace_bytes(const PagedAttentionParams& p) {
 
 cudaError_t paged_attention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (p.tokens == 0 || p.num_seqs == 0) return cudaSuccess;
+  if (!p.check().empty()) return cudaErrorInvalidValue;
   if (!supported(p)) return cudaErrorInvalidValue;
   int sms = 0;
   if (const cudaError_t err = device_sms(&sms); err != cudaSuccess) return err;

@@ -41,6 +41,7 @@ __global__ void rotary_kernel(RotaryParams p) {
 
 cudaError_t rotary_embedding(const RotaryParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
+  if (!p.check().empty()) return cudaErrorInvalidValue;
   if (p.rot_dim <= 0 || p.rot_dim % 2 != 0 || p.rot_dim > p.head_dim) return cudaErrorInvalidValue;
   const int64_t pairs = (p.num_heads + p.num_kv_heads) * (p.rot_dim / 2);
   const int threads = pairs >= 256 ? 256 : static_cast<int>(ceil_div(pairs, 32) * 32);

@@ -56,7 +56,7 @@ target_include_directories(taco_cuda PUBLIC ${CMAKE_SOURCE_DIR}/cuda/include)
 target_include_directories(taco_cuda PRIVATE ${TACO_CUTLASS_INCLUDE})
 target_compile_options(taco_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr
                        -DNDEBUG -O3 --use_fast_math>)
-target_link_libraries(taco_cuda PUBLIC CUDA::cudart)
+target_link_libraries(taco_cuda PUBLIC CUDA::cudart taco_kernels)
 if(TACO_NCCL_INCLUDE AND TACO_NCCL_LIBRARY)
   target_include_directories(taco_cuda PRIVATE ${TACO_NCCL_INCLUDE})
   target_link_libraries(taco_cuda PUBLIC ${TACO_NCCL_LIBRARY})

@@ -83,12 +83,12 @@ TEST(Scheduling, PreemptsNewestFirstAndResumesWithOutput) {
   // Position 8 needs a third block each: the newest request (2) goes back to waiting.
   SchedulerOutput out = sched.schedule();
   EXPECT_EQ(sched.stats().num_preemptions, 1);
-  EXPECT_EQ(reqs[2]->state, RequestState::kWaiting);
+  EXPECT_EQ(reqs[2]->state, SeqStatus::kWaiting);
   EXPECT_EQ(reqs[2]->seqs[0].seq->num_computed, 0);
   EXPECT_TRUE(reqs[2]->seqs[0].blocks.blocks.empty());
   EXPECT_EQ(reqs[2]->seqs[0].seq->output.size(), 5u);
-  EXPECT_EQ(reqs[0]->state, RequestState::kRunning);
-  EXPECT_EQ(reqs[1]->state, RequestState::kRunning);
+  EXPECT_EQ(reqs[0]->state, SeqStatus::kRunning);
+  EXPECT_EQ(reqs[1]->state, SeqStatus::kRunning);
   EXPECT_EQ(out.seqs.size(), 2u);
   run(out);
   // Request 0 leaves; 2 is readmitted and recomputes prompt + output in one prefill.

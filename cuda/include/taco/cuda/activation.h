@@ -6,18 +6,11 @@
 #include <cstdint>
 
 #include "taco/cuda/dtype.h"
+#include "taco/kernels/activation.h"
 
 namespace taco::cuda {
 
-struct SiluAndMulParams {
-  void* out;  // [tokens, inter] contiguous
-  const void*
-      x;  // [tokens, 2 * inter]: gate in the first half, up in the second; row stride x_stride
-  int64_t tokens = 0;
-  int64_t inter = 0;
-  int64_t x_stride = 0;
-  DType dtype = DType::kBFloat16;
-};
+using kernels::SiluAndMulParams;
 
 // out = round(round(silu(gate)) * up): HF applies the activation and the product as two ops in
 // the model dtype, and so does the CPU kernel.

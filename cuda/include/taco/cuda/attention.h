@@ -40,38 +40,11 @@
 #include <cstdint>
 
 #include "taco/cuda/dtype.h"
+#include "taco/kernels/attention.h"
 
 namespace taco::cuda {
 
-struct PagedAttentionParams {
-  void* out;                       // [tokens, num_heads, head_dim] contiguous
-  const void* query;               // [tokens, num_heads, head_dim], heads contiguous; row stride
-                                   //   query_stride elements
-  const void* kv;                  // [2, num_blocks, num_kv_heads, block_size, head_dim]
-  const int32_t* query_start_loc;  // [num_seqs + 1] device; prefix sums of query lengths
-  const int32_t* seq_lens;         // [num_seqs] device; context length including this step's tokens
-  const int32_t* block_table;      // [num_seqs, max_blocks_per_seq] device
-  float* workspace;                // paged_attention_workspace_bytes() bytes of device memory,
-                                   //   or null when that is 0
-  int64_t tokens = 0;              // query_start_loc[num_seqs]
-  int64_t num_seqs = 0;
-  int64_t num_heads = 0;
-  int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;  // 64, 96, 128 or 256
-  int64_t block_size = 0;
-  int64_t num_blocks = 0;
-  int64_t max_blocks_per_seq = 0;
-  int64_t query_stride = 0;
-  int64_t max_query_len = 0;  // host-side bounds that size the grid
-  int64_t max_seq_len = 0;
-  float scale = 1.0f;
-  DType dtype = DType::kBFloat16;
-  // Tuning knobs for benchmarks and tests; 0 means the library's choice. decode_variant picks a
-  // decode-kernel configuration (paged_attention_decode_variant_name), -1 forces the mixed kernel
-  // for a decode batch; decode_partition_keys > 0 fixes the keys per split of the decode path.
-  int decode_variant = 0;
-  int64_t decode_partition_keys = 0;
-};
+using kernels::PagedAttentionParams;
 
 // Name of decode configuration v ("w4 k2 s4": warps per CTA, keys per thread per stage, cp.async
 // stages; "mma w2 s3": the tensor-core kernel, mma.m16n8k16 with the GQA heads as rows and whole

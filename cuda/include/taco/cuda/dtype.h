@@ -1,9 +1,10 @@
-// Element types of the CUDA kernels. The entry points are plain (non-template) host functions so
-// that callers compiled without nvcc (cpp/ops) can use them; the dtype travels in the params.
+// Element types of the CUDA kernels: the kernel contract's (taco/kernels/dtype.h).
 #pragma once
+
+#include "taco/kernels/dtype.h"
 
 namespace taco::cuda {
 
-enum class DType { kFloat32, kFloat16, kBFloat16 };
+using kernels::DType;
 
 }  // namespace taco::cuda

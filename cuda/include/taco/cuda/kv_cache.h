@@ -10,23 +10,11 @@
 #include <cstdint>
 
 #include "taco/cuda/dtype.h"
+#include "taco/kernels/kv_cache.h"
 
 namespace taco::cuda {
 
-struct WriteKvParams {
-  const void* key;              // [tokens, num_kv_heads, head_dim], row stride key_stride elements
-  const void* value;            // [tokens, num_kv_heads, head_dim], row stride value_stride
-  void* kv;                     // [2, num_blocks, num_kv_heads, block_size, head_dim] contiguous
-  const int64_t* slot_mapping;  // [tokens] device; negative: skip the token (padding)
-  int64_t tokens = 0;
-  int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t block_size = 0;
-  int64_t num_blocks = 0;
-  int64_t key_stride = 0;
-  int64_t value_stride = 0;
-  DType dtype = DType::kBFloat16;
-};
+using kernels::WriteKvParams;
 
 // One block per token. A slot at or beyond num_blocks * block_size is skipped, not written: the
 // slots come from the scheduler's block tables, and checking them on the host would cost a sync.
