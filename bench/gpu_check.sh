@@ -102,7 +102,7 @@ fi
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
   echo
-  # TACO_COMMIT: a copied working tree may carry a stale .git (the device tool's copies do).
+  # TACO_COMMIT names the commit where the checkout's .git is missing or stale (a copied tree).
   echo "Commit ${TACO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}," \
     "\`bash bench/gpu_check.sh $steps\`."
   if [ "$rc_build" != - ] && [ "$rc_build" != 0 ]; then

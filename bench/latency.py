@@ -12,8 +12,8 @@ prefill_len prompt. Each is the median of --repeat runs after a warm-up.
 Bounds come from the model config: a decode step reads every weight once (bytes = matmul
 parameters x dtype size, the tied lm_head included), so decode tok/s <= bandwidth / bytes; a
 prompt token costs 2 x matmul parameters FLOPs plus attention, so prefill tok/s <= FLOP/s / that.
-Pass the bandwidth and GEMM rate measured on the machine (defaults: PEERS.md's figures for the
-2-core Zen 4 development machine).
+Pass the bandwidth and GEMM rate measured on the machine (defaults: 27 GB/s and 400 GFLOP/s,
+measured on the 2-core Zen 4 machine of docs/perf.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Offline throughput: taco_llm against HF transformers and (when importable in a given venv)
 vLLM, on the same workload, in one run.
 
-    python bench/throughput.py                       # the PEERS.md public workload, all peers
+    python bench/throughput.py                       # the public workload (defaults), all peers
     python bench/throughput.py --engines taco --num-prompts 8
     python bench/throughput.py --vllm-python /opt/vllm-venv/bin/python
     python bench/throughput.py --engines taco,hf --device cuda   # on a GPU machine
