@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -63,48 +64,78 @@ taco_status guarded(taco_engine* engine, Fn&& fn) {
   }
 }
 
-taco::EngineOptions to_engine_options(const char* model_dir, const taco_engine_options& o) {
+// The C structs carry the options of the core lists (TACO_ENGINE_OPTIONS, TACO_SAMPLING_OPTIONS)
+// under the same names, with C types: every field the C struct has is copied by name, in both
+// directions, so defaults and conversions follow from the one list. Fields with other shapes
+// (id arrays, the optional seed, the C names of the KV cache knobs) are converted by hand.
+template <typename T, typename C>
+void from_c(T& dst, const C& src) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (src != nullptr) dst = src;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    dst = src != 0;
+  } else if constexpr (std::is_arithmetic_v<T> && std::is_arithmetic_v<C>) {
+    dst = static_cast<T>(src);
+  }
+}
+
+template <typename C, typename T>
+void to_c(C& dst, const T& src) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    dst = src.c_str();  // src is a default instance that lives as long as the program
+  } else if constexpr (std::is_arithmetic_v<T> && std::is_arithmetic_v<C>) {
+    dst = static_cast<C>(src);
+  }
+}
+
+#define TACO_FROM_C(type, name, value, ok, rule) \
+  if constexpr (requires { c.name; }) from_c(opts.name, c.name);
+#define TACO_TO_C(type, name, value, ok, rule) \
+  if constexpr (requires { c.name; }) to_c(c.name, opts.name);
+
+template <typename CEngineOptions>
+taco::EngineOptions to_engine_options(const char* model_dir, const CEngineOptions& c) {
   taco::EngineOptions opts;
+  TACO_ENGINE_OPTIONS(TACO_FROM_C)
   opts.model = model_dir;
-  opts.dtype = o.dtype ? o.dtype : "auto";
-  opts.device = o.device ? o.device : "auto";
-  opts.seed = o.seed;
-  opts.block_size = o.block_size;
-  opts.max_num_seqs = o.max_num_seqs;
-  opts.max_num_batched_tokens = o.max_num_batched_tokens;
-  opts.max_model_len = o.max_model_len;
-  opts.enable_prefix_caching = o.enable_prefix_caching != 0;
-  opts.enable_chunked_prefill = o.enable_chunked_prefill != 0;
-  opts.cpu_kvcache_space_gib = o.kv_cache_space_gib;
-  opts.num_gpu_blocks_override = o.num_kv_blocks_override;
-  opts.num_threads = o.num_threads;
-  opts.swap_space_gib = 0;
+  opts.cpu_kvcache_space_gib = c.kv_cache_space_gib;
+  opts.num_gpu_blocks_override = c.num_kv_blocks_override;
+  opts.swap_space_gib = 0;  // the C API has no swap space: preemption recomputes
   return opts;
 }
 
-taco::SamplingOptions to_sampling_options(const taco_sampling_options& s) {
+template <typename CEngineOptions>
+CEngineOptions engine_options_default() {
+  static const taco::EngineOptions opts;
+  CEngineOptions c{};
+  TACO_ENGINE_OPTIONS(TACO_TO_C)
+  c.kv_cache_space_gib = opts.cpu_kvcache_space_gib;
+  c.num_kv_blocks_override = opts.num_gpu_blocks_override;
+  return c;
+}
+
+template <typename CSamplingOptions>
+taco::SamplingOptions to_sampling_options(const CSamplingOptions& c) {
   taco::SamplingOptions opts;
-  opts.max_tokens = s.max_tokens;
-  opts.min_tokens = s.min_tokens;
-  opts.temperature = s.temperature;
-  opts.top_p = s.top_p;
-  opts.top_k = s.top_k;
-  opts.min_p = s.min_p;
-  opts.repetition_penalty = s.repetition_penalty;
-  opts.presence_penalty = s.presence_penalty;
-  opts.frequency_penalty = s.frequency_penalty;
-  if (s.has_seed) opts.seed = s.seed;
-  opts.ignore_eos = s.ignore_eos != 0;
-  if (s.num_stop_token_ids > 0 && s.stop_token_ids == nullptr) {
+  TACO_SAMPLING_OPTIONS(TACO_FROM_C)
+  if (c.has_seed) opts.seed = c.seed;
+  if (c.num_stop_token_ids > 0 && c.stop_token_ids == nullptr) {
     throw std::invalid_argument("stop_token_ids is NULL but num_stop_token_ids > 0");
   }
-  opts.stop_token_ids.assign(s.stop_token_ids, s.stop_token_ids + s.num_stop_token_ids);
-  opts.logprobs = s.logprobs;
-  if (opts.max_tokens < 1) throw std::invalid_argument("max_tokens must be at least 1");
-  if (opts.temperature < 0) throw std::invalid_argument("temperature must be non-negative");
-  if (opts.top_p <= 0 || opts.top_p > 1) throw std::invalid_argument("top_p must be in (0, 1]");
-  return opts;
+  opts.stop_token_ids.assign(c.stop_token_ids, c.stop_token_ids + c.num_stop_token_ids);
+  return opts;  // the engine validates it when the request is added
 }
+
+template <typename CSamplingOptions>
+CSamplingOptions sampling_options_default() {
+  static const taco::SamplingOptions opts;
+  CSamplingOptions c{};
+  TACO_SAMPLING_OPTIONS(TACO_TO_C)
+  return c;
+}
+
+#undef TACO_TO_C
+#undef TACO_FROM_C
 
 void absorb(taco_engine* e, const std::vector<taco::RequestDelta>& deltas) {
   for (const auto& d : deltas) {
@@ -139,23 +170,11 @@ taco_engine::Output& find_output(taco_engine* e, const char* request_id) {
 extern "C" {
 
 taco_engine_options taco_engine_options_default(void) {
-  taco_engine_options o{};
-  o.dtype = "auto";
-  o.device = "auto";
-  o.block_size = 16;
-  o.max_num_seqs = 256;
-  return o;
+  return engine_options_default<taco_engine_options>();
 }
 
 taco_sampling_options taco_sampling_options_default(void) {
-  taco_sampling_options s{};
-  s.max_tokens = 16;
-  s.temperature = 1.0f;
-  s.top_p = 1.0f;
-  s.top_k = -1;
-  s.repetition_penalty = 1.0f;
-  s.logprobs = -1;
-  return s;
+  return sampling_options_default<taco_sampling_options>();
 }
 
 taco_status taco_engine_create(const char* model_dir, const taco_engine_options* options,

@@ -61,14 +61,13 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   if (!executor) throw std::invalid_argument("Engine: executor is null");
-  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
+  validate(opts);
   if (executor->block_size() != opts.block_size) {
     throw std::invalid_argument("executor block_size " + str(executor->block_size()) +
                                 " differs from block_size " + str(opts.block_size));
   }
   if (max_model_len <= 0) throw std::invalid_argument("max_model_len must be positive");
   if (vocab_size <= 0) throw std::invalid_argument("vocab_size must be positive");
-  if (opts.max_num_seqs <= 0) throw std::invalid_argument("max_num_seqs must be positive");
   const int64_t capacity = int64_t{executor->num_device_blocks()} * opts.block_size;
   if (capacity < max_model_len) {
     throw CapacityError("the KV cache holds " + str(executor->num_device_blocks()) +
@@ -110,27 +109,28 @@ void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& p
     throw std::invalid_argument("request '" + id + "': " + what);
   };
   if (requests.count(id)) fail("request id is already in use");
-  if (prompt.empty()) fail("prompt is empty");
+  if (prompt.empty()) fail("Prompt cannot be empty");
   const int64_t len = static_cast<int64_t>(prompt.size());
   if (len > max_model_len) {
     fail("prompt has " + str(len) + " tokens, more than max_model_len " + str(max_model_len));
   }
   for (size_t i = 0; i < prompt.size(); ++i) {
     if (prompt[i] < 0 || prompt[i] >= vocab_size) {
-      fail("token id " + str(prompt[i]) + " at position " + str(i) + " is out of range [0, " +
-           str(vocab_size) + ")");
+      fail("Token id " + str(prompt[i]) + " at position " + str(i) +
+           " is out of vocabulary (ids are in [0, " + str(vocab_size) + "))");
     }
   }
   if (so.logits_hook_key >= 0 && !opts.logits_hook) {
     fail("logits_hook_key is set but the engine has no logits_hook");
   }
-  if (so.n < 1) fail("n must be at least 1, got " + str(so.n));
-  if (so.best_of < so.n) fail("best_of " + str(so.best_of) + " is less than n " + str(so.n));
+  try {
+    taco::validate(so);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
   if (so.best_of > opts.max_num_seqs) {
     fail("best_of " + str(so.best_of) + " exceeds max_num_seqs " + str(opts.max_num_seqs));
   }
-  if (so.max_tokens < 1) fail("max_tokens must be at least 1, got " + str(so.max_tokens));
-  if (so.min_tokens < 0) fail("min_tokens must be non-negative, got " + str(so.min_tokens));
   // Worst case: every sequence holds its own blocks (after a recompute) plus one copy-on-write.
   const int64_t bs = opts.block_size;
   const int64_t slots = std::min<int64_t>(len + so.max_tokens - 1, max_model_len);

@@ -39,20 +39,27 @@ struct RequestDelta {
   double first_token_time = 0;  // seconds (steady clock) when the first output token arrived
 };
 
+// The engine's counters (since creation) and gauges (now): X(type, name, meaning), the one list
+// from which the struct and the bindings' views of it follow.
+#define TACO_ENGINE_METRICS(X)                                                    \
+  X(int64_t, num_preemptions, "sequences preempted (recompute or swap)")         \
+  X(int64_t, prefix_cache_queries, "prompt tokens looked up in the prefix cache") \
+  X(int64_t, prefix_cache_hits, "prompt tokens found in the prefix cache")       \
+  X(int64_t, num_swapped_out, "sequences swapped out to CPU memory")             \
+  X(int32_t, num_running, "requests running now")                                \
+  X(int32_t, num_waiting, "requests waiting now")                                \
+  X(int32_t, num_swapped, "requests swapped out now")                            \
+  X(int32_t, kv_blocks_used, "KV cache blocks in use now")                       \
+  X(int32_t, kv_blocks_total, "KV cache blocks in all")                          \
+  X(int32_t, cpu_blocks_used, "swap-space blocks holding swapped-out sequences")  \
+  X(int64_t, num_steps, "engine steps run")                                      \
+  X(int64_t, num_generated_tokens, "output tokens generated")                    \
+  X(int64_t, num_prompt_tokens_computed, "prompt tokens computed (not cached)")
+
 struct EngineMetrics {
-  int64_t num_preemptions = 0;
-  int64_t prefix_cache_queries = 0;  // tokens looked up
-  int64_t prefix_cache_hits = 0;     // tokens found
-  int64_t num_swapped_out = 0;
-  int32_t num_running = 0;
-  int32_t num_waiting = 0;
-  int32_t num_swapped = 0;
-  int32_t kv_blocks_used = 0;
-  int32_t kv_blocks_total = 0;
-  int32_t cpu_blocks_used = 0;  // swap space holding swapped-out sequences
-  int64_t num_steps = 0;
-  int64_t num_generated_tokens = 0;
-  int64_t num_prompt_tokens_computed = 0;
+#define TACO_METRIC_FIELD(type, name, meaning) type name = 0;
+  TACO_ENGINE_METRICS(TACO_METRIC_FIELD)
+#undef TACO_METRIC_FIELD
 };
 
 // The KV cache cannot hold one max_model_len sequence.

@@ -1,5 +1,5 @@
-// Every engine knob, with vLLM's names and defaults. Plain data shared by the Python binding,
-// the C++ API (taco.h) and the model runner.
+// Engine options: plain data shared by the Python binding, the C++ API (taco.h) and the model
+// runner, defined once by the TACO_ENGINE_OPTIONS list below.
 #pragma once
 
 #include <cstdint>
@@ -30,34 +30,53 @@ using LogitsHook = std::function<void(const LogitsHookCall&)>;
 // (filtered tokens get -inf), as vLLM 0.6 reports; raw: the model's own distribution.
 enum class LogprobsMode : uint8_t { kProcessedLogprobs, kRawLogprobs, kProcessedLogits, kRawLogits };
 
+// Every engine knob, with vLLM's names and defaults: X(type, name, default, ok, rule), the one
+// list from which the struct, its validation, the Python properties and the C API conversion
+// follow. `ok` is a predicate over the value `v`; `rule` says it in words for the error message.
+#define TACO_ENGINE_OPTIONS(X)                                                                  \
+  X(std::string, model, "", true, "a model directory")                                          \
+  X(std::string, dtype, "auto", one_of(v, {"auto", "float32", "bfloat16", "float16"}),          \
+    "one of 'auto', 'float32', 'bfloat16', 'float16'")                                          \
+  X(std::string, device, "auto", one_of(v, {"auto", "cpu", "cuda"}),                            \
+    "one of 'auto', 'cpu', 'cuda'")                                                             \
+  X(uint64_t, seed, 0, true, "an integer")                                                      \
+  /* KV cache and scheduling. */                                                                \
+  X(int32_t, block_size, 16, v > 0, "a positive number of tokens")                              \
+  X(int32_t, max_num_seqs, 256, v > 0, "positive")                                              \
+  X(int32_t, max_num_batched_tokens, 0, v >= 0, ">= 0 (0: derived)")                            \
+  X(int32_t, max_model_len, 0, v >= 0, ">= 0 (0: the model config's)")                         \
+  X(bool, enable_prefix_caching, false, true, "a bool")                                         \
+  X(bool, enable_chunked_prefill, false, true, "a bool")                                        \
+  X(double, swap_space_gib, 4.0, v >= 0, ">= 0 GiB of CPU swap space per device")               \
+  X(PreemptionMode, preemption_mode, PreemptionMode::kRecompute, true, "'recompute' or 'swap'") \
+  X(int32_t, num_gpu_blocks_override, 0, v >= 0, ">= 0 (> 0 forces the KV block count)")        \
+  X(double, cpu_kvcache_space_gib, 0.0, v >= 0, ">= 0 GiB (0: TACO_CPU_KVCACHE_SPACE, else 4)") \
+  X(double, gpu_memory_utilization, 0.9, v > 0 && v <= 1, "in (0, 1]")                          \
+  /* CUDA graphs. */                                                                            \
+  X(bool, enforce_eager, false, true, "a bool")                                                 \
+  X(int32_t, max_seq_len_to_capture, 8192, v > 0, "positive")                                   \
+  X(int32_t, num_threads, 0, v >= 0, ">= 0 CPU threads (0: all cores)")                         \
+  X(LogprobsMode, logprobs_mode, LogprobsMode::kProcessedLogprobs, true,                        \
+    "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")
+
 struct EngineOptions {
-  std::string model;     // HF-format directory: config.json + *.safetensors
-  std::string dtype = "auto";   // auto | float32 | bfloat16 | float16
-  std::string device = "auto";  // auto | cpu | cuda
-  uint64_t seed = 0;
-
-  // KV cache and scheduling.
-  int32_t block_size = 16;
-  int32_t max_num_seqs = 256;
-  int32_t max_num_batched_tokens = 0;  // 0: derived (see resolve in engine_factory)
-  int32_t max_model_len = 0;           // 0: from the model config
-  bool enable_prefix_caching = false;
-  bool enable_chunked_prefill = false;
-  double swap_space_gib = 4.0;         // CPU swap space per device
-  PreemptionMode preemption_mode = PreemptionMode::kRecompute;
-  int32_t num_gpu_blocks_override = 0;  // > 0 forces the KV block count on any device
-  double cpu_kvcache_space_gib = 0.0;   // 0: TACO_CPU_KVCACHE_SPACE, else 4 GiB
-  double gpu_memory_utilization = 0.9;
-
-  // CUDA graphs.
-  bool enforce_eager = false;
-  int32_t max_seq_len_to_capture = 8192;
-
-  int32_t num_threads = 0;  // CPU intra-op threads, 0: all cores
-
-  LogprobsMode logprobs_mode = LogprobsMode::kProcessedLogprobs;
+#define TACO_OPTION_FIELD(type, name, value, ok, rule) type name = value;
+  TACO_ENGINE_OPTIONS(TACO_OPTION_FIELD)
+#undef TACO_OPTION_FIELD
 
   LogitsHook logits_hook;  // empty: requests with a logits_hook_key are rejected
 };
+
+// Throws std::invalid_argument naming the first option outside its rule (the list above). Every
+// binding (Python, the C API) and the engine factory call it; the model-dependent limits
+// (max_model_len against the config, head sizes on a device) are checked when the model loads.
+void validate(const EngineOptions& opts);
+
+// The names of the enum options, as the bindings spell them.
+const char* to_string(PreemptionMode mode);
+const char* to_string(LogprobsMode mode);
+// Throws std::invalid_argument naming `option` and the allowed names when `name` is not one.
+void parse(const std::string& name, const char* option, PreemptionMode* out);
+void parse(const std::string& name, const char* option, LogprobsMode* out);
 
 }  // namespace taco

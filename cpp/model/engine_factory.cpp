@@ -64,22 +64,15 @@ at::Device resolve_device(const std::string& device, const ModelConfig& config) 
   throw std::invalid_argument("device \"" + device + "\" is not supported (auto, cpu, cuda)");
 }
 
-// Fills the derived limits of opts (max_model_len, max_num_batched_tokens) and checks them.
+// Fills the derived limits of opts (max_model_len, max_num_batched_tokens) and checks them
+// against the model; validate() has checked each option on its own.
 void resolve_limits(EngineOptions& opts, const ModelConfig& c) {
-  if (opts.max_model_len < 0) throw std::invalid_argument("max_model_len must be >= 0");
   if (opts.max_model_len == 0) {
     opts.max_model_len = static_cast<int32_t>(c.max_position_embeddings);
   } else if (opts.max_model_len > c.max_position_embeddings) {
     throw std::invalid_argument("max_model_len " + std::to_string(opts.max_model_len) +
                                 " exceeds the model's max_position_embeddings " +
                                 std::to_string(c.max_position_embeddings));
-  }
-  if (opts.max_num_seqs <= 0) throw std::invalid_argument("max_num_seqs must be positive");
-  if (opts.max_seq_len_to_capture <= 0) {
-    throw std::invalid_argument("max_seq_len_to_capture must be positive");
-  }
-  if (opts.max_num_batched_tokens < 0) {
-    throw std::invalid_argument("max_num_batched_tokens must be >= 0");
   }
   if (opts.max_num_batched_tokens == 0) {
     opts.max_num_batched_tokens =
@@ -98,6 +91,7 @@ bool cuda_device_available() { return ops::cuda_available(); }
 
 std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* info) {
   EngineOptions opts = options;
+  validate(opts);
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
   ModelConfig config = load_model_config(opts.model);
   const at::Device device = resolve_device(opts.device, config);

@@ -70,10 +70,6 @@ KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaMode
     size.num_device_blocks = opts.num_gpu_blocks_override;
     return size;
   }
-  if (!(opts.gpu_memory_utilization > 0 && opts.gpu_memory_utilization <= 1)) {
-    throw std::invalid_argument("gpu_memory_utilization must be in (0, 1], got " +
-                                std::to_string(opts.gpu_memory_utilization));
-  }
   // As vLLM 0.6: this engine's own use (weights, the forward's reserved peak, library
   // workspaces) is what left the device since create_engine began; the KV cache gets the rest
   // of gpu_memory_utilization x capacity. Other processes' memory is theirs to budget.

@@ -64,13 +64,11 @@ void keep_activations_on_heap() {
 }  // namespace
 
 double kv_block_bytes(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
-  if (opts.block_size <= 0) throw std::invalid_argument("block_size must be positive");
   return 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
          static_cast<double>(at::elementSize(dtype));
 }
 
 int32_t swap_blocks(const EngineOptions& opts, double block_bytes) {
-  if (opts.swap_space_gib < 0) throw std::invalid_argument("swap_space must be >= 0 GiB");
   return static_cast<int32_t>(std::min(opts.swap_space_gib * kGiB / block_bytes, 1e9));
 }
 

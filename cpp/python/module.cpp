@@ -5,22 +5,24 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "core/engine.h"
 #include "model/engine_factory.h"
+#if TACO_WITH_TESTING
+#include "core/fake_executor.h"
+#endif
 
 namespace py = pybind11;
 
 namespace {
-
-const std::pair<const char*, taco::LogprobsMode> kLogprobsModes[] = {
-    {"processed_logprobs", taco::LogprobsMode::kProcessedLogprobs},
-    {"raw_logprobs", taco::LogprobsMode::kRawLogprobs},
-    {"processed_logits", taco::LogprobsMode::kProcessedLogits},
-    {"raw_logits", taco::LogprobsMode::kRawLogits},
-};
 
 const char* finish_reason_name(taco::FinishReason r) {
   switch (r) {
@@ -74,14 +76,18 @@ struct PyEngine {
   std::unique_ptr<taco::Engine> engine;
   taco::ModelInfo info;
 
-  PyEngine(taco::EngineOptions opts, py::object logits_hook) {
+  using Factory =
+      std::function<std::unique_ptr<taco::Engine>(const taco::EngineOptions&, taco::ModelInfo*)>;
+
+  // make: builds the engine (the model's, or the test core's); runs without the GIL.
+  PyEngine(taco::EngineOptions opts, py::object logits_hook, const Factory& make) {
     if (!logits_hook.is_none()) {
       hook = std::make_shared<PyLogitsHook>();
       hook->fn = std::move(logits_hook);
       opts.logits_hook = [h = hook](const taco::LogitsHookCall& c) { (*h)(c); };
     }
     py::gil_scoped_release release;
-    engine = taco::create_engine(opts, &info);
+    engine = make(opts, &info);
   }
 
   // Destroys the engine (and its copy of the hook) before the hook's Python objects, GIL held.
@@ -90,7 +96,12 @@ struct PyEngine {
     hook.reset();
   }
 
+  // Python errors met during a step (a logits processor's, the test core's script) are raised
+  // once the step is whole.
+  std::function<void()> raise_pending;
+
   void raise_hook_error() {
+    if (raise_pending) raise_pending();
     if (!hook || !hook->error) return;
     py::error_already_set e = std::move(*hook->error);
     hook->error.reset();
@@ -98,87 +109,46 @@ struct PyEngine {
   }
 };
 
-void bind_options(py::module_& m) {
-  py::class_<taco::EngineOptions>(m, "EngineOptions")
-      .def(py::init<>())
-      .def_readwrite("model", &taco::EngineOptions::model)
-      .def_readwrite("dtype", &taco::EngineOptions::dtype)
-      .def_readwrite("device", &taco::EngineOptions::device)
-      .def_readwrite("seed", &taco::EngineOptions::seed)
-      .def_readwrite("block_size", &taco::EngineOptions::block_size)
-      .def_readwrite("max_num_seqs", &taco::EngineOptions::max_num_seqs)
-      .def_readwrite("max_num_batched_tokens", &taco::EngineOptions::max_num_batched_tokens)
-      .def_readwrite("max_model_len", &taco::EngineOptions::max_model_len)
-      .def_readwrite("enable_prefix_caching", &taco::EngineOptions::enable_prefix_caching)
-      .def_readwrite("enable_chunked_prefill", &taco::EngineOptions::enable_chunked_prefill)
-      .def_readwrite("swap_space_gib", &taco::EngineOptions::swap_space_gib)
-      .def_property(
-          "preemption_mode",
-          [](const taco::EngineOptions& o) {
-            return o.preemption_mode == taco::PreemptionMode::kSwap ? "swap" : "recompute";
-          },
-          [](taco::EngineOptions& o, const std::string& v) {
-            if (v == "swap") {
-              o.preemption_mode = taco::PreemptionMode::kSwap;
-            } else if (v == "recompute") {
-              o.preemption_mode = taco::PreemptionMode::kRecompute;
-            } else {
-              throw std::invalid_argument("preemption_mode must be 'recompute' or 'swap', got '" +
-                                          v + "'");
-            }
-          })
-      .def_property(
-          "logprobs_mode",
-          [](const taco::EngineOptions& o) {
-            for (const auto& [name, mode] : kLogprobsModes) {
-              if (mode == o.logprobs_mode) return name;
-            }
-            return "processed_logprobs";
-          },
-          [](taco::EngineOptions& o, const std::string& v) {
-            for (const auto& [name, mode] : kLogprobsModes) {
-              if (v == name) {
-                o.logprobs_mode = mode;
-                return;
-              }
-            }
-            throw std::invalid_argument(
-                "logprobs_mode must be 'processed_logprobs', 'raw_logprobs', 'processed_logits' "
-                "or 'raw_logits', got '" + v + "'");
-          })
-      .def_readwrite("num_gpu_blocks_override", &taco::EngineOptions::num_gpu_blocks_override)
-      .def_readwrite("cpu_kvcache_space_gib", &taco::EngineOptions::cpu_kvcache_space_gib)
-      .def_readwrite("gpu_memory_utilization", &taco::EngineOptions::gpu_memory_utilization)
-      .def_readwrite("enforce_eager", &taco::EngineOptions::enforce_eager)
-      .def_readwrite("max_seq_len_to_capture", &taco::EngineOptions::max_seq_len_to_capture)
-      .def_readwrite("num_threads", &taco::EngineOptions::num_threads);
+// One property per option of the TACO_*_OPTIONS lists: enums as their names, the rest as is.
+template <typename Class, typename Struct, typename T>
+void bind_field(Class& cls, const char* name, T Struct::* member) {
+  if constexpr (std::is_enum_v<T>) {
+    cls.def_property(
+        name, [member](const Struct& o) { return std::string(taco::to_string(o.*member)); },
+        [member, name](Struct& o, const std::string& v) { taco::parse(v, name, &(o.*member)); });
+  } else {
+    cls.def_readwrite(name, member);
+  }
+}
 
-  py::class_<taco::SamplingOptions>(m, "SamplingOptions")
-      .def(py::init<>())
-      .def_readwrite("n", &taco::SamplingOptions::n)
-      .def_readwrite("best_of", &taco::SamplingOptions::best_of)
-      .def_readwrite("repetition_penalty", &taco::SamplingOptions::repetition_penalty)
-      .def_readwrite("presence_penalty", &taco::SamplingOptions::presence_penalty)
-      .def_readwrite("frequency_penalty", &taco::SamplingOptions::frequency_penalty)
-      .def_readwrite("temperature", &taco::SamplingOptions::temperature)
-      .def_readwrite("top_p", &taco::SamplingOptions::top_p)
-      .def_readwrite("top_k", &taco::SamplingOptions::top_k)
-      .def_readwrite("min_p", &taco::SamplingOptions::min_p)
-      .def_readwrite("seed", &taco::SamplingOptions::seed)
-      .def_readwrite("allowed_token_ids", &taco::SamplingOptions::allowed_token_ids)
-      .def_readwrite("logit_bias", &taco::SamplingOptions::logit_bias)
-      .def_readwrite("bad_words_token_ids", &taco::SamplingOptions::bad_words_token_ids)
-      .def_readwrite("logits_hook_key", &taco::SamplingOptions::logits_hook_key)
-      .def_readwrite("stream_best_of", &taco::SamplingOptions::stream_best_of)
-      .def_readwrite("max_tokens", &taco::SamplingOptions::max_tokens)
-      .def_readwrite("min_tokens", &taco::SamplingOptions::min_tokens)
-      .def_readwrite("ignore_eos", &taco::SamplingOptions::ignore_eos)
-      .def_readwrite("stop_token_ids", &taco::SamplingOptions::stop_token_ids)
-      .def_readwrite("logprobs", &taco::SamplingOptions::logprobs)
-      .def_readwrite("prompt_logprobs", &taco::SamplingOptions::prompt_logprobs)
-      .def_readwrite("use_beam_search", &taco::SamplingOptions::use_beam_search)
-      .def_readwrite("length_penalty", &taco::SamplingOptions::length_penalty)
-      .def_readwrite("early_stopping", &taco::SamplingOptions::early_stopping);
+// Options objects also list their field names and check themselves, so Python needs no copy of
+// either.
+template <typename Struct>
+py::class_<Struct> bind_options_class(py::module_& m, const char* name,
+                                      std::vector<std::string> fields) {
+  py::class_<Struct> cls(m, name);
+  cls.def(py::init<>())
+      .def_property_readonly_static("fields", [fields](const py::object&) { return fields; })
+      .def("validate", [](const Struct& o) { taco::validate(o); });
+  return cls;
+}
+
+void bind_options(py::module_& m) {
+#define TACO_FIELD_NAME(type, name, value, ok, rule) #name,
+#define TACO_BIND_FIELD(type, name, value, ok, rule) bind_field(cls, #name, &Struct::name);
+  {
+    using Struct = taco::EngineOptions;
+    auto cls = bind_options_class<Struct>(m, "EngineOptions", {TACO_ENGINE_OPTIONS(TACO_FIELD_NAME)});
+    TACO_ENGINE_OPTIONS(TACO_BIND_FIELD)
+  }
+  {
+    using Struct = taco::SamplingOptions;
+    auto cls =
+        bind_options_class<Struct>(m, "SamplingOptions", {TACO_SAMPLING_OPTIONS(TACO_FIELD_NAME)});
+    TACO_SAMPLING_OPTIONS(TACO_BIND_FIELD)
+  }
+#undef TACO_BIND_FIELD
+#undef TACO_FIELD_NAME
 }
 
 void bind_outputs(py::module_& m) {
@@ -215,18 +185,9 @@ void bind_outputs(py::module_& m) {
 
 py::dict metrics_dict(const taco::EngineMetrics& s) {
   py::dict d;
-  d["num_preemptions"] = s.num_preemptions;
-  d["prefix_cache_queries"] = s.prefix_cache_queries;
-  d["prefix_cache_hits"] = s.prefix_cache_hits;
-  d["num_swapped_out"] = s.num_swapped_out;
-  d["num_running"] = s.num_running;
-  d["num_waiting"] = s.num_waiting;
-  d["num_swapped"] = s.num_swapped;
-  d["kv_blocks_used"] = s.kv_blocks_used;
-  d["kv_blocks_total"] = s.kv_blocks_total;
-  d["num_steps"] = s.num_steps;
-  d["num_generated_tokens"] = s.num_generated_tokens;
-  d["num_prompt_tokens_computed"] = s.num_prompt_tokens_computed;
+#define TACO_METRIC_ITEM(type, name, meaning) d[#name] = s.name;
+  TACO_ENGINE_METRICS(TACO_METRIC_ITEM)
+#undef TACO_METRIC_ITEM
   return d;
 }
 
@@ -245,8 +206,11 @@ py::dict model_info_dict(const taco::ModelInfo& i) {
 
 void bind_engine(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
-      .def(py::init<taco::EngineOptions, py::object>(), py::arg("options"),
-           py::arg("logits_hook") = py::none())
+      .def(py::init([](taco::EngineOptions opts, py::object hook) {
+             return std::make_unique<PyEngine>(std::move(opts), std::move(hook),
+                                               &taco::create_engine);
+           }),
+           py::arg("options"), py::arg("logits_hook") = py::none())
       .def_property_readonly("model_info",
                              [](const PyEngine& e) { return model_info_dict(e.info); })
       .def(
@@ -279,6 +243,65 @@ void bind_engine(py::module_& m) {
       .def("metrics", [](const PyEngine& e) { return metrics_dict(e.engine->metrics()); });
 }
 
+#if TACO_WITH_TESTING
+// The real engine core (scheduler, block manager, stops, beams, outputs) over the fake executor
+// of the C++ tests: no model runs, and each sequence's next token is script(prompt, index)'s
+// entry at its output length (the last entry once it runs out).
+void bind_testing(py::module_ m) {
+  m.def(
+      "create_engine",
+      [](taco::EngineOptions opts, py::object logits_hook, int32_t vocab_size,
+         int32_t max_model_len, std::vector<int32_t> eos_token_ids, py::object script,
+         int32_t num_device_blocks, int32_t num_cpu_blocks) {
+        auto error = std::make_shared<std::optional<py::error_already_set>>();
+        taco::test::FakeExecutorConfig cfg;
+        cfg.num_device_blocks = num_device_blocks;
+        cfg.num_cpu_blocks = num_cpu_blocks;
+        cfg.block_size = opts.block_size;
+        cfg.vocab = vocab_size;
+        cfg.next_token = [script, error](const taco::Sequence& s) -> int32_t {
+          py::gil_scoped_acquire gil;
+          if (*error) return 0;
+          try {
+            std::vector<int32_t> prompt(s.prompt->begin(), s.prompt->end());
+            const auto planned = script(prompt, s.index).cast<std::vector<int32_t>>();
+            if (planned.empty()) return 0;
+            return planned[std::min(s.output.size(), planned.size() - 1)];
+          } catch (py::error_already_set& e) {
+            *error = std::move(e);
+            return 0;
+          }
+        };
+        auto make = [&](const taco::EngineOptions& o, taco::ModelInfo* info) {
+          if (max_model_len <= 0) throw std::invalid_argument("max_model_len must be positive");
+          const int32_t len = o.max_model_len > 0 ? o.max_model_len : max_model_len;
+          *info = taco::ModelInfo{};
+          info->vocab_size = vocab_size;
+          info->max_model_len = len;
+          info->eos_token_ids = eos_token_ids;
+          info->dtype = "float32";
+          info->device = "cpu";
+          info->architecture = "FakeForCausalLM";
+          info->num_device_blocks = num_device_blocks;
+          info->num_cpu_blocks = num_cpu_blocks;
+          return std::make_unique<taco::Engine>(
+              o, std::make_unique<taco::test::FakeExecutor>(cfg), vocab_size, eos_token_ids, len);
+        };
+        auto engine = std::make_unique<PyEngine>(std::move(opts), std::move(logits_hook), make);
+        engine->raise_pending = [error] {
+          if (!*error) return;
+          py::error_already_set e = std::move(**error);
+          error->reset();
+          throw e;
+        };
+        return engine;
+      },
+      py::arg("options"), py::arg("logits_hook") = py::none(), py::arg("vocab_size") = 49152,
+      py::arg("max_model_len") = 8192, py::arg("eos_token_ids") = std::vector<int32_t>{2},
+      py::arg("script"), py::arg("num_device_blocks") = 4096, py::arg("num_cpu_blocks") = 0);
+}
+#endif
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -295,6 +318,9 @@ PYBIND11_MODULE(_C, m) {
   bind_options(m);
   bind_outputs(m);
   bind_engine(m);
+#if TACO_WITH_TESTING
+  bind_testing(m.def_submodule("testing", "The engine core over a scripted executor, for tests"));
+#endif
   m.def("cuda_available", &taco::cuda_device_available,
         "True when this build has the CUDA backend and sees a CUDA device.");
 }

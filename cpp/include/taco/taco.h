@@ -51,7 +51,7 @@ typedef struct taco_engine_options {
                                     // "float32", "bfloat16", "float16"
   const char* device;               // "auto", "cpu" ("cuda" when built with CUDA)
   uint64_t seed;                    // seed of the engine's generator for unseeded requests
-  int32_t block_size;               // KV block size in tokens: 8, 16 (default) or 32
+  int32_t block_size;               // KV block size in tokens, positive (16)
   int32_t max_num_seqs;             // sequences per step (256)
   int32_t max_num_batched_tokens;   // tokens per step (0: derived)
   int32_t max_model_len;            // context length (0: the model config's)

@@ -1,15 +1,16 @@
-// A deterministic Executor for engine tests. It keeps a fake KV cache (one int64 per slot that
-// encodes the token and position written there), applies swaps and copies as a real runner
-// must (swap out, swap in, copy, then the forward), and checks that every scheduled sequence
-// finds its whole computed prefix intact in the blocks it was given.
+// A deterministic Executor for engine tests, in C++ (engine_harness.h) and in Python (the core
+// under the Python API tests, bound as taco_llm._C.testing). It keeps a fake KV cache (one int64
+// per slot that encodes the token and position written there), applies swaps and copies as a
+// real runner must (swap out, swap in, copy, then the forward), and checks that every scheduled
+// sequence finds its whole computed prefix intact in the blocks it was given. A broken rule is
+// reported to FakeExecutorConfig::on_violation (default: throw std::logic_error).
 #pragma once
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <sstream>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ struct FakeExecutorConfig {
   std::function<int32_t(const Sequence&)> next_token;  // empty: default_next_token
   // For beam search requests: the candidates (token, logprob), descending, for a sequence.
   std::function<std::vector<TokenLogprob>(const Sequence&)> beam_candidates;
+  // Called with a description of each broken scheduling or KV rule; empty: throw logic_error.
+  std::function<void(const std::string&)> on_violation;
 };
 
 class FakeExecutor : public Executor {
@@ -69,12 +72,12 @@ class FakeExecutor : public Executor {
     for (const ScheduledSeq& ss : out.seqs) {
       check_layout(ss);
       const bool decode = ss.seq->len() - ss.num_computed == 1;
-      EXPECT_FALSE(decode && seen_prefill) << "decodes must come before prefill chunks";
+      check(!(decode && seen_prefill), "decodes must come before prefill chunks");
       seen_prefill |= !decode;
       tokens += ss.num_new;
       results.push_back(run_one(ss));
     }
-    EXPECT_EQ(tokens, out.num_batched_tokens);
+    check(tokens == out.num_batched_tokens, "num_batched_tokens differs from the scheduled sum");
     max_batched_tokens = std::max(max_batched_tokens, tokens);
     max_batch_seqs = std::max<int32_t>(max_batch_seqs, static_cast<int32_t>(out.seqs.size()));
     return results;
@@ -100,25 +103,46 @@ class FakeExecutor : public Executor {
     for (int32_t k = 0; k < bs; ++k) to[size_t(tb) * bs + k] = from[size_t(fb) * bs + k];
   }
 
+  // Reports a broken rule; returns ok.
+  bool check(bool ok, const std::string& what) {
+    if (ok) return true;
+    if (cfg_.on_violation) {
+      cfg_.on_violation(what);
+    } else {
+      throw std::logic_error("fake executor: " + what);
+    }
+    return false;
+  }
+
   void check_layout(const ScheduledSeq& ss) {
     const int32_t bs = cfg_.block_size;
     const Sequence& s = *ss.seq;
-    ASSERT_EQ(ss.seq_id, s.id);
-    ASSERT_GE(ss.num_new, 1);
-    ASSERT_LE(ss.num_computed + ss.num_new, s.len());
-    ASSERT_EQ(ss.do_sample, ss.num_computed + ss.num_new == s.len());
     const int32_t end = ss.num_computed + ss.num_new;
-    ASSERT_EQ(static_cast<int32_t>(ss.block_table.size()), (end + bs - 1) / bs);
-    ASSERT_EQ(static_cast<int32_t>(ss.slot_mapping.size()), ss.num_new);
+    if (!check(ss.seq_id == s.id, "seq_id differs from the sequence's id") ||
+        !check(ss.num_new >= 1, "a scheduled sequence computes no token") ||
+        !check(end <= s.len(), "scheduled past the sequence's length") ||
+        !check(ss.do_sample == (end == s.len()), "do_sample must be set exactly at the end") ||
+        !check(static_cast<int32_t>(ss.block_table.size()) == (end + bs - 1) / bs,
+               "block table size") ||
+        !check(static_cast<int32_t>(ss.slot_mapping.size()) == ss.num_new, "slot mapping size")) {
+      return;
+    }
     for (int32_t i = 0; i < ss.num_new; ++i) {
       const int32_t pos = ss.num_computed + i;
-      ASSERT_EQ(ss.slot_mapping[i], int64_t{ss.block_table[pos / bs]} * bs + pos % bs);
+      if (!check(ss.slot_mapping[i] == int64_t{ss.block_table[pos / bs]} * bs + pos % bs,
+                 "slot mapping disagrees with the block table")) {
+        return;
+      }
     }
     // The cached prefix must be exactly this sequence's tokens.
     for (int32_t pos = 0; pos < ss.num_computed; ++pos) {
       const int64_t slot = int64_t{ss.block_table[pos / bs]} * bs + pos % bs;
-      ASSERT_EQ(device_[slot], encode(s.token_at(pos), pos))
-          << "seq " << s.id << " position " << pos << " has wrong KV";
+      if (device_[slot] != encode(s.token_at(pos), pos)) {
+        std::ostringstream what;
+        what << "seq " << s.id << " position " << pos << " has wrong KV";
+        check(false, what.str());
+        return;
+      }
     }
   }
 
@@ -158,60 +182,5 @@ class FakeExecutor : public Executor {
   std::vector<int64_t> device_;
   std::vector<int64_t> cpu_;
 };
-
-// Accumulated outputs of one request, rebuilt from deltas as Python would.
-struct Collected {
-  std::vector<std::vector<int32_t>> tokens;  // by index
-  std::vector<FinishReason> finish;
-  std::vector<int32_t> stop_token;
-  std::vector<double> cumulative;
-  std::vector<std::vector<TokenLogprob>> prompt_logprobs;
-  int32_t num_prompt_logprob_deltas = 0;
-  int32_t num_cached_tokens = -1;
-  bool finished = false;
-  int32_t num_deltas_after_finish = 0;
-};
-
-inline void absorb(std::map<std::string, Collected>& acc, const std::vector<RequestDelta>& deltas) {
-  for (const RequestDelta& d : deltas) {
-    Collected& c = acc[d.request_id];
-    if (c.finished) ++c.num_deltas_after_finish;
-    if (c.num_cached_tokens < 0) c.num_cached_tokens = d.num_cached_tokens;
-    if (!d.prompt_logprobs.empty()) {
-      ++c.num_prompt_logprob_deltas;
-      c.prompt_logprobs = d.prompt_logprobs;
-    }
-    for (const SeqDelta& s : d.seqs) {
-      if (static_cast<int32_t>(c.tokens.size()) <= s.index) {
-        c.tokens.resize(s.index + 1);
-        c.finish.resize(s.index + 1, FinishReason::kNone);
-        c.stop_token.resize(s.index + 1, -1);
-        c.cumulative.resize(s.index + 1, 0);
-      }
-      if (s.replace) c.tokens[s.index].clear();
-      std::vector<int32_t>& toks = c.tokens[s.index];
-      toks.insert(toks.end(), s.new_token_ids.begin(), s.new_token_ids.end());
-      EXPECT_EQ(s.new_logprobs.size(), s.new_token_ids.size());
-      c.finish[s.index] = s.finish;
-      c.stop_token[s.index] = s.stop_token;
-      c.cumulative[s.index] = s.cumulative_logprob;
-    }
-    c.finished |= d.finished;
-  }
-}
-
-// Steps until idle (bounded), returning everything reported.
-inline std::map<std::string, Collected> run_all(Engine& e, int max_steps = 100000) {
-  std::map<std::string, Collected> acc;
-  for (int i = 0; i < max_steps && e.has_unfinished(); ++i) absorb(acc, e.step());
-  EXPECT_FALSE(e.has_unfinished()) << "engine did not drain";
-  return acc;
-}
-
-inline std::vector<int32_t> iota_prompt(int32_t n, int32_t start, int32_t vocab = 100) {
-  std::vector<int32_t> p(n);
-  for (int32_t i = 0; i < n; ++i) p[i] = (start + i * 7) % vocab;
-  return p;
-}
 
 }  // namespace taco::test

@@ -254,11 +254,16 @@ TEST(Scheduling, InfeasibleRequestsAreRejected) {
     }
     EXPECT_EQ(h.engine->num_unfinished(), queued_before ? 1 : 0);
   };
-  expect_reject("empty", {}, sampling(4), "prompt is empty");
+  expect_reject("empty", {}, sampling(4), "Prompt cannot be empty");
   expect_reject("long", iota_prompt(17, 0), sampling(4),
                 "prompt has 17 tokens, more than max_model_len 16");
-  expect_reject("neg", {1, -1}, sampling(4), "token id -1 at position 1 is out of range [0, 100)");
-  expect_reject("big", {1, 100}, sampling(4), "token id 100 at position 1");
+  expect_reject("neg", {1, -1}, sampling(4), "Token id -1 at position 1 is out of vocabulary");
+  expect_reject("big", {1, 100}, sampling(4), "Token id 100 at position 1");
+  SamplingOptions hot = sampling(4);
+  hot.top_p = 1.5f;
+  expect_reject("hot", iota_prompt(4, 0), hot, "request 'hot': top_p must be in (0, 1], got 1.5");
+  SamplingOptions few = sampling(4, 2, 1);
+  expect_reject("few", iota_prompt(4, 0), few, "best_of must be >= n, got 1");
   expect_reject("fat", iota_prompt(8, 0), sampling(8, 4), "KV blocks");
   SamplingOptions beam = sampling(8, 1, 3);
   beam.use_beam_search = true;
