@@ -84,7 +84,10 @@ def apply_chat_template(
 ) -> str:
     """The prompt text of one conversation."""
     if tokenizer is None:
-        raise ValueError("chat needs a tokenizer; this LLM was made with skip_tokenizer_init=True.")
+        raise ValueError(
+            "You cannot pass text prompts when `skip_tokenizer_init` is True: chat needs the "
+            "tokenizer's chat template."
+        )
     if continue_final_message and add_generation_prompt:
         raise ValueError(
             "Cannot set both continue_final_message and add_generation_prompt to True."

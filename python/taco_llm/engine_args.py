@@ -234,7 +234,13 @@ class EngineArgs:
         _positive_int("max_num_seqs", self.max_num_seqs, False)
         _positive_int("max_num_batched_tokens", self.max_num_batched_tokens, True)
         _positive_int("max_model_len", self.max_model_len, True)
-        _positive_int("max_logprobs", self.max_logprobs, False)
+        # vLLM allows 0: requests may then ask logprobs=0 (the sampled token's logprob only).
+        if (
+            not isinstance(self.max_logprobs, int)
+            or isinstance(self.max_logprobs, bool)
+            or self.max_logprobs < 0
+        ):
+            raise ValueError(f"max_logprobs must be an int >= 0, got {self.max_logprobs!r}.")
         if self.preemption_mode not in (None, "recompute", "swap"):
             raise ValueError(
                 "preemption_mode must be None, 'recompute' or 'swap', "

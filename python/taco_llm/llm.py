@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 from taco_llm.chat_utils import apply_chat_template, load_chat_template, parse_conversations
 from taco_llm.engine_args import EngineArgs
 from taco_llm.engine_loop import run_requests
 from taco_llm.inputs import ParsedPrompt, parse_prompts
 from taco_llm.logits_processors import LogitsProcessorRegistry
+from taco_llm.metrics import FrontendStats, Metric, build_metrics
 from taco_llm.outputs import BeamSearchOutput, BeamSearchSequence, RequestOutput
 from taco_llm.request_builder import RequestBuilder, pair_params
 from taco_llm.sampling_params import BeamSearchParams, SamplingParams
@@ -31,12 +35,51 @@ def _refuse(name: str, value: Any) -> None:
         raise NotImplementedError(f"{name} is not supported by taco_llm yet (got {value!r}).")
 
 
+def _deprecate_legacy_kwargs(*names: str, advice: str) -> Callable[[Callable], Callable]:
+    """vLLM 0.6's deprecation of legacy keyword arguments: while DEPRECATE_LEGACY is set,
+    a call that passes any of `names` by keyword (whatever its value) warns with a
+    DeprecationWarning pointing at the caller. Positional use does not warn."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            used = sorted(set(kwargs) & set(names))
+            if used and getattr(args[0] if args else LLM, "DEPRECATE_LEGACY", False):
+                warnings.warn(
+                    DeprecationWarning(
+                        f"The keyword arguments {used} are deprecated and will be removed in a "
+                        f"future update. {advice}"
+                    ),
+                    stacklevel=2,
+                )
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
 class LLM:
     """An LLM for offline inference: a tokenizer, the C++ engine (model, paged KV cache,
     scheduler) and the loop that turns batches of prompts into RequestOutputs.
 
     Arguments are vLLM 0.6's (see EngineArgs for **kwargs). A non-default value for a feature
     taco_llm does not build yet raises NotImplementedError naming it."""
+
+    # vLLM 0.6: when True, generate() warns on the legacy `prompt_token_ids=` keyword.
+    DEPRECATE_LEGACY: ClassVar[bool] = False
+
+    @classmethod
+    @contextmanager
+    def deprecate_legacy_api(cls) -> Iterator[None]:
+        """Within this block, the legacy generate() keyword arguments warn (DEPRECATE_LEGACY
+        is True); the previous value comes back on exit, on an exception too."""
+        previous = cls.DEPRECATE_LEGACY
+        cls.DEPRECATE_LEGACY = True
+        try:
+            yield
+        finally:
+            cls.DEPRECATE_LEGACY = previous
 
     def __init__(
         self,
@@ -97,6 +140,7 @@ class LLM:
         )
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
         self._request_counter = itertools.count()
+        self._stats = FrontendStats()
 
     # ---- tokenizer ----
 
@@ -108,6 +152,9 @@ class LLM:
 
     # ---- generation ----
 
+    @_deprecate_legacy_kwargs(
+        "prompt_token_ids", advice="Please use the 'prompts' parameter instead."
+    )
     def generate(
         self,
         prompts: Any = None,
@@ -225,6 +272,8 @@ class LLM:
             self._logits_processors,
         )
         ids = [str(next(self._request_counter)) for _ in prompts]
+        requests = []
+        outputs = None
         try:
             requests = builder.build(prompts, params, ids)
             if edit_options is not None:
@@ -236,13 +285,22 @@ class LLM:
             async_output = (
                 not self.engine_args.disable_async_output_proc and info["device"] != "cpu"
             )
-            return run_requests(self._engine, requests, use_tqdm, async_output)
+            outputs = run_requests(self._engine, requests, use_tqdm, async_output)
+            return outputs
         finally:
             self._logits_processors.clear()
+            self._stats.record([r.state for r in requests], outputs)
 
     # ---- engine state ----
 
-    def get_metrics(self) -> dict[str, Any]:
-        """The engine's counters: preemptions, prefix-cache queries and hits, KV blocks in use,
-        running / waiting / swapped requests, steps and tokens computed."""
-        return dict(self._engine.metrics())
+    def get_metrics(self) -> list[Metric]:
+        """The engine's metrics as current vLLM returns them: a list of Counter / Gauge objects
+        (taco_llm.metrics) with vLLM's names where vLLM has the quantity (requests running and
+        waiting, KV cache usage, prefix-cache queries and hits, preemptions, prompt and
+        generation tokens, finished requests) and `taco:` names for the engine's own (swapping,
+        steps, blocks). docs/metrics.md lists them."""
+        served = self.engine_args.served_model_name
+        if isinstance(served, (list, tuple)):
+            served = served[0] if served else None
+        name = served or self.engine_args.model
+        return build_metrics(dict(self._engine.metrics()), self._stats, str(name))

@@ -130,11 +130,14 @@ class SequenceState:
             self.stop_reason = stop_token
 
     def to_output(self) -> CompletionOutput:
+        # As vLLM 0.6 (beam search and best_of included): the cumulative logprob is reported
+        # only when logprobs were asked for; it still ranks best_of and beams internally.
+        wanted = self.req.params.logprobs is not None
         return CompletionOutput(
             index=self.index,
             text=self.text,
             token_ids=list(self.token_ids),
-            cumulative_logprob=self.cumulative_logprob,
+            cumulative_logprob=self.cumulative_logprob if wanted else None,
             logprobs=self.logprobs,
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,

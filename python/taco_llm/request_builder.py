@@ -12,6 +12,9 @@ from taco_llm.logits_processors import LogitsProcessorRegistry
 from taco_llm.output_processor import RequestState
 from taco_llm.sampling_params import SamplingParams, to_engine_options
 
+# vLLM's message for a text prompt given to an LLM made with skip_tokenizer_init=True.
+SKIP_TOKENIZER_TEXT = "You cannot pass text prompts when `skip_tokenizer_init` is True"
+
 
 @dataclass
 class EngineRequest:
@@ -83,14 +86,18 @@ class RequestBuilder:
             ids = prompt.token_ids
         elif self.tokenizer is None:
             raise ValueError(
-                f"prompts[{i}] is text, but skip_tokenizer_init=True: give prompt_token_ids."
+                f"{SKIP_TOKENIZER_TEXT}: prompts[{i}] is text; give its token ids "
+                "(a TokensPrompt or prompt_token_ids)."
             )
         else:
             ids = self.tokenizer.encode(prompt.text)
         if p.truncate_prompt_tokens is not None:
             ids = ids[-p.truncate_prompt_tokens :]
         if not ids:
-            raise ValueError(f"prompts[{i}] is empty: a prompt needs at least one token.")
+            raise ValueError(
+                f"Prompt cannot be empty: prompts[{i}] has no tokens (the decoder prompt cannot "
+                "be empty; it needs at least one token)."
+            )
         if len(ids) >= self.max_model_len:
             raise ValueError(
                 f"prompts[{i}] has {len(ids)} tokens, too long for max_model_len="
@@ -99,7 +106,8 @@ class RequestBuilder:
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
             raise ValueError(
-                f"prompts[{i}] has token id {bad}, outside the vocabulary [0, {self.vocab_size})."
+                f"Token id {bad} is out of vocabulary: prompts[{i}] has it, outside "
+                f"[0, {self.vocab_size})."
             )
         return list(ids)
 
@@ -107,8 +115,8 @@ class RequestBuilder:
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
             raise ValueError(
-                f"sampling_params[{i}].{field} has token id {bad}, outside the vocabulary "
-                f"[0, {self.vocab_size})."
+                f"sampling_params[{i}].{field} contains out-of-vocab token id {bad} (token id "
+                f"{bad} is out of vocabulary [0, {self.vocab_size}))."
             )
 
     def _check_params(self, p: SamplingParams, i: int) -> None:
@@ -119,6 +127,7 @@ class RequestBuilder:
             value = getattr(p, name)
             if value is not None and value > self.max_logprobs:
                 raise ValueError(
+                    f"Cannot request more than {self.max_logprobs} logprobs: "
                     f"sampling_params[{i}].{name}={value} is above max_logprobs="
                     f"{self.max_logprobs} (raise it with LLM(max_logprobs=...))."
                 )

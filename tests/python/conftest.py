@@ -11,7 +11,9 @@ if os.environ.get("TACO_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
-@pytest.fixture(scope="session")
+# Module scope is enough: the directory is converted once and cached on disk, so later lookups
+# only check its completion marker.
+@pytest.fixture(scope="module")
 def smol_model_dir() -> str:
     from taco_llm.default_model import default_model_dir
 

@@ -140,6 +140,10 @@ class Engine:
         self.added: list[str] = []
         self.finish_calls: list[tuple[str, int]] = []
         self.num_steps = 0
+        self.num_generated_tokens = 0
+        self.num_prompt_tokens_computed = 0
+        # Set by tests: values metrics() reports in place of its own (e.g. num_preemptions).
+        self.metric_overrides: dict[str, int] = {}
         self.interrupt_at_step: int | None = None
         self._in_step = threading.Lock()
 
@@ -182,7 +186,26 @@ class Engine:
         return len(self.requests)
 
     def metrics(self) -> dict:
-        return {"num_steps": self.num_steps, "num_running": len(self.requests), "num_waiting": 0}
+        """The real engine's keys. What the fake does not model (preemption, prefix caching,
+        blocks) reads 0 unless a test sets it in metric_overrides."""
+        running = sum(r.started for r in self.requests.values())
+        out = {
+            "num_preemptions": 0,
+            "prefix_cache_queries": 0,
+            "prefix_cache_hits": 0,
+            "num_swapped_out": 0,
+            "num_running": running,
+            "num_waiting": len(self.requests) - running,
+            "num_swapped": 0,
+            "kv_blocks_used": 0,
+            "kv_blocks_total": self.model_info["num_device_blocks"],
+            "cpu_blocks_used": 0,
+            "num_steps": self.num_steps,
+            "num_generated_tokens": self.num_generated_tokens,
+            "num_prompt_tokens_computed": self.num_prompt_tokens_computed,
+        }
+        out.update(self.metric_overrides)
+        return out
 
     def step(self) -> list[RequestDelta]:
         with self._in_step:
@@ -203,6 +226,7 @@ class Engine:
         delta = RequestDelta(req.rid, [])
         if not req.started:
             req.started = True
+            self.num_prompt_tokens_computed += len(req.prompt)
             if req.opts.prompt_logprobs >= 0:
                 delta.prompt_logprobs = [
                     _top(tok, req.opts.prompt_logprobs, first=tok) for tok in req.prompt[1:]
@@ -228,6 +252,7 @@ class Engine:
         step = len(s.output)
         tok = s.planned[min(step, len(s.planned) - 1)]
         s.output.append(tok)
+        self.num_generated_tokens += 1
         lp = -0.5 - 0.1 * s.index
         s.cumulative += lp
         top = [_top(tok, opts.logprobs)] if opts.logprobs >= 0 else []

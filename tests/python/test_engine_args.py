@@ -115,6 +115,7 @@ def test_not_built(model_dir, kwargs, name):
         ({"seed": 1.5}, "seed"),
         ({"load_format": "zip"}, "load_format"),
         ({"cpu_kvcache_space_gib": -1}, "cpu_kvcache_space_gib"),
+        ({"max_logprobs": -1}, "max_logprobs"),
     ],
 )
 def test_bad_values(model_dir, kwargs, name):

@@ -1,4 +1,4 @@
-"""The engine on a CUDA GPU (issue 7), run by `make gpu-check` on a GPU machine (TACO_TEST_GPU=1:
+"""The engine on a CUDA GPU, run by `make gpu-check` on a GPU machine (TACO_TEST_GPU=1:
 elsewhere conftest.py hides GPUs from the suite); every test skips where this build has no CUDA
 backend or sees no device. HF transformers on the same GPU is the
 oracle: fp32 greedy token ids must match it exactly (TF32 off on both sides)."""
@@ -109,7 +109,7 @@ def test_fp32_greedy_matches_hf_on_gpu(smol_model_dir, prompts, hf_fp32, enforce
     assert llm.model_info["device"] == "cuda"
     try:
         got = engine_greedy(llm, prompts, 32)
-        # Without logprobs, greedy tokens and cumulative logprobs come from the device argmax.
+        # Without logprobs, greedy tokens come from the device argmax.
         plain = SamplingParams(temperature=0.0, max_tokens=32, ignore_eos=True)
         fast = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], plain)
     finally:
@@ -119,7 +119,7 @@ def test_fp32_greedy_matches_hf_on_gpu(smol_model_dir, prompts, hf_fp32, enforce
         assert ids == want_ids, f"prompt {i}: {TEXTS[i]!r}"
         assert max(abs(a - b) for a, b in zip(lps, want_lps)) < 2e-3
         assert list(fast[i].outputs[0].token_ids) == want_ids
-        assert abs(fast[i].outputs[0].cumulative_logprob - sum(want_lps)) < 1e-2
+        assert fast[i].outputs[0].cumulative_logprob is None  # vLLM 0.6: no logprobs asked
 
 
 @needs_gpu
@@ -196,11 +196,11 @@ def test_swap_preemption_on_gpu_keeps_outputs(smol_model_dir, prompts):
     )
     try:
         got = [o.outputs[0].token_ids for o in tight.generate(many, params, use_tqdm=False)]
-        metrics = tight.get_metrics()
+        metrics = {m.name: m.value for m in tight.get_metrics()}
     finally:
         del tight
         _release()
-    assert metrics["num_preemptions"] > 0
+    assert metrics["vllm:num_preemptions"] > 0
     assert got == want
 
 
@@ -247,9 +247,10 @@ def test_device_sampling_agrees_with_the_cpu_sampler(smol_model_dir, prompts):
     for i, (g, c) in enumerate(zip(gpu, cpu)):
         g, c = g.outputs[0], c.outputs[0]
         assert g.token_ids == c.token_ids, f"prompt {i}"
-        assert abs(g.cumulative_logprob - c.cumulative_logprob) < 1e-2
         if settings[i].logprobs is None:
+            assert g.cumulative_logprob is None and c.cumulative_logprob is None
             continue
+        assert abs(g.cumulative_logprob - c.cumulative_logprob) < 1e-2
         for step_g, step_c in zip(g.logprobs, c.logprobs):
             assert list(step_g) == list(step_c), f"prompt {i}: top ids"
             for tok, lp in step_c.items():

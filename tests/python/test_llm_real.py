@@ -118,7 +118,8 @@ def test_errors_leave_nothing_queued(smol_llm):
         smol_llm.generate(["ok", ""], use_tqdm=False)
     with pytest.raises(ValueError):
         smol_llm.generate([[1, 2, 10**7]], use_tqdm=False)
-    assert smol_llm.get_metrics()["num_running"] == 0
+    running = [m.value for m in smol_llm.get_metrics() if m.name == "vllm:num_requests_running"]
+    assert running == [0]
     assert not smol_llm._engine.has_unfinished()
     assert smol_llm.generate("ok", SamplingParams(max_tokens=1), use_tqdm=False)
 

@@ -6,6 +6,7 @@ import pytest
 pytest.importorskip("taco_llm._C", reason="the compiled engine is not built")
 
 from taco_llm import LLM, SamplingParams, TokensPrompt  # noqa: E402
+from taco_llm.metrics import Counter, Gauge  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +26,18 @@ def prompts(smol_model_dir):
         "The quick brown fox jumps over the lazy dog. " * 4,
     ]
     return [TokensPrompt(prompt_token_ids=tok(t)["input_ids"]) for t in texts]
+
+
+def _metrics(llm) -> dict[str, float]:
+    """Read as vLLM users do: one loop over llm.get_metrics(), name -> value."""
+    values = {}
+    for m in llm.get_metrics():
+        assert isinstance(m, (Counter, Gauge)), m
+        if m.name == "vllm:request_success":
+            values[f"{m.name}:{m.labels['finished_reason']}"] = m.value
+        else:
+            values[m.name] = m.value
+    return values
 
 
 def _run(model_dir, prompts, **engine_kwargs):
@@ -63,8 +76,16 @@ def test_prefix_caching_keeps_outputs_and_reports_hits(smol_model_dir, prompts, 
         assert o.num_cached_tokens < n  # the last prompt token is always recomputed
         if n > block:  # at least one full block was computed before, so it must hit
             assert o.num_cached_tokens > 0
-    metrics = llm.get_metrics()
-    assert 0 < metrics["prefix_cache_hits"] <= metrics["prefix_cache_queries"]
+    m = _metrics(llm)
+    assert 0 < m["vllm:prefix_cache_hits"] <= m["vllm:prefix_cache_queries"]
+    # vLLM counts every prompt token, cached ones included; the engine computed the rest.
+    prompt_tokens = 2 * sum(len(p["prompt_token_ids"]) for p in prompts)
+    assert m["vllm:prompt_tokens"] == m["vllm:prefix_cache_queries"] == prompt_tokens
+    assert m["taco:prompt_tokens_computed"] == prompt_tokens - m["vllm:prefix_cache_hits"]
+    assert m["vllm:generation_tokens"] == sum(len(o.outputs[0].token_ids) for o in first + again)
+    assert m["vllm:request_success:stop"] + m["vllm:request_success:length"] == 2 * len(prompts)
+    assert m["vllm:num_requests_running"] == m["vllm:num_requests_waiting"] == 0
+    assert 0.0 <= m["vllm:kv_cache_usage_perc"] <= 1.0
 
 
 @pytest.mark.parametrize("mode", ["recompute", "swap"])
@@ -87,7 +108,8 @@ def test_tiny_kv_cache_preempts_and_keeps_outputs(smol_model_dir, prompts, mode)
     )
     outs = tiny.generate(prompts, long_greedy, use_tqdm=False)
     assert [list(o.outputs[0].token_ids) for o in outs] == reference
-    metrics = tiny.get_metrics()
-    assert metrics["num_preemptions"] > 0
+    m = _metrics(tiny)
+    assert m["vllm:num_preemptions"] > 0
+    assert m["taco:kv_blocks_total"] == 10 and m["vllm:kv_cache_usage_perc"] == 0.0
     if mode == "swap":
-        assert metrics["num_swapped_out"] > 0
+        assert m["taco:num_swapped_out"] > 0
