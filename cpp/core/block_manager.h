@@ -28,6 +28,7 @@ class BlockManager {
                bool enable_prefix_caching);
 
   int32_t block_size() const { return block_size_; }
+  bool prefix_caching() const { return caching_; }
   const BlockPool& device() const { return device_; }
   const BlockPool& cpu() const { return cpu_; }
   bool can_allocate(int32_t n) const { return device_.num_free() >= n; }

@@ -219,7 +219,8 @@ bool Scheduler::try_admit(Request* r, Step& step) {
     }
     return false;
   }
-  stats_.prefix_cache_queries += queried;
+  // As vLLM: lookups count only when there is a cache to look in.
+  if (blocks_.prefix_caching()) stats_.prefix_cache_queries += queried;
   stats_.prefix_cache_hits += hits;
   if (!r->cache_reported) {
     r->cache_reported = true;

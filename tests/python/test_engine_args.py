@@ -1,11 +1,10 @@
 """EngineArgs: vLLM 0.6 names and defaults, ValueError for bad values, NotImplementedError for
 features not built, TypeError for unknown arguments, and the conversion to EngineOptions."""
 
-import fake_engine
 import pytest
 import torch
 
-from taco_llm import EngineArgs
+from taco_llm import _C, EngineArgs
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def test_defaults(model_dir):
         0.9,
     )
     assert a.max_seq_len_to_capture == 8192 and a.max_logprobs == 20 and a.enforce_eager is None
-    o = a.to_engine_options(fake_engine.EngineOptions)
+    o = a.to_engine_options(_C.EngineOptions)
     assert (o.model, o.dtype, o.device, o.block_size, o.max_num_seqs) == (
         model_dir,
         "auto",
@@ -33,6 +32,7 @@ def test_defaults(model_dir):
     )
     assert (o.max_num_batched_tokens, o.max_model_len, o.num_gpu_blocks_override) == (0, 0, 0)
     assert o.preemption_mode == "recompute" and o.swap_space_gib == 4.0 and not o.enforce_eager
+    o.validate()  # the engine's own checks accept the converted options
 
 
 def test_conversion(model_dir):
@@ -53,7 +53,7 @@ def test_conversion(model_dir):
         device="cpu",
         cpu_kvcache_space_gib=1.5,
     )
-    o = a.to_engine_options(fake_engine.EngineOptions)
+    o = a.to_engine_options(_C.EngineOptions)
     assert (o.dtype, o.seed, o.max_model_len, o.block_size) == ("bfloat16", 7, 512, 32)
     assert o.enable_prefix_caching and o.enable_chunked_prefill and o.enforce_eager
     assert (o.max_num_batched_tokens, o.preemption_mode, o.num_gpu_blocks_override) == (
@@ -63,6 +63,7 @@ def test_conversion(model_dir):
     )
     assert (o.max_seq_len_to_capture, o.swap_space_gib, o.device) == (1024, 0.0, "cpu")
     assert o.cpu_kvcache_space_gib == 1.5
+    o.validate()
     assert EngineArgs(model=model_dir, dtype="half").dtype == "float16"
     assert EngineArgs(model=model_dir, dtype="float").dtype == "float32"
 

@@ -1,10 +1,9 @@
 """SamplingParams: vLLM's defaults, every validation rule (ValueError naming the field),
 normalization, and the conversion to the engine's SamplingOptions."""
 
-import fake_engine
 import pytest
 
-from taco_llm import BeamSearchParams, RequestOutputKind, SamplingParams, SamplingType
+from taco_llm import _C, BeamSearchParams, RequestOutputKind, SamplingParams, SamplingType
 from taco_llm.sampling_params import to_engine_options
 
 
@@ -137,20 +136,21 @@ def test_to_engine_options():
         allowed_token_ids=[1, 2, 3],
         logit_bias={9: -3.0, 4: 1.0},
     )
-    o = to_engine_options(
-        p, fake_engine.SamplingOptions, max_tokens=10, bad_words_token_ids=[[5, 6]]
-    )
+    o = to_engine_options(p, _C.SamplingOptions, max_tokens=10, bad_words_token_ids=[[5, 6]])
     assert (o.n, o.best_of, o.top_k, o.max_tokens, o.min_tokens) == (2, 3, 40, 10, 10)
     assert o.temperature == pytest.approx(0.7) and o.top_p == pytest.approx(0.9)
     assert o.seed == -5 % 2**40 and o.stop_token_ids == [7] and o.ignore_eos
     assert (o.logprobs, o.prompt_logprobs) == (3, 0)
     assert o.logit_bias == [(4, 1.0), (9, -3.0)] and o.allowed_token_ids == [1, 2, 3]
     assert o.bad_words_token_ids == [[5, 6]]
-    d = to_engine_options(SamplingParams(seed=-7), fake_engine.SamplingOptions, 16)
+    o.validate()  # the engine's own checks accept the converted options
+    d = to_engine_options(SamplingParams(seed=-7), _C.SamplingOptions, 16)
     assert (d.logprobs, d.prompt_logprobs, d.seed) == (-1, -1, 2**64 - 7)
     b = SamplingParams(use_beam_search=True, n=2, temperature=0, early_stopping="never")
-    ob = to_engine_options(b, fake_engine.SamplingOptions, 16)
+    ob = to_engine_options(b, _C.SamplingOptions, 16)
     assert ob.use_beam_search and ob.early_stopping == 2 and ob.temperature == 0.0
+    d.validate()
+    ob.validate()
 
 
 @pytest.mark.parametrize(

@@ -1,35 +1,45 @@
-"""LLM logic over a fake engine (tests/python/fake_engine.py): input parsing and validation,
-output order, n / best_of, stop strings and stop ids, logprob shapes, error cleanup and
-KeyboardInterrupt. The real tokenizer is used; no model runs."""
+"""LLM logic over the real engine core without a model (tests/python/core_engine.py: the C++
+scheduler, KV blocks, stops and n / best_of over a scripted executor): input parsing and
+validation, output order, n / best_of, stop strings and stop ids, logprob shapes, error cleanup
+and KeyboardInterrupt. The real tokenizer is used."""
 
 import gc
 import inspect
 import weakref
 
-import fake_engine
+import core_engine
 import pytest
+from core_engine import PROMPT_LOGPROB, cumulative_logprob, default_script, sampled_logprob
 
 import taco_llm.llm as llm_module
 from taco_llm import LLM, SamplingParams, TextPrompt, TokensPrompt
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["async", "sync"])
-def fake_llm(request, smol_model_dir):
-    mod = fake_engine.fake_module(step_delay_s=0.0005)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(llm_module, "_load_engine_module", lambda: mod)
-        llm = LLM(model=smol_model_dir, disable_async_output_proc=request.param)
-    if not request.param:
+def _make_llm(model_dir, sync, engine_kwargs=None, **kwargs):
+    engine_kwargs = {"step_delay_s": 0.0005, **(engine_kwargs or {})}
+    llm = core_engine.make_llm(model_dir, engine_kwargs, disable_async_output_proc=sync, **kwargs)
+    if not sync:
         # Async output processing runs on GPU engines only (as in vLLM): pose as one.
         llm.model_info["device"] = "cuda"
-    yield llm
+    return llm
+
+
+def _sibling(llm, engine_kwargs=None, **kwargs):
+    """Another LLM like `llm` (same model, same output mode) with other arguments."""
+    sync = llm.engine_args.disable_async_output_proc
+    return _make_llm(llm.engine_args.model, sync, engine_kwargs, **kwargs)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["async", "sync"])
+def core_llm(request, smol_model_dir):
+    yield _make_llm(smol_model_dir, request.param)
 
 
 @pytest.fixture
-def llm(fake_llm):
-    engine = fake_llm._engine
-    yield fake_llm
-    engine.script = fake_engine.default_script
+def llm(core_llm):
+    engine = core_llm._engine
+    yield core_llm
+    engine.script = default_script
     engine.interrupt_at_step = None
     assert not engine.has_unfinished(), "a call left requests in the engine"
 
@@ -80,11 +90,9 @@ def test_signature_matches_seed():
 
 def test_outputs_in_input_order(llm):
     prompts = [f"Prompt number {i}" for i in range(7)]
-    llm._engine.options.max_num_seqs = 3  # later prompts wait, then finish later
-    try:
-        outs = llm.generate(prompts, SamplingParams(max_tokens=3), use_tqdm=False)
-    finally:
-        llm._engine.options.max_num_seqs = 256
+    small = _sibling(llm, max_num_seqs=3)  # later prompts wait, then finish later
+    outs = small.generate(prompts, SamplingParams(max_tokens=3), use_tqdm=False)
+    assert small._engine.peak_running == 3
     assert [o.prompt for o in outs] == prompts
     assert all(o.finished and len(o.outputs[0].token_ids) == 3 for o in outs)
     assert all(o.outputs[0].finish_reason == "length" for o in outs)
@@ -124,23 +132,29 @@ def test_n_returns_distinct_indices(llm):
 def test_best_of_returns_n_best(llm):
     sp = SamplingParams(n=2, best_of=4, max_tokens=3, logprobs=0)
     (out,) = llm.generate("Hi", sp, use_tqdm=False)
-    assert [c.index for c in out.outputs] == [0, 1]
-    # The fake scores sequence i at -0.5 - 0.1 i per token: 0 and 1 are the best.
-    assert out.outputs[0].cumulative_logprob == pytest.approx(-1.5)
+    # The n best by the executor's logprobs, each keeping its position among the best_of.
+    cum = {i: cumulative_logprob(default_script(out.prompt_token_ids, i)[:3], i) for i in range(4)}
+    best = sorted(cum, key=lambda i: -cum[i])[:2]
+    assert [c.index for c in out.outputs] == best
+    assert [c.cumulative_logprob for c in out.outputs] == pytest.approx([cum[i] for i in best])
     assert out.outputs[0].text == llm.get_tokenizer().decode(out.outputs[0].token_ids)
 
 
 def test_best_of_ranks_after_stop_strings_end_sequences(llm):
     tok = llm.get_tokenizer()
     stop = tok.encode(" STOP", add_special_tokens=False)
-    word = tok.encode(" go", add_special_tokens=False)
+    word = tok.encode(" more", add_special_tokens=False)
     llm._engine.script = lambda p, i: stop + word * 8 if i == 2 else word * 8
     params = SamplingParams(n=2, best_of=4, max_tokens=6, stop=["STOP"], logprobs=0)
     (out,) = llm.generate("Hi", params, use_tqdm=False)
-    # Sequence 2 stopped early, so its cumulative logprob (-0.7 per token) is the best; vLLM 0.6
-    # keeps each returned sequence's position among the best_of as its index.
-    assert [c.index for c in out.outputs] == [2, 0]
+    # Sequence 2 stopped early: its cumulative logprob sums only the tokens up to the stop
+    # string, which makes it the best here; vLLM 0.6 keeps each returned sequence's position
+    # among the best_of as its index.
+    cum = {i: cumulative_logprob((word * 8)[:6], i) for i in (0, 1, 3)}
+    cum[2] = cumulative_logprob(stop, 2)
+    assert [c.index for c in out.outputs] == sorted(cum, key=lambda i: -cum[i])[:2] == [2, 0]
     best = out.outputs[0]
+    assert best.token_ids == stop
     assert best.finish_reason == "stop" and best.stop_reason == "STOP"
     assert best.cumulative_logprob == pytest.approx(
         sum(e[t].logprob for t, e in zip(best.token_ids, best.logprobs))
@@ -149,12 +163,9 @@ def test_best_of_ranks_after_stop_strings_end_sequences(llm):
 
 
 def test_max_tokens_none_runs_to_max_model_len(llm):
-    llm._engine.script = lambda p, i: [300] * 10000
-    llm.model_info["max_model_len"] = 40
-    try:
-        (out,) = llm.generate([[5] * 30], SamplingParams(max_tokens=None), use_tqdm=False)
-    finally:
-        llm.model_info["max_model_len"] = 8192
+    short = _sibling(llm, {"script": lambda p, i: [300] * 10000}, max_model_len=40)
+    assert short.model_info["max_model_len"] == 40
+    (out,) = short.generate([[5] * 30], SamplingParams(max_tokens=None), use_tqdm=False)
     assert len(out.outputs[0].token_ids) == 10
     assert out.outputs[0].finish_reason == "length"
 
@@ -184,12 +195,14 @@ def test_stop_string_one_token_before_max_tokens(llm):
 
 def test_stop_string_waits_for_min_tokens(llm):
     tok = llm.get_tokenizer()
-    llm._engine.script = _script_text(tok, "a b a b a b a b")
+    ids = tok.encode("a b a b a b a b", add_special_tokens=False)
+    llm._engine.script = lambda prompt, index: ids + [2]
     sp = SamplingParams(stop=["a"], min_tokens=3, logprobs=0)
     (out,) = llm.generate("Q", sp, use_tqdm=False)
     assert out.outputs[0].text == "a b "  # the first "a" came before min_tokens
-    assert len(out.outputs[0].token_ids) == 3
-    assert out.outputs[0].cumulative_logprob == pytest.approx(-1.5)  # no token after the stop
+    assert out.outputs[0].token_ids == ids[:3]
+    # No token after the stop counts (with async output the engine may compute one more).
+    assert out.outputs[0].cumulative_logprob == pytest.approx(cumulative_logprob(ids[:3], 0))
 
 
 def test_eos_and_stop_token_ids(llm):
@@ -214,16 +227,20 @@ def test_logprobs_shapes(llm):
     sp = SamplingParams(max_tokens=3, logprobs=2, prompt_logprobs=1)
     (out,) = llm.generate("The capital of France", sp, use_tqdm=False)
     c = out.outputs[0]
+    assert c.token_ids == default_script(out.prompt_token_ids, 0)[:3]
     assert len(c.logprobs) == 3
     for tok_id, entry in zip(c.token_ids, c.logprobs):
-        assert tok_id in entry and len(entry) <= 3
-        assert entry[tok_id].rank == 1 and entry[tok_id].logprob == pytest.approx(-0.5)
+        # The executor's top list is the sampled token, then token + 1, ... each 1.0 lower.
+        assert list(entry) == [tok_id, tok_id + 1]
+        lp = sampled_logprob(tok_id, 0)
+        assert entry[tok_id].rank == 1 and entry[tok_id].logprob == pytest.approx(lp)
+        assert entry[tok_id + 1].rank == 2 and entry[tok_id + 1].logprob == pytest.approx(lp - 1)
         assert entry[tok_id].decoded_token == llm.get_tokenizer().decode([tok_id])
     assert len(out.prompt_logprobs) == len(out.prompt_token_ids)
     assert out.prompt_logprobs[0] is None
     for tok_id, entry in zip(out.prompt_token_ids[1:], out.prompt_logprobs[1:]):
-        assert entry[tok_id].logprob == pytest.approx(-1.0)
-    assert c.cumulative_logprob == pytest.approx(-1.5)
+        assert entry[tok_id].logprob == pytest.approx(PROMPT_LOGPROB)
+    assert c.cumulative_logprob == pytest.approx(cumulative_logprob(c.token_ids, 0))
 
 
 def test_bad_input_leaves_nothing_queued(llm):
@@ -249,27 +266,20 @@ def test_bad_input_leaves_nothing_queued(llm):
 
 def test_engine_rejection_aborts_earlier_requests(llm):
     engine = llm._engine
-    original = engine.add_request
-    calls = []
-
-    def reject_second(rid, prompt, opts):
-        calls.append(rid)
-        if len(calls) == 2:
-            raise ValueError("request can never fit the KV cache")
-        original(rid, prompt, opts)
-
-    engine.add_request = reject_second
-    try:
-        with pytest.raises(ValueError, match="KV cache"):
-            llm.generate(["a", "b", "c"], use_tqdm=False)
-    finally:
-        del engine.add_request
+    before = len(engine.added)
+    # Nine sequences of up to 8100 tokens can never fit the 4096 blocks of 16 tokens: the
+    # engine rejects the second request after queueing the first.
+    small = SamplingParams(max_tokens=4)
+    sps = [small, SamplingParams(n=9, max_tokens=8100), small]
+    with pytest.raises(ValueError, match="more than the 4096 the cache holds"):
+        llm.generate(["a", "b", "c"], sps, use_tqdm=False)
+    assert len(engine.added) == before + 1
     assert not engine.has_unfinished()
 
 
 def test_keyboard_interrupt_aborts_and_next_call_works(llm):
     engine = llm._engine
-    engine.interrupt_at_step = engine.num_steps + 3
+    engine.interrupt_at_step = engine.num_step_calls + 3
     with pytest.raises(KeyboardInterrupt):
         llm.generate(["a", "b", "c"], SamplingParams(max_tokens=50), use_tqdm=False)
     assert not engine.has_unfinished()
@@ -334,7 +344,7 @@ def test_metrics_and_beam_search(llm):
 
 
 def test_del_releases_engine(smol_model_dir, monkeypatch):
-    mod = fake_engine.fake_module()
+    mod = core_engine.module()
     monkeypatch.setattr(llm_module, "_load_engine_module", lambda: mod)
     llm = LLM(model=smol_model_dir)
     llm.generate(["a", "b"], SamplingParams(max_tokens=2), use_tqdm=False)
@@ -363,9 +373,8 @@ def test_detokenize_off(llm):
     assert all(e[t].decoded_token is None for t, e in zip(c.token_ids, c.logprobs))
 
 
-def test_skip_tokenizer_init(smol_model_dir, monkeypatch):
-    monkeypatch.setattr(llm_module, "_load_engine_module", lambda: fake_engine.fake_module())
-    llm = LLM(model=smol_model_dir, skip_tokenizer_init=True)
+def test_skip_tokenizer_init(smol_model_dir):
+    llm = core_engine.make_llm(smol_model_dir, skip_tokenizer_init=True)
     assert llm.get_tokenizer() is None
     (out,) = llm.generate(TokensPrompt(prompt_token_ids=[1, 2, 3]), use_tqdm=False)
     assert out.outputs[0].text == "" and len(out.outputs[0].token_ids) == 16
