@@ -1,6 +1,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 
 #include "cpu/activation.h"
+#include "cpu/isa.h"
 
 #include "cpu/parallel.h"
 
@@ -11,6 +12,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 // out[0..n) = round(round(silu(gate)) * up): HF applies the activation and the product as two
@@ -51,4 +53,5 @@ void silu_and_mul(const SiluAndMulParams& p) {
   dispatch(p.dtype, [&]<typename T>() { silu_and_mul_impl<T>(p); });
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -1,13 +1,17 @@
 // SiLU-and-mul on the CPU (params: taco/kernels/activation.h).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "taco/kernels/activation.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 using kernels::SiluAndMulParams;
 
 // out = silu(gate) * up, each product rounded to the model dtype as HF computes it.
 void silu_and_mul(const SiluAndMulParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

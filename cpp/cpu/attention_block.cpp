@@ -7,6 +7,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_*_ps
 
 #include "cpu/attention_block.h"
+#include "cpu/isa.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 void attend_row_scalar(const AttentionRows& a, int64_t r, const float* k, const float* v) {
@@ -225,4 +227,5 @@ void attend_block(const AttentionRows& rows, const float* k, const float* v) {
   }
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

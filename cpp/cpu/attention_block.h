@@ -2,11 +2,14 @@
 // a set of query rows, updating each row's running max, running sum and unnormalized output.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "cpu/half.h"
 
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 struct AttentionRows {
   const float* q;          // [rows, head_dim] queries, already multiplied by the softmax scale
@@ -34,4 +37,5 @@ bool attend_bf16_supported(int64_t head_dim);
 void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale,
                        const bf16* k, const uint32_t* v_pairs);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_*_ps
 
 #include "cpu/attention_lanes.h"
+#include "cpu/isa.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 #ifdef __AVX512BF16__
 namespace {
@@ -164,4 +166,5 @@ void attend_lanes_bf16(const LaneTile&, const LaneKeys&) {
 
 #endif
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

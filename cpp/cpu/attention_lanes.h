@@ -7,11 +7,14 @@
 // for decodes and other short tiles, where transposing the queries does not pay.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "cpu/half.h"
 
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 constexpr int64_t kLaneRows = 16;
 
@@ -38,4 +41,5 @@ bool attention_lanes_supported(int64_t head_dim, int64_t block_size);
 // Writes every row's attention output (softmax over keys 0..pos[r] of q[r] . k * scale, times v).
 void attend_lanes_bf16(const LaneTile& tile, const LaneKeys& keys);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

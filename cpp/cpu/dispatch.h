@@ -1,6 +1,8 @@
 // Dtype dispatch and params checks at the CPU kernels' entry points.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -8,6 +10,7 @@
 #include "taco/kernels/dtype.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 // Throws std::invalid_argument with `op: message` unless message is empty (a params check()).
 inline void throw_if(const std::string& message, const char* op) {
@@ -28,4 +31,5 @@ void dispatch(kernels::DType dtype, Fn&& fn) {
   throw std::invalid_argument("unknown dtype");
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -3,10 +3,13 @@
 // from float round to nearest even; a NaN becomes a quiet NaN.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include <cstdint>
 #include <cstring>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 struct bf16 {
   uint16_t bits = 0;
@@ -38,4 +41,5 @@ struct fp16 {
 
 static_assert(sizeof(bf16) == 2 && sizeof(fp16) == 2, "16-bit dtypes must be 2 bytes");
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

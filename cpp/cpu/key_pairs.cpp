@@ -1,4 +1,5 @@
 #include "cpu/key_pairs.h"
+#include "cpu/isa.h"
 
 #include <stdexcept>
 
@@ -7,6 +8,7 @@
 #endif
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 #ifdef __AVX512BF16__
 void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs,
@@ -36,4 +38,5 @@ void pair_rows_bf16(uint32_t*, const bf16*, int64_t, int64_t, int64_t) {
 }
 #endif
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

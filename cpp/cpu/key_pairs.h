@@ -2,11 +2,14 @@
 // sum runs over rows, as P V runs over keys in attention.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "cpu/half.h"
 
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 // dst[j * d + e] = the dword (v[2j][e], v[2j + 1][e]), row 2j in the low half, for j < pairs;
 // rows at or past `rows` read as zero (unwritten cache rows may hold NaNs, and 0 * NaN would
@@ -14,4 +17,5 @@ namespace taco::cpu {
 void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs,
                     int64_t d);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

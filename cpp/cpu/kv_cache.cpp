@@ -1,4 +1,5 @@
 #include "cpu/kv_cache.h"
+#include "cpu/isa.h"
 
 #include "cpu/parallel.h"
 
@@ -11,6 +12,7 @@
 #include "cpu/dispatch.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 template <typename T>
@@ -50,4 +52,5 @@ void write_kv_cache(const WriteKvParams& p) {
   dispatch(p.dtype, [&]<typename T>() { write_kv_cache_impl<T>(p); });
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -2,9 +2,12 @@
 // taco/kernels/kv_cache.h).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "taco/kernels/kv_cache.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 using kernels::WriteKvParams;
 
@@ -12,4 +15,5 @@ using kernels::WriteKvParams;
 // the cache.
 void write_kv_cache(const WriteKvParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -1,6 +1,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 
 #include "cpu/norm.h"
+#include "cpu/isa.h"
 
 #include "cpu/parallel.h"
 
@@ -12,6 +13,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 // Normalizes one row held in float (row[hidden]) into out: out = round(round(row * inv) * w).
@@ -86,4 +88,5 @@ void fused_add_rms_norm(const RmsNormParams& p) {
   dispatch(p.dtype, [&]<typename T>() { fused_add_rms_norm_impl<T>(p); });
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -1,9 +1,12 @@
 // RMSNorm kernels on the CPU (params and rounding contract: taco/kernels/norm.h).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "taco/kernels/norm.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 using kernels::RmsNormParams;
 
@@ -13,4 +16,5 @@ void rms_norm(const RmsNormParams& p);
 // residual += x; out = rms_norm(residual) * weight (out may alias x).
 void fused_add_rms_norm(const RmsNormParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -9,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 
 #include "cpu/paged_attention.h"
+#include "cpu/isa.h"
 
 #include "cpu/parallel.h"
 
@@ -29,6 +30,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 constexpr int64_t kQueryTile = 16;
@@ -259,4 +261,5 @@ void paged_attention(const PagedAttentionParams& p) {
   dispatch(p.dtype, [&]<typename T>() { paged_attention_impl<T>(p); });
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -2,13 +2,17 @@
 // and semantics: taco/kernels/attention.h; cache layout: taco/kernels/kv_cache.h).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "taco/kernels/attention.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 using kernels::PagedAttentionParams;
 
 // Throws std::invalid_argument naming a bad params field.
 void paged_attention(const PagedAttentionParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

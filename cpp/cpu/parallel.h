@@ -3,12 +3,15 @@
 // and one thread count.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
@@ -34,4 +37,5 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
   }
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -1,6 +1,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 
 #include "cpu/rotary.h"
+#include "cpu/isa.h"
 
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 namespace {
 
 // Rotates the pairs (x[i], x[i + half]) or (x[2i], x[2i+1]) of one head, i < half.
@@ -68,4 +70,5 @@ void rotary_embedding(const RotaryParams& p) {
   dispatch(p.dtype, [&]<typename T>() { rotary_embedding_impl<T>(p); });
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -2,9 +2,12 @@
 // taco/kernels/rotary.h).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "taco/kernels/rotary.h"
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 using kernels::RotaryParams;
 
@@ -12,4 +15,5 @@ using kernels::RotaryParams;
 // outside [0, max_pos).
 void rotary_embedding(const RotaryParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

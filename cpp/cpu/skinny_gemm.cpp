@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_add_ps
 
 #include "cpu/skinny_gemm.h"
+#include "cpu/isa.h"
 
 #include "cpu/parallel.h"
 
@@ -17,6 +18,7 @@
 #endif
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 constexpr int64_t kStep = 32;  // bf16 columns per 64-byte line
 
@@ -24,8 +26,10 @@ int64_t skinny_packed_elems(int64_t n, int64_t k) {
   return (n + kSkinnyTileRows - 1) / kSkinnyTileRows * kSkinnyTileRows * k;
 }
 
-void pack_skinny_weight(const bf16* w, bf16* packed, int64_t n, int64_t k) {
+void pack_skinny_weight(const void* weight, void* packed_out, int64_t n, int64_t k) {
   if (!skinny_gemm_supported(k)) throw std::invalid_argument("pack_skinny_weight: k % 32 != 0");
+  const bf16* w = static_cast<const bf16*>(weight);
+  bf16* packed = static_cast<bf16*>(packed_out);
   const int64_t tiles = (n + kSkinnyTileRows - 1) / kSkinnyTileRows;
   parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
@@ -113,4 +117,5 @@ void skinny_gemm_bf16(const SkinnyGemmParams&) {
 
 #endif
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -10,34 +10,31 @@
 // columns, the tile's rows' 32 values: [ceil(n / 4)][k / 32][4][32] bf16, rows past n zero.
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "cpu/half.h"
 
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 constexpr int64_t kSkinnyTileRows = 4;
 
-struct SkinnyGemmParams {
-  void* out;       // [m, n] with row stride out_stride: bf16, or float when out_float
-  const void* x;   // [m, k] bf16, row stride x_stride
-  const void* w;   // W [n, k] in the packed layout (pack_skinny_weight)
-  int64_t m = 0, n = 0, k = 0;
-  int64_t x_stride = 0, out_stride = 0;
-  bool out_float = false;
-};
+// SkinnyGemmParams: see cpu/isa.h (shared by every instruction-set level).
 
-// Whether this build has the kernel (AVX512-BF16) and it takes this shape: k % 32 == 0.
+// Whether the kernel runs at this level (AVX512-BF16) and takes this shape: k % 32 == 0.
 bool skinny_gemm_supported(int64_t k);
 
 // Elements of the packed copy of an [n, k] weight.
 int64_t skinny_packed_elems(int64_t n, int64_t k);
 
-// w [n, k] contiguous -> packed (skinny_packed_elems(n, k) elements). Requires
+// w [n, k] bf16 contiguous -> packed (skinny_packed_elems(n, k) elements). Requires
 // skinny_gemm_supported(k).
-void pack_skinny_weight(const bf16* w, bf16* packed, int64_t n, int64_t k);
+void pack_skinny_weight(const void* w, void* packed, int64_t n, int64_t k);
 
 // Requires skinny_gemm_supported(p.k).
 void skinny_gemm_bf16(const SkinnyGemmParams& p);
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -2,11 +2,14 @@
 // GCC vectorizes them at -O3 -march=native without -ffast-math (no reassociation needed).
 #pragma once
 
+#include "cpu/isa.h"
+
 #include "cpu/half.h"
 
 #include <cstdint>
 
 namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
 
 template <typename T>
 inline float to_float(T x) {
@@ -44,4 +47,5 @@ inline void scale_axpy(float* __restrict y, float scale, float w, const float* _
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] * scale + w * x[i];
 }
 
+TACO_CPU_ISA_END
 }  // namespace taco::cpu

@@ -7,6 +7,8 @@
 // `#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"` before its first include.
 #pragma once
 
+#include "cpu/isa.h"
+
 #ifdef __AVX512F__
 
 #include "cpu/half.h"
@@ -15,7 +17,9 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace taco::cpu::avx512 {
+namespace taco::cpu {
+TACO_CPU_ISA_BEGIN
+namespace avx512 {
 
 // 16 consecutive elements widened to float.
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -110,6 +114,8 @@ inline __m512 sum16(const __m512 (&v)[16]) {
                        _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-}  // namespace taco::cpu::avx512
+}  // namespace avx512
+TACO_CPU_ISA_END
+}  // namespace taco::cpu
 
 #endif  // __AVX512F__

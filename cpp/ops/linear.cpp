@@ -50,7 +50,7 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed, const at
 at::Tensor skinny_pack(const at::Tensor& w) {
   if (!cpu::skinny_gemm_supported(w.size(1))) return {};
   at::Tensor packed = at::empty({cpu::skinny_packed_elems(w.size(0), w.size(1))}, w.options());
-  cpu::pack_skinny_weight(static_cast<const cpu::bf16*>(w.data_ptr()), static_cast<cpu::bf16*>(packed.data_ptr()),
+  cpu::pack_skinny_weight(w.data_ptr(), packed.data_ptr(),
                           w.size(0), w.size(1));
   return packed;
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/engine.h"
+#include "cpu/isa.h"
 #include "model/engine_factory.h"
 #if TACO_WITH_TESTING
 #include "core/fake_executor.h"
@@ -321,6 +322,9 @@ PYBIND11_MODULE(_C, m) {
 #if TACO_WITH_TESTING
   bind_testing(m.def_submodule("testing", "The engine core over a scripted executor, for tests"));
 #endif
+  m.def("cpu_isa", &taco::cpu::active_isa,
+        "The instruction-set level the CPU kernels run at (avx512bf16, avx512, avx2, generic): "
+        "the best this CPU supports, or the one the TACO_CPU_ISA environment variable names.");
   m.def("cuda_available", &taco::cuda_device_available,
         "True when this build has the CUDA backend and sees a CUDA device.");
 }
