@@ -252,8 +252,7 @@ taco_status taco_engine_run(taco_engine* engine) {
   });
 }
 
-taco_status taco_engine_get_output(taco_engine* engine, const char* request_id,
-                                   taco_output* out) {
+taco_status taco_engine_get_output(taco_engine* engine, const char* request_id, taco_output* out) {
   return guarded(engine, [&] {
     if (out == nullptr) throw std::invalid_argument("out is NULL");
     const auto& o = find_output(engine, request_id);

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/request.h"
+#include "core/stop_check.h"
+
 namespace taco {
 
 std::vector<BeamCandidate> rank_beam_candidates(
@@ -56,6 +59,90 @@ bool beam_search_done(BeamState& st, const SamplingOptions& o, std::optional<dou
     st.can_improve = best > st.finished.back().score;
   }
   return !st.can_improve;
+}
+
+namespace {
+
+// The parent's per-token record (logprobs; with logprobs >= 0 also top lists and ranks) extended
+// by candidate c, into a hypothesis or a child beam.
+template <typename Record>
+void extend_record(const SeqState& parent, const BeamCandidate& c, int logprobs, Record& out) {
+  out.logprobs = parent.logprobs;
+  out.logprobs.push_back(c.tok.logprob);
+  if (logprobs >= 0) {
+    out.top = parent.top;
+    const std::vector<TokenLogprob>& cands = parent.candidates;
+    out.top.emplace_back(cands.begin(), cands.begin() + std::min<size_t>(logprobs, cands.size()));
+    out.ranks = parent.ranks;
+    out.ranks.push_back(c.slot + 1);  // candidates are the top of the vocabulary, in order
+  }
+}
+
+BeamHyp hypothesis(const Request& r, const SeqState& parent, const BeamCandidate& c,
+                   int32_t generated_len) {
+  BeamHyp h;
+  h.output = parent.seq->output;
+  h.output.push_back(c.tok.token);
+  extend_record(parent, c, r.opts.logprobs, h);
+  h.cumulative_logprob = c.cum;
+  h.score = beam_score(c.cum, generated_len, r.opts.length_penalty);
+  h.finish = c.stop;
+  h.stop_token = c.stop_token;
+  return h;
+}
+
+}  // namespace
+
+void beam_child_record(const SeqState& parent, const BeamCandidate& c, int logprobs,
+                       SeqState& child) {
+  Sequence& q = *child.seq;
+  q.output = parent.seq->output;
+  q.output.push_back(c.tok.token);
+  q.cumulative_logprob = c.cum;
+  extend_record(parent, c, logprobs, child);
+}
+
+BeamStep plan_beam_step(Request& r, const std::vector<int32_t>& eos_ids, int32_t max_model_len) {
+  const SamplingOptions& o = r.opts;
+  BeamStep step;
+  for (SeqState& s : r.seqs) {
+    if (s.seq->finished()) continue;
+    if (!s.has_candidates) return step;  // a beam still computing (chunked prefill): wait for it
+    step.live.push_back(&s);
+  }
+  step.ready = true;
+  std::vector<double> cum;
+  std::vector<const std::vector<TokenLogprob>*> lists;
+  for (SeqState* s : step.live) {
+    cum.push_back(s->seq->cumulative_logprob);
+    lists.push_back(&s->candidates);
+  }
+  std::vector<BeamCandidate> ranked =
+      rank_beam_candidates(cum, lists, o.beam_candidates(eos_ids.size()));
+  const Sequence& first = *step.live.front()->seq;
+  const int32_t gen_len = static_cast<int32_t>(first.output.size()) + 1;
+  for (BeamCandidate& c : ranked) {
+    c.stop = stop_reason_for(c.tok.token, gen_len, first.prompt_len(), o, eos_ids, max_model_len,
+                             &c.stop_token);
+  }
+  const int32_t width = o.best_of;
+  const bool closed =
+      !r.beam.can_improve ||
+      (static_cast<int32_t>(r.beam.finished.size()) >= width && o.early_stopping == 1);
+  for (size_t rank = 0; rank < ranked.size(); ++rank) {
+    const BeamCandidate& c = ranked[rank];
+    if (c.stop == FinishReason::kNone) {
+      if (static_cast<int32_t>(step.next.size()) < width) step.next.push_back(c);
+    } else if (static_cast<int32_t>(rank) < width && !closed) {
+      offer_beam_hypothesis(r.beam, hypothesis(r, *step.live[c.parent], c, gen_len), width);
+    }
+  }
+  step.generated = static_cast<int32_t>(step.live.size());
+  const int32_t max_gen = std::min(o.max_tokens, max_model_len + 1 - first.prompt_len());
+  std::optional<double> best_live;
+  if (!step.next.empty()) best_live = step.next.front().cum;
+  step.done = beam_search_done(r.beam, o, best_live, gen_len, max_gen);
+  return step;
 }
 
 }  // namespace taco

@@ -64,4 +64,27 @@ void offer_beam_hypothesis(BeamState& st, BeamHyp hyp, int32_t width);
 bool beam_search_done(BeamState& st, const SamplingOptions& o, std::optional<double> best_live_cum,
                       int32_t generated_len, int32_t max_generated_len);
 
+struct Request;
+struct SeqState;
+
+// One step of a beam request, decided once every live beam has its candidates: stopped
+// top-ranked candidates become hypotheses (kept in the request's BeamState), the best
+// non-stopping ones become the next beams, or the search ends. The engine applies it: it makes
+// the children (beam_child_record for their records, a copy-on-write fork for their blocks),
+// releases the old beams, and finishes the request when done.
+struct BeamStep {
+  bool ready = false;               // false: a live beam is still computing; nothing happened
+  bool done = false;                // the search is over: the request finishes
+  std::vector<SeqState*> live;      // the beams that stepped
+  std::vector<BeamCandidate> next;  // the next beams' parents (indices into live) and tokens
+  int32_t generated = 0;            // tokens this step generated (one per live beam)
+};
+
+BeamStep plan_beam_step(Request& r, const std::vector<int32_t>& eos_ids, int32_t max_model_len);
+
+// The child beam's per-token record (tokens, logprobs; with logprobs >= 0 also top lists and
+// ranks): the parent's, extended by candidate c.
+void beam_child_record(const SeqState& parent, const BeamCandidate& c, int logprobs,
+                       SeqState& child);
+
 }  // namespace taco

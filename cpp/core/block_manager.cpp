@@ -83,8 +83,8 @@ void BlockManager::append_slots(BlockTable& t, int32_t num_computed, int32_t num
 
 void BlockManager::publish_full_blocks(const Sequence& seq, BlockTable& t) {
   if (!caching_ || t.on_cpu) return;
-  const int32_t full = std::min<int32_t>(seq.num_computed / block_size_,
-                                         static_cast<int32_t>(t.blocks.size()));
+  const int32_t full =
+      std::min<int32_t>(seq.num_computed / block_size_, static_cast<int32_t>(t.blocks.size()));
   for (int32_t i = t.num_published; i < full; ++i) {
     const uint64_t h = block_hash(seq, t, i);
     device_.publish(t.blocks[i], h, i == 0 ? 0 : t.hashes[i - 1], block_tokens(seq, i));

@@ -14,7 +14,7 @@ namespace taco {
 // The blocks of one sequence. Invariant while on the device: blocks.size() ==
 // ceil(tokens with a slot / block_size); every block but the last is full.
 struct BlockTable {
-  std::vector<int32_t> blocks;   // device block ids, or CPU block ids while on_cpu
+  std::vector<int32_t> blocks;  // device block ids, or CPU block ids while on_cpu
   bool on_cpu = false;
   std::vector<uint64_t> hashes;  // chained hashes of the leading full blocks, computed lazily
   int32_t num_published = 0;     // leading blocks already offered to the prefix cache

@@ -3,23 +3,13 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "core/mix64.h"
+
 namespace taco {
 
-namespace {
-
-// splitmix64 finalizer: cheap and well mixed, enough with the content check in lookup().
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 uint64_t hash_block(uint64_t parent_hash, const int32_t* tokens, int32_t n) {
-  uint64_t h = mix(parent_hash ^ 0x5bd1e995ULL);
-  for (int32_t i = 0; i < n; ++i) h = mix(h ^ static_cast<uint32_t>(tokens[i]));
+  uint64_t h = mix64(parent_hash ^ 0x5bd1e995ULL);
+  for (int32_t i = 0; i < n; ++i) h = mix64(h ^ static_cast<uint32_t>(tokens[i]));
   return h;
 }
 

@@ -50,9 +50,9 @@ class BlockPool {
   int32_t block_size_;
   bool enable_caching_;
   std::vector<Block> blocks_;
-  std::vector<int32_t> free_;        // never-used or evicted blocks, used as a stack
-  std::list<int32_t> lru_;           // cached, unreferenced blocks; front = least recently used
-  std::vector<int32_t> tokens_;      // [num_blocks * block_size] content of cached blocks
+  std::vector<int32_t> free_;    // never-used or evicted blocks, used as a stack
+  std::list<int32_t> lru_;       // cached, unreferenced blocks; front = least recently used
+  std::vector<int32_t> tokens_;  // [num_blocks * block_size] content of cached blocks
   std::unordered_map<uint64_t, int32_t> by_hash_;
 };
 

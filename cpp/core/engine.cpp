@@ -17,8 +17,7 @@ namespace taco {
 namespace {
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::string str(int64_t v) { return std::to_string(v); }
@@ -49,8 +48,6 @@ struct Engine::Impl {
   void append_token(Request* r, int32_t index, SeqStepResult& res);
   void fork(Request* r);
   void beam_step(Request* r);
-  BeamHyp beam_hypothesis(Request* r, const SeqState& parent, const BeamCandidate& c,
-                          int32_t generated_len) const;
   SeqState beam_child(Request* r, const SeqState& parent, const BeamCandidate& c, int32_t index);
   void end_sequence(Request* r, int32_t index);
   std::vector<RequestDelta> collect_deltas();
@@ -70,10 +67,10 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
   if (vocab_size <= 0) throw std::invalid_argument("vocab_size must be positive");
   const int64_t capacity = int64_t{executor->num_device_blocks()} * opts.block_size;
   if (capacity < max_model_len) {
-    throw CapacityError("the KV cache holds " + str(executor->num_device_blocks()) +
-                             " blocks of " + str(opts.block_size) + " tokens (" + str(capacity) +
-                             " tokens), fewer than max_model_len " + str(max_model_len) +
-                             "; give the cache more memory or lower max_model_len");
+    throw CapacityError("the KV cache holds " + str(executor->num_device_blocks()) + " blocks of " +
+                        str(opts.block_size) + " tokens (" + str(capacity) +
+                        " tokens), fewer than max_model_len " + str(max_model_len) +
+                        "; give the cache more memory or lower max_model_len");
   }
   SchedulerConfig cfg;
   cfg.max_num_seqs = opts.max_num_seqs;
@@ -92,9 +89,9 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
   m.vocab_size = vocab_size;
   m.eos_ids = std::move(eos_token_ids);
   m.max_model_len = max_model_len;
-  m.blocks = std::make_unique<BlockManager>(executor->num_device_blocks(),
-                                            executor->num_cpu_blocks(), opts.block_size,
-                                            opts.enable_prefix_caching);
+  m.blocks =
+      std::make_unique<BlockManager>(executor->num_device_blocks(), executor->num_cpu_blocks(),
+                                     opts.block_size, opts.enable_prefix_caching);
   m.scheduler = std::make_unique<Scheduler>(cfg, *m.blocks);
   m.executor = std::move(executor);
 }
@@ -271,109 +268,37 @@ void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
   }
 }
 
-namespace {
-
-// The parent's per-token record (logprobs; with logprobs >= 0 also top lists and ranks) extended
-// by candidate c, into a hypothesis or a child beam.
-template <typename Record>
-void extend_record(const SeqState& parent, const BeamCandidate& c, int logprobs, Record& out) {
-  out.logprobs = parent.logprobs;
-  out.logprobs.push_back(c.tok.logprob);
-  if (logprobs >= 0) {
-    out.top = parent.top;
-    const std::vector<TokenLogprob>& cands = parent.candidates;
-    out.top.emplace_back(cands.begin(), cands.begin() + std::min<size_t>(logprobs, cands.size()));
-    out.ranks = parent.ranks;
-    out.ranks.push_back(c.slot + 1);  // candidates are the top of the vocabulary, in order
-  }
-}
-
-}  // namespace
-
-BeamHyp Engine::Impl::beam_hypothesis(Request* r, const SeqState& parent, const BeamCandidate& c,
-                                      int32_t generated_len) const {
-  BeamHyp h;
-  h.output = parent.seq->output;
-  h.output.push_back(c.tok.token);
-  extend_record(parent, c, r->opts.logprobs, h);
-  h.cumulative_logprob = c.cum;
-  h.score = beam_score(c.cum, generated_len, r->opts.length_penalty);
-  h.finish = c.stop;
-  h.stop_token = c.stop_token;
-  return h;
-}
-
-// A new live beam: the parent's tokens plus c's, sharing the parent's blocks copy-on-write.
+// A new live beam from candidate c of parent, sharing the parent's blocks copy-on-write.
 SeqState Engine::Impl::beam_child(Request* r, const SeqState& parent, const BeamCandidate& c,
                                   int32_t index) {
   SeqState child = new_seq(r, index);
-  Sequence& q = *child.seq;
-  q.status = SeqStatus::kRunning;
-  q.output = parent.seq->output;
-  q.output.push_back(c.tok.token);
-  q.cumulative_logprob = c.cum;
-  q.num_computed = parent.seq->num_computed;
-  extend_record(parent, c, r->opts.logprobs, child);
+  child.seq->status = SeqStatus::kRunning;
+  child.seq->num_computed = parent.seq->num_computed;
+  beam_child_record(parent, c, r->opts.logprobs, child);
   blocks->fork(parent.blocks, parent.seq->num_computed, &child.blocks);
   return child;
 }
 
-// Once every live beam has its candidates: keeps stopped top-ranked candidates as hypotheses,
-// makes the best non-stopping ones the next beams (see core/beam_search.h), or ends the request.
+// Applies a beam step (core/beam_search.h) once every live beam has its candidates.
 void Engine::Impl::beam_step(Request* r) {
-  const SamplingOptions& o = r->opts;
-  std::vector<SeqState*> live;
-  for (SeqState& s : r->seqs) {
-    if (s.seq->finished()) continue;
-    if (!s.has_candidates) return;  // a beam still computing (chunked prefill): wait for it
-    live.push_back(&s);
-  }
-  std::vector<double> cum;
-  std::vector<const std::vector<TokenLogprob>*> lists;
-  for (SeqState* s : live) {
-    cum.push_back(s->seq->cumulative_logprob);
-    lists.push_back(&s->candidates);
-  }
-  std::vector<BeamCandidate> ranked =
-      rank_beam_candidates(cum, lists, o.beam_candidates(eos_ids.size()));
-  const Sequence& first = *live.front()->seq;
-  const int32_t gen_len = static_cast<int32_t>(first.output.size()) + 1;
-  for (BeamCandidate& c : ranked) {
-    c.stop = stop_reason_for(c.tok.token, gen_len, first.prompt_len(), o, eos_ids, max_model_len,
-                             &c.stop_token);
-  }
-  const int32_t width = o.best_of;
-  const bool closed =
-      !r->beam.can_improve ||
-      (static_cast<int32_t>(r->beam.finished.size()) >= width && o.early_stopping == 1);
-  std::vector<const BeamCandidate*> next;
-  for (size_t rank = 0; rank < ranked.size(); ++rank) {
-    const BeamCandidate& c = ranked[rank];
-    if (c.stop == FinishReason::kNone) {
-      if (static_cast<int32_t>(next.size()) < width) next.push_back(&c);
-    } else if (static_cast<int32_t>(rank) < width && !closed) {
-      offer_beam_hypothesis(r->beam, beam_hypothesis(r, *live[c.parent], c, gen_len), width);
-    }
-  }
-  counters.num_generated_tokens += static_cast<int64_t>(live.size());
+  BeamStep step = plan_beam_step(*r, eos_ids, max_model_len);
+  if (!step.ready) return;
+  counters.num_generated_tokens += step.generated;
   if (r->first_token_time == 0) r->first_token_time = now_seconds();
-  const int32_t max_gen = std::min(o.max_tokens, max_model_len + 1 - first.prompt_len());
-  std::optional<double> best_live;
-  if (!next.empty()) best_live = next.front()->cum;
-  const bool done = beam_search_done(r->beam, o, best_live, gen_len, max_gen);
   std::vector<SeqState> children;
-  if (!done) {
-    for (size_t j = 0; j < next.size(); ++j) {
-      children.push_back(beam_child(r, *live[next[j]->parent], *next[j], static_cast<int32_t>(j)));
+  if (!step.done) {
+    for (size_t j = 0; j < step.next.size(); ++j) {
+      const BeamCandidate& c = step.next[j];
+      children.push_back(beam_child(r, *step.live[c.parent], c, static_cast<int32_t>(j)));
     }
   }
-  for (SeqState* s : live) {
+  for (SeqState* s : step.live) {
     scheduler->release(*s);
     owner.erase(s->seq->id);
   }
   mark_changed(r);
-  if (done) {
-    for (SeqState* s : live) {
+  if (step.done) {
+    for (SeqState* s : step.live) {
       s->seq->status = SeqStatus::kFinished;
       s->seq->finish = FinishReason::kStop;
       s->has_candidates = false;

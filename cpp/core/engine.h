@@ -19,8 +19,8 @@ namespace taco {
 struct SeqDelta {
   int32_t index = 0;
   std::vector<int32_t> new_token_ids;
-  std::vector<float> new_logprobs;                     // logprob of each new token
-  std::vector<std::vector<TokenLogprob>> new_top;      // when logprobs >= 0: top-k per new token
+  std::vector<float> new_logprobs;                 // logprob of each new token
+  std::vector<std::vector<TokenLogprob>> new_top;  // when logprobs >= 0: top-k per new token
   std::vector<int32_t> new_ranks;  // when logprobs >= 0: each new token's 1-based vocab rank
   double cumulative_logprob = 0;
   FinishReason finish = FinishReason::kNone;
@@ -42,18 +42,18 @@ struct RequestDelta {
 // The engine's counters (since creation) and gauges (now): X(type, name, meaning), the one list
 // from which the struct and the bindings' views of it follow.
 #define TACO_ENGINE_METRICS(X)                                                    \
-  X(int64_t, num_preemptions, "sequences preempted (recompute or swap)")         \
+  X(int64_t, num_preemptions, "sequences preempted (recompute or swap)")          \
   X(int64_t, prefix_cache_queries, "prompt tokens looked up in the prefix cache") \
-  X(int64_t, prefix_cache_hits, "prompt tokens found in the prefix cache")       \
-  X(int64_t, num_swapped_out, "sequences swapped out to CPU memory")             \
-  X(int32_t, num_running, "requests running now")                                \
-  X(int32_t, num_waiting, "requests waiting now")                                \
-  X(int32_t, num_swapped, "requests swapped out now")                            \
-  X(int32_t, kv_blocks_used, "KV cache blocks in use now")                       \
-  X(int32_t, kv_blocks_total, "KV cache blocks in all")                          \
+  X(int64_t, prefix_cache_hits, "prompt tokens found in the prefix cache")        \
+  X(int64_t, num_swapped_out, "sequences swapped out to CPU memory")              \
+  X(int32_t, num_running, "requests running now")                                 \
+  X(int32_t, num_waiting, "requests waiting now")                                 \
+  X(int32_t, num_swapped, "requests swapped out now")                             \
+  X(int32_t, kv_blocks_used, "KV cache blocks in use now")                        \
+  X(int32_t, kv_blocks_total, "KV cache blocks in all")                           \
   X(int32_t, cpu_blocks_used, "swap-space blocks holding swapped-out sequences")  \
-  X(int64_t, num_steps, "engine steps run")                                      \
-  X(int64_t, num_generated_tokens, "output tokens generated")                    \
+  X(int64_t, num_steps, "engine steps run")                                       \
+  X(int64_t, num_generated_tokens, "output tokens generated")                     \
   X(int64_t, num_prompt_tokens_computed, "prompt tokens computed (not cached)")
 
 struct EngineMetrics {

@@ -87,13 +87,12 @@ void parse(const std::string& name, const char* option, LogprobsMode* out) {
 }
 
 void validate(const EngineOptions& o) {
-#define TACO_OPTION_CHECK(type, name, value, ok, rule)                                   \
-  {                                                                                      \
-    [[maybe_unused]] const type& v = o.name;                                             \
-    if (!(ok)) {                                                                         \
-      throw std::invalid_argument(std::string(#name " must be " rule ", got ") +         \
-                                  value_text(v));                                        \
-    }                                                                                    \
+#define TACO_OPTION_CHECK(type, name, value, ok, rule)                                           \
+  {                                                                                              \
+    [[maybe_unused]] const type& v = o.name;                                                     \
+    if (!(ok)) {                                                                                 \
+      throw std::invalid_argument(std::string(#name " must be " rule ", got ") + value_text(v)); \
+    }                                                                                            \
   }
   TACO_ENGINE_OPTIONS(TACO_OPTION_CHECK)
 }

@@ -28,7 +28,12 @@ using LogitsHook = std::function<void(const LogitsHookCall&)>;
 // What the logprobs of sampled and top tokens are computed from (vLLM's logprobs_mode).
 // Processed: after the logits processors, penalties, temperature and top-k / top-p / min-p
 // (filtered tokens get -inf), as vLLM 0.6 reports; raw: the model's own distribution.
-enum class LogprobsMode : uint8_t { kProcessedLogprobs, kRawLogprobs, kProcessedLogits, kRawLogits };
+enum class LogprobsMode : uint8_t {
+  kProcessedLogprobs,
+  kRawLogprobs,
+  kProcessedLogits,
+  kRawLogits
+};
 
 // Every engine knob, with vLLM's names and defaults: X(type, name, default, ok, rule), the one
 // list from which the struct, its validation, the Python properties and the C API conversion
@@ -44,7 +49,7 @@ enum class LogprobsMode : uint8_t { kProcessedLogprobs, kRawLogprobs, kProcessed
   X(int32_t, block_size, 16, v > 0, "a positive number of tokens")                              \
   X(int32_t, max_num_seqs, 256, v > 0, "positive")                                              \
   X(int32_t, max_num_batched_tokens, 0, v >= 0, ">= 0 (0: derived)")                            \
-  X(int32_t, max_model_len, 0, v >= 0, ">= 0 (0: the model config's)")                         \
+  X(int32_t, max_model_len, 0, v >= 0, ">= 0 (0: the model config's)")                          \
   X(bool, enable_prefix_caching, false, true, "a bool")                                         \
   X(bool, enable_chunked_prefill, false, true, "a bool")                                        \
   X(double, swap_space_gib, 4.0, v >= 0, ">= 0 GiB of CPU swap space per device")               \

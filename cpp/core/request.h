@@ -18,10 +18,10 @@ namespace taco {
 struct SeqState {
   std::unique_ptr<Sequence> seq;  // heap-held: ScheduledSeq points at it during execute
   BlockTable blocks;
-  std::vector<float> logprobs;                // per output token
+  std::vector<float> logprobs;                 // per output token
   std::vector<std::vector<TokenLogprob>> top;  // per output token, when logprobs >= 0
-  std::vector<int32_t> ranks;                 // per output token, when logprobs >= 0
-  size_t num_sent = 0;                        // output tokens already reported
+  std::vector<int32_t> ranks;                  // per output token, when logprobs >= 0
+  size_t num_sent = 0;                         // output tokens already reported
   bool finish_sent = false;
   // Beam search: this step's candidates, held until every live beam of the request has its own.
   bool has_candidates = false;
@@ -45,8 +45,8 @@ struct Request {
   bool prompt_logprobs_done = false;  // all collected (or not wanted)
   bool prompt_logprobs_sent = false;
   double first_token_time = 0;
-  bool changed = false;
-  BeamState beam;  // opts.use_beam_search: the kept hypotheses  // has something to report at the end of this step
+  bool changed = false;  // has something to report at the end of this step
+  BeamState beam;        // opts.use_beam_search: the kept hypotheses
 
   bool wants_prompt_logprobs() const { return opts.prompt_logprobs >= 0 && !prompt_logprobs_done; }
   // Sequences this request may run at once, counted against max_num_seqs.

@@ -149,8 +149,7 @@ void Scheduler::preempt(Request* victim, Step& step) {
   ++stats_.num_preemptions;
   std::vector<BlockTable*> tables = live_tables(victim);
   // Recomputing a forked request loses its block sharing, so swap it whenever CPU room allows.
-  const bool want_swap =
-      cfg_.preemption_mode == PreemptionMode::kSwap || victim->seq_demand() > 1;
+  const bool want_swap = cfg_.preemption_mode == PreemptionMode::kSwap || victim->seq_demand() > 1;
   if (want_swap && blocks_.can_swap_out(tables)) {
     blocks_.swap_out(tables, &step.out.swap_out);
     ++stats_.num_swapped_out;

@@ -18,7 +18,7 @@ struct ScheduledSeq {
   const SamplingOptions* sampling = nullptr;  // the request's options
   int32_t num_computed = 0;
   int32_t num_new = 0;
-  bool do_sample = false;       // the chunk reaches the last known token: sample the next one
+  bool do_sample = false;             // the chunk reaches the last known token: sample the next one
   bool want_prompt_logprobs = false;  // return logprobs of prompt tokens covered by this chunk
   std::vector<int32_t> block_table;   // device block ids covering num_computed + num_new tokens
   std::vector<int64_t> slot_mapping;  // [num_new] cache slot (block * block_size + offset)

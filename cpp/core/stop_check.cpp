@@ -32,8 +32,8 @@ bool check_stop(Sequence& seq, const SamplingOptions& opts, const std::vector<in
                 int32_t max_model_len) {
   if (seq.output.empty()) return false;
   const FinishReason reason =
-      stop_reason_for(seq.output.back(), static_cast<int32_t>(seq.output.size()),
-                      seq.prompt_len(), opts, eos_ids, max_model_len, &seq.stop_token);
+      stop_reason_for(seq.output.back(), static_cast<int32_t>(seq.output.size()), seq.prompt_len(),
+                      opts, eos_ids, max_model_len, &seq.stop_token);
   if (reason == FinishReason::kNone) return false;
   seq.finish = reason;
   seq.status = SeqStatus::kFinished;

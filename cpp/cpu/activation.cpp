@@ -12,7 +12,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 // out[0..n) = round(round(silu(gate)) * up): HF applies the activation and the product as two
@@ -53,5 +53,5 @@ void silu_and_mul(const SiluAndMulParams& p) {
   dispatch(p.dtype, [&]<typename T>() { silu_and_mul_impl<T>(p); });
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -6,12 +6,12 @@
 #include "taco/kernels/activation.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 using kernels::SiluAndMulParams;
 
 // out = silu(gate) * up, each product rounded to the model dtype as HF computes it.
 void silu_and_mul(const SiluAndMulParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -18,7 +18,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 void attend_row_scalar(const AttentionRows& a, int64_t r, const float* k, const float* v) {
@@ -165,8 +165,8 @@ void attend_rows_avx512(const AttentionRows& a, const float* k, const float* v) 
 
 #ifdef __AVX512BF16__
 template <int NC>
-void attend_rows_bf16(const AttentionRows& a, const bf16* q, float scale,
-                      const bf16* k, const uint32_t* v) {
+void attend_rows_bf16(const AttentionRows& a, const bf16* q, float scale, const bf16* k,
+                      const uint32_t* v) {
   for (int64_t r = 0; r < a.rows; ++r) {
     if (a.visible[r] > 0) attend_row_avx512<NC>(a, r, Bf16Query<NC>(q, r, scale), k, v);
   }
@@ -197,8 +197,8 @@ bool attend_bf16_supported(int64_t head_dim) {
 #endif
 }
 
-void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale,
-                       const bf16* k, const uint32_t* v) {
+void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale, const bf16* k,
+                       const uint32_t* v) {
 #ifdef __AVX512BF16__
   switch (rows.head_dim) {
     case 32:
@@ -227,5 +227,5 @@ void attend_block(const AttentionRows& rows, const float* k, const float* v) {
   }
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 struct AttentionRows {
   const float* q;          // [rows, head_dim] queries, already multiplied by the softmax scale
@@ -34,8 +34,8 @@ bool attend_bf16_supported(int64_t head_dim);
 // multiplied by scale. v_pairs: the block's values from pair_rows_bf16 (key_pairs.h), [keys / 2
 // rounded up, head_dim] dwords, multiplied by the probabilities rounded to bf16. Saves widening
 // K and V and half the multiply-adds.
-void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale,
-                       const bf16* k, const uint32_t* v_pairs);
+void attend_block_bf16(const AttentionRows& rows, const bf16* q_bf16, float scale, const bf16* k,
+                       const uint32_t* v_pairs);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -19,7 +19,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 #ifdef __AVX512BF16__
 namespace {
@@ -96,9 +96,8 @@ void attend(const LaneTile& t, const LaneKeys& kv, LaneScratch& sc) {
     }
     const __m512 new_max = _mm512_max_ps(run_max, chunk_max);
     // Lanes that have seen no key yet keep -inf; subtracting 0 there keeps exp at 0, not NaN.
-    const __m512 base =
-        _mm512_mask_mov_ps(new_max, _mm512_cmp_ps_mask(new_max, neg_inf, _CMP_EQ_OQ),
-                           _mm512_setzero_ps());
+    const __m512 base = _mm512_mask_mov_ps(
+        new_max, _mm512_cmp_ps_mask(new_max, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
     const __m512 alpha = avx512::exp(_mm512_sub_ps(run_max, base));
     run_max = new_max;
     run_sum = _mm512_mul_ps(run_sum, alpha);
@@ -166,5 +165,5 @@ void attend_lanes_bf16(const LaneTile&, const LaneKeys&) {
 
 #endif
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -14,23 +14,23 @@
 #include <cstdint>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 constexpr int64_t kLaneRows = 16;
 
 struct LaneTile {
   const bf16* const* q;  // [rows] query rows, head_dim each
   bf16* const* out;      // [rows] output rows, head_dim each
-  const int64_t* pos;             // [rows] position of the row's token: it sees keys 0..pos
-  int64_t rows = 0;               // 1..kLaneRows
-  int64_t head_dim = 0;           // attention_lanes_supported
+  const int64_t* pos;    // [rows] position of the row's token: it sees keys 0..pos
+  int64_t rows = 0;      // 1..kLaneRows
+  int64_t head_dim = 0;  // attention_lanes_supported
   float scale = 1.0f;
 };
 
 struct LaneKeys {
-  const bf16* k;  // block b's keys of this kv head: k + table[b] * block_stride
-  const bf16* v;  // the same for values
-  const int32_t* table;    // the sequence's block ids
+  const bf16* k;         // block b's keys of this kv head: k + table[b] * block_stride
+  const bf16* v;         // the same for values
+  const int32_t* table;  // the sequence's block ids
   int64_t block_stride = 0;
   int64_t block_size = 0;  // a multiple of 2
 };
@@ -41,5 +41,5 @@ bool attention_lanes_supported(int64_t head_dim, int64_t block_size);
 // Writes every row's attention output (softmax over keys 0..pos[r] of q[r] . k * scale, times v).
 void attend_lanes_bf16(const LaneTile& tile, const LaneKeys& keys);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -10,7 +10,7 @@
 #include "taco/kernels/dtype.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 // Throws std::invalid_argument with `op: message` unless message is empty (a params check()).
 inline void throw_if(const std::string& message, const char* op) {
@@ -31,5 +31,5 @@ void dispatch(kernels::DType dtype, Fn&& fn) {
   throw std::invalid_argument("unknown dtype");
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -9,7 +9,7 @@
 #include <cstring>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 struct bf16 {
   uint16_t bits = 0;
@@ -41,5 +41,5 @@ struct fp16 {
 
 static_assert(sizeof(bf16) == 2 && sizeof(fp16) == 2, "16-bit dtypes must be 2 bytes");
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -23,9 +23,9 @@
 namespace taco::cpu {
 
 // Each level's table (isa_table.cpp, compiled once per level).
-#define TACO_CPU_DECLARE_TABLE(isa) \
-  namespace isa_##isa {             \
-  const KernelTable& kernel_table(); \
+#define TACO_CPU_DECLARE_TABLE(isa)    \
+  namespace isa_##isa {                \
+    const KernelTable& kernel_table(); \
   }
 TACO_CPU_LEVELS(TACO_CPU_DECLARE_TABLE)
 #undef TACO_CPU_DECLARE_TABLE
@@ -80,9 +80,13 @@ const KernelTable& active_kernels() {
 
 std::string active_isa() { return active_kernels().isa; }
 
+inline namespace TACO_CPU_NS {
+
 #define TACO_CPU_FORWARD(name, ret, params, args) \
   ret name params { return active_kernels().name args; }
 TACO_CPU_ENTRY_POINTS(TACO_CPU_FORWARD)
 #undef TACO_CPU_FORWARD
+
+}  // namespace TACO_CPU_NS
 
 }  // namespace taco::cpu

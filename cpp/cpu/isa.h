@@ -4,9 +4,10 @@
 // binary built on one x86-64 machine runs on any other. The public entry points (taco::cpu::
 // rms_norm, ...) call the best level the CPU supports, or the one TACO_CPU_ISA names.
 //
-// Kernel headers wrap what they declare in TACO_CPU_ISA_BEGIN / TACO_CPU_ISA_END: compiled as
-// part of a level (TACO_CPU_ISA defined) that is the level's namespace, elsewhere the public
-// taco::cpu one. Inline helpers therefore never mix code of two levels (one definition rule).
+// Kernel headers put what they declare in the inline namespace TACO_CPU_NS: compiled as part of a
+// level (TACO_CPU_ISA defined) that is the level's namespace, elsewhere `dispatch`, where isa.cpp
+// defines the public entry points. Either way callers write taco::cpu::name, and inline helpers
+// never mix code of two levels (one definition rule).
 #pragma once
 
 #include <cstdint>
@@ -19,11 +20,9 @@
 #include "taco/kernels/rotary.h"
 
 #ifdef TACO_CPU_ISA
-#define TACO_CPU_ISA_BEGIN namespace TACO_CPU_ISA {
-#define TACO_CPU_ISA_END }
+#define TACO_CPU_NS TACO_CPU_ISA
 #else
-#define TACO_CPU_ISA_BEGIN
-#define TACO_CPU_ISA_END
+#define TACO_CPU_NS dispatch
 #endif
 
 namespace taco::cpu {
@@ -39,17 +38,17 @@ struct SkinnyGemmParams {
 };
 
 // The kernel entry points: X(name, return type, parameters, arguments).
-#define TACO_CPU_ENTRY_POINTS(X)                                                         \
-  X(rms_norm, void, (const kernels::RmsNormParams& p), (p))                              \
-  X(fused_add_rms_norm, void, (const kernels::RmsNormParams& p), (p))                    \
-  X(rotary_embedding, void, (const kernels::RotaryParams& p), (p))                       \
-  X(silu_and_mul, void, (const kernels::SiluAndMulParams& p), (p))                       \
-  X(write_kv_cache, void, (const kernels::WriteKvParams& p), (p))                        \
-  X(paged_attention, void, (const kernels::PagedAttentionParams& p), (p))                \
-  X(skinny_gemm_supported, bool, (int64_t k), (k))                                       \
-  X(skinny_packed_elems, int64_t, (int64_t n, int64_t k), (n, k))                        \
-  X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k),       \
-    (w, packed, n, k))                                                                   \
+#define TACO_CPU_ENTRY_POINTS(X)                                                   \
+  X(rms_norm, void, (const kernels::RmsNormParams& p), (p))                        \
+  X(fused_add_rms_norm, void, (const kernels::RmsNormParams& p), (p))              \
+  X(rotary_embedding, void, (const kernels::RotaryParams& p), (p))                 \
+  X(silu_and_mul, void, (const kernels::SiluAndMulParams& p), (p))                 \
+  X(write_kv_cache, void, (const kernels::WriteKvParams& p), (p))                  \
+  X(paged_attention, void, (const kernels::PagedAttentionParams& p), (p))          \
+  X(skinny_gemm_supported, bool, (int64_t k), (k))                                 \
+  X(skinny_packed_elems, int64_t, (int64_t n, int64_t k), (n, k))                  \
+  X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k), \
+    (w, packed, n, k))                                                             \
   X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))
 
 // One level's entry points.

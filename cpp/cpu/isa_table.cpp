@@ -13,11 +13,10 @@
 namespace taco::cpu::TACO_CPU_ISA {
 
 const KernelTable& kernel_table() {
-  static const KernelTable table = {
-      // "isa_avx2" -> "avx2"
-      TACO_CPU_STR(TACO_CPU_ISA) + 4,
+  static const KernelTable table = {// "isa_avx2" -> "avx2"
+                                    TACO_CPU_STR(TACO_CPU_ISA) + 4,
 #define TACO_CPU_TABLE_ENTRY(name, ret, params, args) &name,
-      TACO_CPU_ENTRY_POINTS(TACO_CPU_TABLE_ENTRY)
+                                    TACO_CPU_ENTRY_POINTS(TACO_CPU_TABLE_ENTRY)
 #undef TACO_CPU_TABLE_ENTRY
   };
   return table;

@@ -8,16 +8,15 @@
 #endif
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 #ifdef __AVX512BF16__
-void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs,
-                    int64_t d) {
+void pair_rows_bf16(uint32_t* dst, const bf16* v, int64_t rows, int64_t pairs, int64_t d) {
   // Word 2e of output dword e takes a[16h + e], word 2e + 1 takes b[16h + e] (b's words are
   // indices 32..63 of the two-table permute), for the low (h = 0) and high (h = 1) halves.
   alignas(64) static const uint16_t kIdx[2][32] = {
-      {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-       8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
+      {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+       8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
       {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
        24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63}};
   const __m512i lo = _mm512_load_si512(kIdx[0]), hi = _mm512_load_si512(kIdx[1]);
@@ -38,5 +37,5 @@ void pair_rows_bf16(uint32_t*, const bf16*, int64_t, int64_t, int64_t) {
 }
 #endif
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

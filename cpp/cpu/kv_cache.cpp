@@ -12,7 +12,7 @@
 #include "cpu/dispatch.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 template <typename T>
@@ -52,5 +52,5 @@ void write_kv_cache(const WriteKvParams& p) {
   dispatch(p.dtype, [&]<typename T>() { write_kv_cache_impl<T>(p); });
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

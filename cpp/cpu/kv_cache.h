@@ -7,7 +7,7 @@
 #include "taco/kernels/kv_cache.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 using kernels::WriteKvParams;
 
@@ -15,5 +15,5 @@ using kernels::WriteKvParams;
 // the cache.
 void write_kv_cache(const WriteKvParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

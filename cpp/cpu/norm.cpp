@@ -13,7 +13,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 // Normalizes one row held in float (row[hidden]) into out: out = round(round(row * inv) * w).
@@ -88,5 +88,5 @@ void fused_add_rms_norm(const RmsNormParams& p) {
   dispatch(p.dtype, [&]<typename T>() { fused_add_rms_norm_impl<T>(p); });
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -6,7 +6,7 @@
 #include "taco/kernels/norm.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 using kernels::RmsNormParams;
 
@@ -16,5 +16,5 @@ void rms_norm(const RmsNormParams& p);
 // residual += x; out = rms_norm(residual) * weight (out may alias x).
 void fused_add_rms_norm(const RmsNormParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -30,7 +30,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 constexpr int64_t kQueryTile = 16;
@@ -51,8 +51,8 @@ struct WorkItem {
 // Per-thread buffers: rows = group size * tile tokens.
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v;
-  std::vector<bf16> q_bf16;  // bf16 caches: unscaled query rows (attend_block_bf16)
-  std::vector<uint32_t> v_pairs;      // bf16 caches: the block's values in key pairs
+  std::vector<bf16> q_bf16;       // bf16 caches: unscaled query rows (attend_block_bf16)
+  std::vector<uint32_t> v_pairs;  // bf16 caches: the block's values in key pairs
   std::vector<int64_t> visible;
   void resize(int64_t rows, int64_t block_size, int64_t d) {
     q.resize(rows * d);
@@ -143,8 +143,7 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t rows = group * (w.q_end - w.q_begin);
   const int64_t q_len = p.query_start_loc[w.seq + 1] - p.query_start_loc[w.seq];
   // Position of the tile's first token; row r's token sits at first_pos + r / group.
-  const int64_t first_pos =
-      p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
+  const int64_t first_pos = p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
   const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
   if constexpr (std::is_same_v<T, bf16>) {
     if (rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
@@ -159,8 +158,8 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const T* k_cache = static_cast<const T*>(p.kv);
   const T* v_cache = k_cache + p.num_blocks * block_elems;
   const int32_t* table = p.block_table + w.seq * p.max_blocks_per_seq;
-  const AttentionRows state{s.q.data(), s.acc.data(), s.max.data(), s.sum.data(),
-                            s.visible.data(), rows, d};
+  const AttentionRows state{
+      s.q.data(), s.acc.data(), s.max.data(), s.sum.data(), s.visible.data(), rows, d};
   const int64_t num_blocks = last_pos / p.block_size + 1;
   const bool bf16_keys = attend_bf16_supported(d);
   for (int64_t b = 0; b < num_blocks; ++b) {
@@ -261,5 +260,5 @@ void paged_attention(const PagedAttentionParams& p) {
   dispatch(p.dtype, [&]<typename T>() { paged_attention_impl<T>(p); });
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -7,12 +7,12 @@
 #include "taco/kernels/attention.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 using kernels::PagedAttentionParams;
 
 // Throws std::invalid_argument naming a bad params field.
 void paged_attention(const PagedAttentionParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -11,7 +11,7 @@
 #include <cstdint>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
@@ -22,7 +22,8 @@ template <typename Fn>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
   const int64_t range = end - begin;
   if (range <= 0) return;
-  const int64_t max_chunks = (range + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1);
+  const int64_t max_chunks =
+      (range + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1);
   const int threads = static_cast<int>(std::min<int64_t>(num_threads(), max_chunks));
   if (threads <= 1) {
     fn(begin, end);
@@ -37,5 +38,5 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Fn& fn) {
   }
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -12,7 +12,7 @@
 #include "cpu/vec_avx512.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace {
 
 // Rotates the pairs (x[i], x[i + half]) or (x[2i], x[2i+1]) of one head, i < half.
@@ -70,5 +70,5 @@ void rotary_embedding(const RotaryParams& p) {
   dispatch(p.dtype, [&]<typename T>() { rotary_embedding_impl<T>(p); });
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -7,7 +7,7 @@
 #include "taco/kernels/rotary.h"
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 using kernels::RotaryParams;
 
@@ -15,5 +15,5 @@ using kernels::RotaryParams;
 // outside [0, max_pos).
 void rotary_embedding(const RotaryParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

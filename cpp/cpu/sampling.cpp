@@ -4,15 +4,10 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/mix64.h"
+
 namespace taco::cpu::sampling {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Descending by value, ties by lower id.
 struct ByValue {
@@ -25,9 +20,9 @@ struct ByValue {
 }  // namespace
 
 double seeded_uniform(uint64_t seed, int32_t index, int32_t step) {
-  uint64_t h = splitmix64(seed);
-  h = splitmix64(h ^ static_cast<uint64_t>(static_cast<uint32_t>(index)));
-  h = splitmix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(step)) << 32));
+  uint64_t h = mix64(seed);
+  h = mix64(h ^ static_cast<uint64_t>(static_cast<uint32_t>(index)));
+  h = mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(step)) << 32));
   return static_cast<double>(h >> 11) * 0x1.0p-53;
 }
 

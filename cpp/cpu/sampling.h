@@ -27,8 +27,7 @@ int32_t argmax(const float* row, int64_t V);
 
 // The k ids of highest score among ids (all of [0, V) when ids is null), descending, ties by
 // lower id.
-std::vector<int32_t> top_ids(const float* score, int64_t V, const std::vector<int32_t>* ids,
-                             int k);
+std::vector<int32_t> top_ids(const float* score, int64_t V, const std::vector<int32_t>* ids, int k);
 
 std::vector<TokenLogprob> top_logprobs(const float* row, int64_t V, int k, const LogSoftmax& ls);
 

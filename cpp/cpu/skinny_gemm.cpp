@@ -18,7 +18,7 @@
 #endif
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 constexpr int64_t kStep = 32;  // bf16 columns per 64-byte line
 
@@ -117,5 +117,5 @@ void skinny_gemm_bf16(const SkinnyGemmParams&) {
 
 #endif
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -17,7 +17,7 @@
 #include <cstdint>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 constexpr int64_t kSkinnyTileRows = 4;
 
@@ -36,5 +36,5 @@ void pack_skinny_weight(const void* w, void* packed, int64_t n, int64_t k);
 // Requires skinny_gemm_supported(p.k).
 void skinny_gemm_bf16(const SkinnyGemmParams& p);
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 
 template <typename T>
 inline float to_float(T x) {
@@ -47,5 +47,5 @@ inline void scale_axpy(float* __restrict y, float scale, float w, const float* _
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] * scale + w * x[i];
 }
 
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -11,14 +11,14 @@
 
 #ifdef __AVX512F__
 
-#include "cpu/half.h"
 #include <immintrin.h>
+#include "cpu/half.h"
 
 #include <cstdint>
 #include <type_traits>
 
 namespace taco::cpu {
-TACO_CPU_ISA_BEGIN
+inline namespace TACO_CPU_NS {
 namespace avx512 {
 
 // 16 consecutive elements widened to float.
@@ -42,8 +42,8 @@ inline void store16(bf16* p, __m512 x) {
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
   const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
   const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  const __m512i top = _mm512_mask_mov_epi32(_mm512_srli_epi32(rounded, 16), nan,
-                                            _mm512_set1_epi32(0x7FC0));
+  const __m512i top =
+      _mm512_mask_mov_epi32(_mm512_srli_epi32(rounded, 16), nan, _mm512_set1_epi32(0x7FC0));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(top));
 #endif
 }
@@ -115,7 +115,7 @@ inline __m512 sum16(const __m512 (&v)[16]) {
 }
 
 }  // namespace avx512
-TACO_CPU_ISA_END
+}  // namespace TACO_CPU_NS
 }  // namespace taco::cpu
 
 #endif  // __AVX512F__

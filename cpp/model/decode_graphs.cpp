@@ -109,8 +109,8 @@ at::Tensor DecodeGraphs::run(const DecodeInputs& in) {
   // Padding rows write no K/V and attend to one key; their other inputs may be stale but valid.
   std::fill(slot_mapping_host_.data_ptr<int64_t>() + batch,
             slot_mapping_host_.data_ptr<int64_t>() + g.batch, -1);
-  std::fill(seq_lens_host_.data_ptr<int32_t>() + batch, seq_lens_host_.data_ptr<int32_t>() + g.batch,
-            1);
+  std::fill(seq_lens_host_.data_ptr<int32_t>() + batch,
+            seq_lens_host_.data_ptr<int32_t>() + g.batch, 1);
   const auto upload = [&](at::Tensor& dev, const at::Tensor& host, int64_t rows) {
     dev.narrow(0, 0, rows).copy_(host.narrow(0, 0, rows), /*non_blocking=*/true);
   };

@@ -1,8 +1,8 @@
-// CUDA graphs of the decode forward (docs/architecture.md, "One engine step"): one graph per padded batch size
-// (1, 2, 4, multiples of 8, and min(max_num_seqs, 256) itself), captured at startup over static
-// device buffers. A batch in which every sequence computes one token, no longer than the largest
-// graph and with no context beyond max_seq_len_to_capture, is copied into the buffers, padded
-// (padding rows write no K/V: slot -1) and replayed; anything else runs eagerly.
+// CUDA graphs of the decode forward (docs/architecture.md, "One engine step"): one graph per padded
+// batch size (1, 2, 4, multiples of 8, and min(max_num_seqs, 256) itself), captured at startup over
+// static device buffers. A batch in which every sequence computes one token, no longer than the
+// largest graph and with no context beyond max_seq_len_to_capture, is copied into the buffers,
+// padded (padding rows write no K/V: slot -1) and replayed; anything else runs eagerly.
 #pragma once
 
 #include <ATen/ATen.h>

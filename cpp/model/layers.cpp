@@ -6,9 +6,7 @@
 
 namespace taco {
 
-at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return ops::linear(x, weight, bias);
-}
+at::Tensor Linear::operator()(const at::Tensor& x) const { return ops::linear(x, weight, bias); }
 
 namespace {
 

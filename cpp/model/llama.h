@@ -45,9 +45,9 @@ class LlamaModel {
   at::ScalarType dtype_;
   at::Device device_;
   AttentionShape attn_shape_;
-  at::Tensor embed_;    // [V, H]
+  at::Tensor embed_;           // [V, H]
   ops::LinearWeight lm_head_;  // [V, H], the embedding itself when tied
-  at::Tensor norm_;     // [H]
+  at::Tensor norm_;            // [H]
   at::Tensor rope_cache_;
   std::vector<Layer> layers_;
 };

@@ -73,9 +73,8 @@ void apply_penalties(float* row, int32_t V, const SamplingOptions& o, const Sequ
 
 bool changes_logits(const SamplingOptions& o, const Sequence& seq) {
   return o.logits_hook_key >= 0 || !o.allowed_token_ids.empty() || !o.logit_bias.empty() ||
-         !o.bad_words_token_ids.empty() ||
-         static_cast<int>(seq.output.size()) < o.min_tokens || o.repetition_penalty != 1.0f ||
-         o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f;
+         !o.bad_words_token_ids.empty() || static_cast<int>(seq.output.size()) < o.min_tokens ||
+         o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f;
 }
 
 void process_logits(float* row, int32_t V, const SamplingOptions& o, const Sequence& seq,

@@ -85,9 +85,9 @@ KvCacheSize profile_gpu_kv_cache_size(const EngineOptions& opts, const LlamaMode
         "gpu_memory_utilization " + std::to_string(opts.gpu_memory_utilization) + " of " +
         std::to_string(mem.total_bytes / kGiB) + " GiB leaves " +
         std::to_string(std::max(budget, 0.0) / kGiB) + " GiB for the KV cache after " +
-        std::to_string(used / kGiB) + " GiB of weights and activations: " +
-        std::to_string(size.num_device_blocks) + " blocks, fewer tokens than max_model_len " +
-        std::to_string(opts.max_model_len) +
+        std::to_string(used / kGiB) +
+        " GiB of weights and activations: " + std::to_string(size.num_device_blocks) +
+        " blocks, fewer tokens than max_model_len " + std::to_string(opts.max_model_len) +
         "; raise gpu_memory_utilization or lower max_model_len");
   }
   return size;

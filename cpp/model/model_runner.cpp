@@ -41,8 +41,7 @@ at::Tensor int_tensor(const std::vector<int32_t>& v, std::vector<int64_t> shape)
 }
 
 at::Tensor long_tensor(const std::vector<int64_t>& v) {
-  return at::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())},
-                       at::kLong);
+  return at::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())}, at::kLong);
 }
 
 // Each step allocates and frees activations of up to tens of MB (a 2048-token chunk's MLP is

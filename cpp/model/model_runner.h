@@ -63,7 +63,7 @@ class ModelRunner : public Executor {
   std::vector<at::Tensor> cpu_caches_;  // swap space, same shape with num_cpu_blocks (pinned
                                         // when the device is a GPU)
   Sampler sampler_;
-  std::unique_ptr<Batch> batch_;  // reused buffers of the flat batch
+  std::unique_ptr<Batch> batch_;          // reused buffers of the flat batch
   std::unique_ptr<DecodeGraphs> graphs_;  // CUDA devices unless enforce_eager
 };
 

@@ -43,8 +43,8 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
     const SamplingOptions& o = *rows[i]->sampling;
     if (o.logits_hook_key < 0) continue;
     const Sequence& q = *rows[i]->seq;
-    hook_({o.logits_hook_key, q.prompt.get(), &q.output, base + i * stride,
-           static_cast<int32_t>(V)});
+    hook_(
+        {o.logits_hook_key, q.prompt.get(), &q.output, base + i * stride, static_cast<int32_t>(V)});
   }
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {

@@ -50,17 +50,16 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed, const at
 at::Tensor skinny_pack(const at::Tensor& w) {
   if (!cpu::skinny_gemm_supported(w.size(1))) return {};
   at::Tensor packed = at::empty({cpu::skinny_packed_elems(w.size(0), w.size(1))}, w.options());
-  cpu::pack_skinny_weight(w.data_ptr(), packed.data_ptr(),
-                          w.size(0), w.size(1));
+  cpu::pack_skinny_weight(w.data_ptr(), packed.data_ptr(), w.size(0), w.size(1));
   return packed;
 }
 
 at::Tensor skinny_linear(const at::Tensor& x, const LinearWeight& w, bool float_out) {
   at::Tensor out = at::empty({x.size(0), w.out_features},
                              x.options().dtype(float_out ? at::kFloat : at::kBFloat16));
-  cpu::SkinnyGemmParams p{out.data_ptr(), x.data_ptr(),  w.skinny.data_ptr(), x.size(0),
-                          w.out_features, x.size(1),     x.stride(0),         out.stride(0),
-                          float_out};
+  cpu::SkinnyGemmParams p{out.data_ptr(), x.data_ptr(),   w.skinny.data_ptr(),
+                          x.size(0),      w.out_features, x.size(1),
+                          x.stride(0),    out.stride(0),  float_out};
   cpu::skinny_gemm_bf16(p);
   return out;
 }
@@ -84,8 +83,8 @@ LinearWeight prepare_linear_weight(const at::Tensor& w) {
 
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,
                   bool float_out) {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == w.in_features, "linear: x must be [T, ",
-              w.in_features, "], got ", x.sizes());
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == w.in_features, "linear: x must be [T, ", w.in_features,
+              "], got ", x.sizes());
 #if TACO_WITH_CUDA
   if (x.is_cuda()) {
     TORCH_CHECK(w.plain.defined() && w.plain.device() == x.device() &&

@@ -1,6 +1,6 @@
-// ATen adapters: check shapes, dtypes and devices, fill each kernel's params once, dispatch by device.
-// CPU tensors go to cpp/cpu; CUDA tensors go to cuda/ through ops_cuda.cpp when the CUDA backend
-// is built (TACO_WITH_CUDA), and are rejected otherwise.
+// ATen adapters: check shapes, dtypes and devices, fill each kernel's params once, dispatch by
+// device. CPU tensors go to cpp/cpu; CUDA tensors go to cuda/ through ops_cuda.cpp when the CUDA
+// backend is built (TACO_WITH_CUDA), and are rejected otherwise.
 #include "ops/ops.h"
 
 #include <initializer_list>
@@ -43,11 +43,11 @@ int64_t row_stride(const at::Tensor& t, const char* name) {
 // Runs a kernel whose params are filled and checked: on the tensors' CUDA device through
 // ops_cuda.cpp, else on the CPU.
 #if TACO_WITH_CUDA
-#define TACO_RUN(cuda, op, params, device)         \
-  do {                                             \
-    check_params((params).check(), #op);           \
+#define TACO_RUN(cuda, op, params, device)          \
+  do {                                              \
+    check_params((params).check(), #op);            \
     if (cuda) return cuda_impl::op(params, device); \
-    cpu::op(params);                               \
+    cpu::op(params);                                \
   } while (0)
 #else
 #define TACO_RUN(cuda, op, params, device) \
@@ -67,10 +67,9 @@ void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, do
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1), "rms_norm: bad weight");
   const int64_t out_stride = row_stride(out, "rms_norm out");
   const int64_t x_stride = row_stride(x, "rms_norm x");
-  const kernels::RmsNormParams p{out.data_ptr(), x.data_ptr(), nullptr,
-                                 weight.data_ptr(), x.size(0), x.size(1),
-                                 out_stride, x_stride, static_cast<float>(eps),
-                                 kernel_dtype(x, "rms_norm")};
+  const kernels::RmsNormParams p{
+      out.data_ptr(), x.data_ptr(), nullptr,  weight.data_ptr(),       x.size(0),
+      x.size(1),      out_stride,   x_stride, static_cast<float>(eps), kernel_dtype(x, "rms_norm")};
   TACO_RUN(cuda, rms_norm, p, x.device());
 }
 
@@ -82,9 +81,15 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
   TORCH_CHECK(weight.is_contiguous() && weight.numel() == x.size(-1),
               "fused_add_rms_norm: bad weight");
   const int64_t stride = row_stride(x, "fused_add_rms_norm x");
-  const kernels::RmsNormParams p{x.data_ptr(), x.data_ptr(), residual.data_ptr(),
-                                 weight.data_ptr(), x.size(0), x.size(1),
-                                 stride, stride, static_cast<float>(eps),
+  const kernels::RmsNormParams p{x.data_ptr(),
+                                 x.data_ptr(),
+                                 residual.data_ptr(),
+                                 weight.data_ptr(),
+                                 x.size(0),
+                                 x.size(1),
+                                 stride,
+                                 stride,
+                                 static_cast<float>(eps),
                                  kernel_dtype(x, "fused_add_rms_norm")};
   check_params(p.check(/*fused=*/true), "fused_add_rms_norm");
   TACO_RUN(cuda, fused_add_rms_norm, p, x.device());
@@ -106,19 +111,19 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
   const int64_t query_stride = row_stride(query, "rotary_embedding query");
   const int64_t key_stride = row_stride(key, "rotary_embedding key");
   const kernels::RotaryParams p{positions.data_ptr<int64_t>(),
-                      query.data_ptr(),
-                      key.data_ptr(),
-                      cos_sin_cache.data_ptr<float>(),
-                      positions.size(0),
-                      query.size(1) / head_dim,
-                      key.size(1) / head_dim,
-                      head_dim,
-                      cos_sin_cache.size(1),
-                      query_stride,
-                      key_stride,
-                      cos_sin_cache.size(0),
-                      is_neox,
-                      kernel_dtype(query, "rotary_embedding")};
+                                query.data_ptr(),
+                                key.data_ptr(),
+                                cos_sin_cache.data_ptr<float>(),
+                                positions.size(0),
+                                query.size(1) / head_dim,
+                                key.size(1) / head_dim,
+                                head_dim,
+                                cos_sin_cache.size(1),
+                                query_stride,
+                                key_stride,
+                                cos_sin_cache.size(0),
+                                is_neox,
+                                kernel_dtype(query, "rotary_embedding")};
   TACO_RUN(cuda, rotary_embedding, p, query.device());
 }
 
@@ -149,18 +154,10 @@ void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&
                   slot_mapping.numel() == key.size(0),
               "write_kv_cache: slot_mapping must be contiguous int64 [T]");
-  const kernels::WriteKvParams p{key.data_ptr(),
-                                 value.data_ptr(),
-                                 kv.data_ptr(),
-                                 slot_mapping.data_ptr<int64_t>(),
-                                 key.size(0),
-                                 kv.size(2),
-                                 kv.size(4),
-                                 kv.size(3),
-                                 kv.size(1),
-                                 key.stride(0),
-                                 value.stride(0),
-                                 kernel_dtype(kv, "write_kv_cache")};
+  const kernels::WriteKvParams p{
+      key.data_ptr(), value.data_ptr(), kv.data_ptr(),   slot_mapping.data_ptr<int64_t>(),
+      key.size(0),    kv.size(2),       kv.size(4),      kv.size(3),
+      kv.size(1),     key.stride(0),    value.stride(0), kernel_dtype(kv, "write_kv_cache")};
   TACO_RUN(cuda, write_kv_cache, p, kv.device());
 }
 
@@ -254,11 +251,10 @@ void swap_blocks(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& ds
   for (size_t layer = 0; layer < src.size(); ++layer) {
     check_cache(src[layer], "swap_blocks");
     check_cache(dst[layer], "swap_blocks");
-    TORCH_CHECK(src[layer].dtype() == dst[layer].dtype() &&
-                    src[layer].size(2) == dst[layer].size(2) &&
-                    src[layer].size(3) == dst[layer].size(3) &&
-                    src[layer].size(4) == dst[layer].size(4),
-                "swap_blocks: layer ", layer, " caches differ in dtype or block shape");
+    TORCH_CHECK(
+        src[layer].dtype() == dst[layer].dtype() && src[layer].size(2) == dst[layer].size(2) &&
+            src[layer].size(3) == dst[layer].size(3) && src[layer].size(4) == dst[layer].size(4),
+        "swap_blocks: layer ", layer, " caches differ in dtype or block shape");
     check_block_pairs(src_dst, src[layer].size(1), dst[layer].size(1), "swap_blocks");
     for (const auto& [s, d] : src_dst) dst[layer].select(1, d).copy_(src[layer].select(1, s));
   }

@@ -10,13 +10,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "ops/kernel_dtype.h"
 #include "taco/cuda/activation.h"
 #include "taco/cuda/attention.h"
 #include "taco/cuda/gemm.h"
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
-#include "ops/kernel_dtype.h"
 
 namespace taco::ops::cuda_impl {
 namespace {
@@ -40,11 +40,11 @@ bool cublas_forced() {
 }  // namespace
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  const bool plain = x.dim() == 2 && x.stride(1) == 1 && weight.dim() == 2 &&
-                     weight.stride(1) == 1 && weight.size(1) == x.size(1) &&
-                     weight.dtype() == x.dtype() &&
-                     (!bias.defined() || (bias.is_contiguous() && bias.dtype() == x.dtype() &&
-                                          bias.numel() == weight.size(0)));
+  const bool plain =
+      x.dim() == 2 && x.stride(1) == 1 && weight.dim() == 2 && weight.stride(1) == 1 &&
+      weight.size(1) == x.size(1) && weight.dtype() == x.dtype() &&
+      (!bias.defined() ||
+       (bias.is_contiguous() && bias.dtype() == x.dtype() && bias.numel() == weight.size(0)));
   const bool half = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
   if (plain && half && !cublas_forced()) {
     const c10::cuda::CUDAGuard guard(x.device());

@@ -19,8 +19,8 @@ SampledRows sample_rows(const at::Tensor& logits, int64_t vocab,
                   logits.stride(1) == 1 && logits.size(1) >= vocab,
               "sample_rows: expected CUDA float32 logits [N, >= vocab] with contiguous rows");
   const int64_t n = logits.size(0);
-  TORCH_CHECK(static_cast<size_t>(n) == rows.size(), "sample_rows: ", rows.size(),
-              " settings for ", n, " rows");
+  TORCH_CHECK(static_cast<size_t>(n) == rows.size(), "sample_rows: ", rows.size(), " settings for ",
+              n, " rows");
   TORCH_CHECK(num_top >= 0 && num_top <= cuda::kMaxSampleTop, "sample_rows: num_top ", num_top,
               " outside [0, ", cuda::kMaxSampleTop, "]");
   if (n == 0) return {};

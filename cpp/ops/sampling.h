@@ -21,11 +21,11 @@ struct RowSampling {
 
 // What sample_rows hands back, on the host.
 struct SampledRows {
-  std::vector<int32_t> token;         // [N]
-  std::vector<int32_t> rank;          // [N]
-  std::vector<float> logprob;         // [N]
-  std::vector<int32_t> top_ids;       // [N, num_top] row-major, -1 past the kept ids
-  std::vector<float> top_logprobs;    // [N, num_top]
+  std::vector<int32_t> token;       // [N]
+  std::vector<int32_t> rank;        // [N]
+  std::vector<float> logprob;       // [N]
+  std::vector<int32_t> top_ids;     // [N, num_top] row-major, -1 past the kept ids
+  std::vector<float> top_logprobs;  // [N, num_top]
 };
 
 // Longest top list sample_rows serves (0 in builds without CUDA).

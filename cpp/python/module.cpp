@@ -139,7 +139,8 @@ void bind_options(py::module_& m) {
 #define TACO_BIND_FIELD(type, name, value, ok, rule) bind_field(cls, #name, &Struct::name);
   {
     using Struct = taco::EngineOptions;
-    auto cls = bind_options_class<Struct>(m, "EngineOptions", {TACO_ENGINE_OPTIONS(TACO_FIELD_NAME)});
+    auto cls =
+        bind_options_class<Struct>(m, "EngineOptions", {TACO_ENGINE_OPTIONS(TACO_FIELD_NAME)});
     TACO_ENGINE_OPTIONS(TACO_BIND_FIELD)
   }
   {
@@ -217,7 +218,9 @@ void bind_engine(py::module_& m) {
       .def(
           "add_request",
           [](PyEngine& e, const std::string& id, std::vector<int32_t> prompt,
-             const taco::SamplingOptions& opts) { e.engine->add_request(id, std::move(prompt), opts); },
+             const taco::SamplingOptions& opts) {
+            e.engine->add_request(id, std::move(prompt), opts);
+          },
           py::arg("request_id"), py::arg("prompt_token_ids"), py::arg("options"))
       .def(
           "abort", [](PyEngine& e, const std::string& id) { return e.engine->abort(id); },
@@ -228,17 +231,16 @@ void bind_engine(py::module_& m) {
             e.engine->finish_sequence(id, index, taco::FinishReason::kStop);
           },
           py::arg("request_id"), py::arg("index"))
-      .def(
-          "step",
-          [](PyEngine& e) {
-            std::vector<taco::RequestDelta> out;
-            {
-              py::gil_scoped_release release;
-              out = e.engine->step();
-            }
-            e.raise_hook_error();
-            return out;
-          })
+      .def("step",
+           [](PyEngine& e) {
+             std::vector<taco::RequestDelta> out;
+             {
+               py::gil_scoped_release release;
+               out = e.engine->step();
+             }
+             e.raise_hook_error();
+             return out;
+           })
       .def("has_unfinished", [](const PyEngine& e) { return e.engine->has_unfinished(); })
       .def("num_unfinished", [](const PyEngine& e) { return e.engine->num_unfinished(); })
       .def("metrics", [](const PyEngine& e) { return metrics_dict(e.engine->metrics()); });
@@ -285,8 +287,8 @@ void bind_testing(py::module_ m) {
           info->architecture = "FakeForCausalLM";
           info->num_device_blocks = num_device_blocks;
           info->num_cpu_blocks = num_cpu_blocks;
-          return std::make_unique<taco::Engine>(
-              o, std::make_unique<taco::test::FakeExecutor>(cfg), vocab_size, eos_token_ids, len);
+          return std::make_unique<taco::Engine>(o, std::make_unique<taco::test::FakeExecutor>(cfg),
+                                                vocab_size, eos_token_ids, len);
         };
         auto engine = std::make_unique<PyEngine>(std::move(opts), std::move(logits_hook), make);
         engine->raise_pending = [error] {

@@ -130,16 +130,16 @@ void bench_decode_attention(int64_t batch, int64_t ctx) {
     if (part < ctx || part == 8192) settings.push_back({0, part});
   settings.push_back({-1, 0});
   const double bytes = (kv.size() + q.size() + out.size()) * sizeof(bf16);
-  const std::string shape = "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) +
-                            " h32/8 d128 bf16 ";
+  const std::string shape =
+      "b" + std::to_string(batch) + " ctx" + std::to_string(ctx) + " h32/8 d128 bf16 ";
   for (const DecodeSetting& s : settings) {
     p.decode_variant = s.variant;
     p.decode_partition_keys = s.partition_keys;
     DeviceBuffer<float> workspace((paged_attention_workspace_bytes(p) + 3) / 4);
     p.workspace = workspace.size() ? workspace.get() : nullptr;
     if (const cudaError_t err = paged_attention(p, nullptr); err != cudaSuccess) {
-      std::printf("bench decode_attention %s%s error=%s\n", shape.c_str(),
-                  setting_name(s).c_str(), cudaGetErrorString(err));
+      std::printf("bench decode_attention %s%s error=%s\n", shape.c_str(), setting_name(s).c_str(),
+                  cudaGetErrorString(err));
       continue;
     }
     const double ms = time_ms([&] { return paged_attention(p, nullptr); });
@@ -215,15 +215,14 @@ void bench_sampling(int64_t rows, int64_t vocab) {
     float p;
     float min_p;
   };
-  for (const Setting& c : {Setting{"greedy", 0.0f, -1, 1.0f, 0.0f},
-                           Setting{"t0.8", 0.8f, -1, 1.0f, 0.0f},
-                           Setting{"t0.8 k50 p0.9", 0.8f, 50, 0.9f, 0.0f},
-                           Setting{"t1 p0.95", 1.0f, -1, 0.95f, 0.0f},
-                           Setting{"t1 min_p0.05", 1.0f, -1, 1.0f, 0.05f}}) {
+  for (const Setting& c :
+       {Setting{"greedy", 0.0f, -1, 1.0f, 0.0f}, Setting{"t0.8", 0.8f, -1, 1.0f, 0.0f},
+        Setting{"t0.8 k50 p0.9", 0.8f, 50, 0.9f, 0.0f}, Setting{"t1 p0.95", 1.0f, -1, 0.95f, 0.0f},
+        Setting{"t1 min_p0.05", 1.0f, -1, 1.0f, 0.05f}}) {
     const SampleBuffers buf(std::vector<RowSettings>(rows, {c.t, c.k, c.p, c.min_p, 0.37}), 5);
     const SampleParams p = buf.params(logits.get(), vocab, vocab);
-    const std::string shape = "r" + std::to_string(rows) + " v" + std::to_string(vocab) + " " +
-                              c.name + " top5";
+    const std::string shape =
+        "r" + std::to_string(rows) + " v" + std::to_string(vocab) + " " + c.name + " top5";
     report("sample", shape, time_ms([&] { return sample(p, nullptr); }),
            static_cast<double>(logits.size() * sizeof(float)));
   }

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "common.cuh"
 #include "taco/cuda/attention.h"
@@ -99,9 +99,9 @@ struct DecodeVariant {
   bool mma;
 };
 inline constexpr DecodeVariant kDecodeVariants[] = {
-    {"w4 k2 s4", 4, 2, 4, false},    {"w4 k1 s6", 4, 1, 6, false}, {"w4 k4 s3", 4, 4, 3, false},
-    {"w8 k2 s3", 8, 2, 3, false},    {"w2 k2 s6", 2, 2, 6, false}, {"mma w2 s3", 2, 1, 3, true},
-    {"mma w2 s2", 2, 1, 2, true},    {"mma w4 s3", 4, 1, 3, true},
+    {"w4 k2 s4", 4, 2, 4, false}, {"w4 k1 s6", 4, 1, 6, false}, {"w4 k4 s3", 4, 4, 3, false},
+    {"w8 k2 s3", 8, 2, 3, false}, {"w2 k2 s6", 2, 2, 6, false}, {"mma w2 s3", 2, 1, 3, true},
+    {"mma w2 s2", 2, 1, 2, true}, {"mma w4 s3", 4, 1, 3, true},
 };
 inline constexpr int kNumDecodeVariants = sizeof(kDecodeVariants) / sizeof(kDecodeVariants[0]);
 

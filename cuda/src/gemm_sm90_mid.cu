@@ -21,9 +21,7 @@ using Pp64x128 =
 
 }  // namespace
 
-cudaError_t sm90_pp_64x128(const GemmParams& p, cudaStream_t s) {
-  return sm90_run<Pp64x128>(p, s);
-}
+cudaError_t sm90_pp_64x128(const GemmParams& p, cudaStream_t s) { return sm90_run<Pp64x128>(p, s); }
 size_t sm90_pp_64x128_workspace(const GemmParams& p) { return sm90_workspace<Pp64x128>(p); }
 
 }  // namespace taco::cuda::gemm_detail

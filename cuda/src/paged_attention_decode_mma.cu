@@ -16,11 +16,11 @@ template <typename T, int D, int W, int S>
 struct MmaCfg {
   using Elem = T;
   static constexpr int kD = D, kWarps = W, kStages = S, kThreads = W * 32;
-  static constexpr int kHeads = 16;              // mma rows: GQA heads per CTA
-  static constexpr int kTile = 16;               // keys per warp per step
-  static constexpr int kStageKeys = W * kTile;   // keys per CTA per step (partition granule)
-  static constexpr int kRow = D + 8;             // smem row pitch: +16 bytes spreads ldmatrix rows
-  static constexpr int kChunks = D / 8;          // 16-byte chunks per K or V row
+  static constexpr int kHeads = 16;             // mma rows: GQA heads per CTA
+  static constexpr int kTile = 16;              // keys per warp per step
+  static constexpr int kStageKeys = W * kTile;  // keys per CTA per step (partition granule)
+  static constexpr int kRow = D + 8;            // smem row pitch: +16 bytes spreads ldmatrix rows
+  static constexpr int kChunks = D / 8;         // 16-byte chunks per K or V row
   static constexpr int kTileElems = 2 * kTile * kRow;  // K rows, then V rows
   static constexpr size_t kPipeBytes = sizeof(T) * W * S * kTileElems;
   static constexpr size_t kMergeBytes = sizeof(float) * W * kHeads * (D + 2);
@@ -196,9 +196,9 @@ __device__ void load_query(const typename C::Elem* q, int heads, int lane,
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int row = g + (i % 2) * 8, col = kk * 16 + c + (i / 2) * 8;
-      qf[kk][i] = row < heads ? pack2<T>(to_float(q[row * C::kD + col]),
-                                         to_float(q[row * C::kD + col + 1]))
-                              : 0u;
+      qf[kk][i] = row < heads
+                      ? pack2<T>(to_float(q[row * C::kD + col]), to_float(q[row * C::kD + col + 1]))
+                      : 0u;
     }
   }
 }
@@ -308,14 +308,14 @@ cudaError_t with_mma_config(const PagedAttentionParams& p, Fn&& fn) {
   static_assert(kDecodeVariants[5].mma && kDecodeVariants[7].mma, "mma variants are 5 to 7");
   switch (p.decode_variant) {
     case 5:
-      return fn.template operator()<MmaCfg<T, 128, kDecodeVariants[5].warps,
-                                           kDecodeVariants[5].stages>>();
+      return fn.template
+      operator()<MmaCfg<T, 128, kDecodeVariants[5].warps, kDecodeVariants[5].stages>>();
     case 6:
-      return fn.template operator()<MmaCfg<T, 128, kDecodeVariants[6].warps,
-                                           kDecodeVariants[6].stages>>();
+      return fn.template
+      operator()<MmaCfg<T, 128, kDecodeVariants[6].warps, kDecodeVariants[6].stages>>();
     case 7:
-      return fn.template operator()<MmaCfg<T, 128, kDecodeVariants[7].warps,
-                                           kDecodeVariants[7].stages>>();
+      return fn.template
+      operator()<MmaCfg<T, 128, kDecodeVariants[7].warps, kDecodeVariants[7].stages>>();
   }
   return cudaErrorInvalidValue;
 }

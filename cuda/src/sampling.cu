@@ -31,8 +31,7 @@ __device__ __forceinline__ uint32_t ordered_bits(float x) {
 }
 
 __device__ __forceinline__ Key sort_key(float score, int64_t id) {
-  return (static_cast<Key>(ordered_bits(score)) << 32) |
-         (0xffffffffu - static_cast<uint32_t>(id));
+  return (static_cast<Key>(ordered_bits(score)) << 32) | (0xffffffffu - static_cast<uint32_t>(id));
 }
 
 __device__ __forceinline__ int32_t id_of(Key key) {
@@ -102,12 +101,12 @@ struct Row {
   int64_t vocab;
   bool greedy;
   bool filtered = false;  // top-k, top-p or min-p on: only kept ids are listed
-  float temperature;  // 1 for greedy rows
+  float temperature;      // 1 for greedy rows
   float max_score;
-  float z;            // sum of exp(s - max_score)
+  float z;  // sum of exp(s - max_score)
   float log_z;
-  Key floor = 0;      // kept: key >= floor
-  float cut = 0.0f;   // kept: prob >= cut
+  Key floor = 0;     // kept: key >= floor
+  float cut = 0.0f;  // kept: prob >= cut
 
   // The CPU sampler divides the logits by the temperature (it does not multiply by 1 / T); an
   // IEEE division, not the fast-math approximation.

@@ -219,10 +219,10 @@ TYPED_TEST(PagedAttentionTest, DecodeBatchAcrossGroupsAndHeadDims) {
   for (int64_t group : {1, 4, 8}) {
     for (int64_t d : {64, 128}) check_attention<TypeParam>({2, group, d, 16}, kDecodes, 10);
   }
-  check_attention<TypeParam>({2, 4, 96, 16}, kDecodes, 11);   // 3 packs per thread
-  check_attention<TypeParam>({1, 8, 96, 16}, kDecodes, 12);   // heads capped: 2+ chunks
-  check_attention<TypeParam>({1, 4, 256, 16}, kDecodes, 13);  // a warp per key
-  check_attention<TypeParam>({2, 3, 128, 16}, kDecodes, 14);  // padding head in the CTA
+  check_attention<TypeParam>({2, 4, 96, 16}, kDecodes, 11);    // 3 packs per thread
+  check_attention<TypeParam>({1, 8, 96, 16}, kDecodes, 12);    // heads capped: 2+ chunks
+  check_attention<TypeParam>({1, 4, 256, 16}, kDecodes, 13);   // a warp per key
+  check_attention<TypeParam>({2, 3, 128, 16}, kDecodes, 14);   // padding head in the CTA
   check_attention<TypeParam>({1, 12, 128, 16}, kDecodes, 15);  // two head chunks, one ragged
   check_attention<TypeParam>({1, 32, 64, 16}, kDecodes, 16);   // four head chunks
 }

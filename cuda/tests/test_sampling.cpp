@@ -118,10 +118,10 @@ void check_rows(int64_t vocab, int64_t stride, const std::vector<RowCase>& cases
   const auto logprob = buf.logprob.download(), top_lp = buf.top_logprobs.download();
   for (int64_t r = 0; r < rows; ++r) {
     const Expected e = reference(logits.data() + r * stride, vocab, cases[r], num_top);
-    SCOPED_TRACE(::testing::Message() << "vocab " << vocab << " row " << r << " T "
-                                      << cases[r].temperature << " k " << cases[r].top_k << " p "
-                                      << cases[r].top_p << " min_p " << cases[r].min_p << " u "
-                                      << cases[r].uniform);
+    SCOPED_TRACE(::testing::Message()
+                 << "vocab " << vocab << " row " << r << " T " << cases[r].temperature << " k "
+                 << cases[r].top_k << " p " << cases[r].top_p << " min_p " << cases[r].min_p
+                 << " u " << cases[r].uniform);
     EXPECT_EQ(token[r], e.token);
     EXPECT_EQ(rank[r], e.rank);
     EXPECT_TRUE(close(logprob[r], e.logprob, 1e-4, 1e-4)) << logprob[r] << " vs " << e.logprob;
@@ -139,27 +139,27 @@ void check_rows(int64_t vocab, int64_t stride, const std::vector<RowCase>& cases
 
 std::vector<RowCase> mixed_cases() {
   std::vector<RowCase> cases = {
-      {0.0f, -1, 1.0f, 0.0f, 0.0},     // greedy
-      {0.0f, 50, 0.5f, 0.2f, 0.7},     // greedy ignores the filters
-      {1.0f, -1, 1.0f, 0.0f, 0.5},     // plain sampling
-      {0.7f, -1, 1.0f, 0.0f, 0.999},   // the tail of the id order
-      {0.7f, -1, 1.0f, 0.0f, 0.0},     // the first kept id
-      {1.0f, 1, 1.0f, 0.0f, 0.9},      // top-k 1 is greedy
-      {0.8f, 50, 1.0f, 0.0f, 0.31},    // top-k
-      {1.2f, -1, 0.9f, 0.0f, 0.62},    // top-p
-      {0.5f, -1, 0.01f, 0.0f, 0.5},    // top-p keeping one id
-      {1.0f, -1, 1.0f, 0.05f, 0.44},   // min-p
-      {0.9f, 40, 0.8f, 0.1f, 0.77},    // all three
-      {1.5f, 2000, 0.95f, 0.0f, 0.13}, // a wide top-k under top-p
-      {0.05f, -1, 1.0f, 0.0f, 0.5},    // low temperature: most probabilities are 0 or subnormal
-      {0.05f, 3, 1.0f, 0.0f, 0.5},     // ... with a top-k above the ids of nonzero probability
+      {0.0f, -1, 1.0f, 0.0f, 0.0},      // greedy
+      {0.0f, 50, 0.5f, 0.2f, 0.7},      // greedy ignores the filters
+      {1.0f, -1, 1.0f, 0.0f, 0.5},      // plain sampling
+      {0.7f, -1, 1.0f, 0.0f, 0.999},    // the tail of the id order
+      {0.7f, -1, 1.0f, 0.0f, 0.0},      // the first kept id
+      {1.0f, 1, 1.0f, 0.0f, 0.9},       // top-k 1 is greedy
+      {0.8f, 50, 1.0f, 0.0f, 0.31},     // top-k
+      {1.2f, -1, 0.9f, 0.0f, 0.62},     // top-p
+      {0.5f, -1, 0.01f, 0.0f, 0.5},     // top-p keeping one id
+      {1.0f, -1, 1.0f, 0.05f, 0.44},    // min-p
+      {0.9f, 40, 0.8f, 0.1f, 0.77},     // all three
+      {1.5f, 2000, 0.95f, 0.0f, 0.13},  // a wide top-k under top-p
+      {0.05f, -1, 1.0f, 0.0f, 0.5},     // low temperature: most probabilities are 0 or subnormal
+      {0.05f, 3, 1.0f, 0.0f, 0.5},      // ... with a top-k above the ids of nonzero probability
   };
   return cases;
 }
 
 TEST(Sampling, MatchesTheHostReference) {
   TACO_REQUIRE_GPU();
-  check_rows(49152, 49152, mixed_cases(), 5, 3.0f);  // SmolLM2's vocab
+  check_rows(49152, 49152, mixed_cases(), 5, 3.0f);   // SmolLM2's vocab
   check_rows(49152, 49160, mixed_cases(), 20, 1.0f);  // padded rows, flatter logits, 20 top
   check_rows(1000, 1000, mixed_cases(), 0, 5.0f);     // a vocab below one pass of the block
 }

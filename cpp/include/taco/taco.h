@@ -47,38 +47,38 @@ typedef struct taco_engine taco_engine;
 
 // Engine options. Zero means "derive a default" where noted; fill with taco_engine_options_default.
 typedef struct taco_engine_options {
-  const char* dtype;                // "auto" (bfloat16 on CPUs with AVX512-BF16, else float32),
-                                    // "float32", "bfloat16", "float16"
-  const char* device;               // "auto", "cpu" ("cuda" when built with CUDA)
-  uint64_t seed;                    // seed of the engine's generator for unseeded requests
-  int32_t block_size;               // KV block size in tokens, positive (16)
-  int32_t max_num_seqs;             // sequences per step (256)
-  int32_t max_num_batched_tokens;   // tokens per step (0: derived)
-  int32_t max_model_len;            // context length (0: the model config's)
-  int32_t enable_prefix_caching;    // reuse KV blocks of identical prompt prefixes (0)
-  int32_t enable_chunked_prefill;   // split long prompts across steps (0)
-  double kv_cache_space_gib;        // CPU KV cache size (0: $TACO_CPU_KVCACHE_SPACE or 4 GiB)
-  int32_t num_kv_blocks_override;   // > 0: exactly this many KV blocks (for tests)
-  int32_t num_threads;              // CPU threads (0: all cores)
+  const char* dtype;               // "auto" (bfloat16 on CPUs with AVX512-BF16, else float32),
+                                   // "float32", "bfloat16", "float16"
+  const char* device;              // "auto", "cpu" ("cuda" when built with CUDA)
+  uint64_t seed;                   // seed of the engine's generator for unseeded requests
+  int32_t block_size;              // KV block size in tokens, positive (16)
+  int32_t max_num_seqs;            // sequences per step (256)
+  int32_t max_num_batched_tokens;  // tokens per step (0: derived)
+  int32_t max_model_len;           // context length (0: the model config's)
+  int32_t enable_prefix_caching;   // reuse KV blocks of identical prompt prefixes (0)
+  int32_t enable_chunked_prefill;  // split long prompts across steps (0)
+  double kv_cache_space_gib;       // CPU KV cache size (0: $TACO_CPU_KVCACHE_SPACE or 4 GiB)
+  int32_t num_kv_blocks_override;  // > 0: exactly this many KV blocks (for tests)
+  int32_t num_threads;             // CPU threads (0: all cores)
 } taco_engine_options;
 
 // Sampling options of one request. Fill with taco_sampling_options_default.
 typedef struct taco_sampling_options {
-  int32_t max_tokens;               // tokens to generate at most (16)
-  int32_t min_tokens;               // EOS and stop ids are ignored before this many (0)
-  float temperature;                // 0: greedy (1.0)
-  float top_p;                      // (1.0)
-  int32_t top_k;                    // <= 0: off (-1)
-  float min_p;                      // (0)
-  float repetition_penalty;         // (1.0)
-  float presence_penalty;           // (0)
-  float frequency_penalty;          // (0)
-  int32_t has_seed;                 // non-zero: use seed below for this request alone
+  int32_t max_tokens;        // tokens to generate at most (16)
+  int32_t min_tokens;        // EOS and stop ids are ignored before this many (0)
+  float temperature;         // 0: greedy (1.0)
+  float top_p;               // (1.0)
+  int32_t top_k;             // <= 0: off (-1)
+  float min_p;               // (0)
+  float repetition_penalty;  // (1.0)
+  float presence_penalty;    // (0)
+  float frequency_penalty;   // (0)
+  int32_t has_seed;          // non-zero: use seed below for this request alone
   uint64_t seed;
-  int32_t ignore_eos;               // (0)
-  const int32_t* stop_token_ids;    // [num_stop_token_ids] extra ids that end the output
+  int32_t ignore_eos;             // (0)
+  const int32_t* stop_token_ids;  // [num_stop_token_ids] extra ids that end the output
   size_t num_stop_token_ids;
-  int32_t logprobs;                 // -1: none; k >= 0: sampled token's logprob plus top k
+  int32_t logprobs;  // -1: none; k >= 0: sampled token's logprob plus top k
 } taco_sampling_options;
 
 TACO_API taco_engine_options taco_engine_options_default(void);

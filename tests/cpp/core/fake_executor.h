@@ -9,24 +9,18 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/engine.h"
 #include "core/executor.h"
+#include "core/mix64.h"
 #include "core/sequence.h"
 
 namespace taco::test {
-
-inline uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Next token from the whole sequence so far and its index: batch and chunking never matter.
 inline int32_t default_next_token(const Sequence& s, int32_t vocab) {

@@ -67,8 +67,8 @@ std::vector<BeamHyp> reference(const std::vector<int32_t>& prompt, const Samplin
     std::vector<const std::vector<TokenLogprob>*> ptrs;
     for (const auto& l : lists) ptrs.push_back(&l);
     std::vector<BeamCandidate> ranked = rank_beam_candidates(cum, ptrs, o.beam_candidates(1));
-    const bool closed = !st.can_improve ||
-                        (static_cast<int32_t>(st.finished.size()) >= width && o.early_stopping == 1);
+    const bool closed = !st.can_improve || (static_cast<int32_t>(st.finished.size()) >= width &&
+                                            o.early_stopping == 1);
     std::vector<RefBeam> next;
     for (size_t rank = 0; rank < ranked.size(); ++rank) {
       const BeamCandidate& c = ranked[rank];
@@ -125,11 +125,10 @@ TEST(BeamSearchEngine, MatchesReferenceUnderEverySchedule) {
   std::vector<std::vector<int32_t>> prompts = {{5, 9, 13}, {7, 1, 2, 3, 4, 5, 6, 8, 9, 11}, {21}};
   SamplingOptions long_run = beam_options(4, 2, 14, 0, 1.0f);
   long_run.ignore_eos = true;
-  std::vector<SamplingOptions> opts = {beam_options(2, 2, 10, 0, 1.0f), long_run,
-                                       beam_options(4, 4, 14, 0, 1.0f),
-                                       beam_options(3, 1, 12, 1, 0.5f),
-                                       beam_options(3, 3, 9, 2, 2.0f),
-                                       beam_options(2, 1, 8, 2, -1.0f)};
+  std::vector<SamplingOptions> opts = {
+      beam_options(2, 2, 10, 0, 1.0f), long_run,
+      beam_options(4, 4, 14, 0, 1.0f), beam_options(3, 1, 12, 1, 0.5f),
+      beam_options(3, 3, 9, 2, 2.0f),  beam_options(2, 1, 8, 2, -1.0f)};
   for (const Schedule& sch : schedules) {
     EngineOptions eo;
     eo.max_num_seqs = 16;

@@ -144,10 +144,11 @@ TEST(Random, ThousandsOfOperationsLeaveNothingBehind) {
   EXPECT_GT(cov.copies, 0);
   EXPECT_GT(cov.rejected, 0);
   EXPECT_GT(cov.checked, 1000);
-  std::printf("preemptions %lld swapped %lld prefix hits %lld copies %lld checked %lld "
-              "rejected %lld\n",
-              (long long)cov.preemptions, (long long)cov.swapped_out, (long long)cov.prefix_hits,
-              (long long)cov.copies, (long long)cov.checked, (long long)cov.rejected);
+  std::printf(
+      "preemptions %lld swapped %lld prefix hits %lld copies %lld checked %lld "
+      "rejected %lld\n",
+      (long long)cov.preemptions, (long long)cov.swapped_out, (long long)cov.prefix_hits,
+      (long long)cov.copies, (long long)cov.checked, (long long)cov.rejected);
 }
 
 }  // namespace

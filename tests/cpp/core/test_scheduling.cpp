@@ -111,8 +111,8 @@ TEST(Scheduling, PreemptsNewestFirstAndResumesWithOutput) {
 
 std::map<std::string, Collected> run_mix(EngineOptions o, int32_t blocks, int32_t cpu_blocks,
                                          EngineMetrics* m) {
-  Harness h = make_engine(o, {.num_device_blocks = blocks, .num_cpu_blocks = cpu_blocks,
-                              .block_size = 4}, 32);
+  Harness h = make_engine(
+      o, {.num_device_blocks = blocks, .num_cpu_blocks = cpu_blocks, .block_size = 4}, 32);
   for (int i = 0; i < 6; ++i) {
     h.engine->add_request("r" + std::to_string(i), iota_prompt(3 + 2 * i, i * 5),
                           sampling(i % 2 ? 14 : 9));

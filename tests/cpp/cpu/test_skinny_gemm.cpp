@@ -40,7 +40,8 @@ TEST(SkinnyGemm, MatchesReferenceForEveryRowCount) {
   // A bias goes to oneDNN whatever the row count.
   const at::Tensor x = at::randn({2, kK}).to(at::kBFloat16);
   const at::Tensor bias = at::randn({kN}).to(at::kBFloat16);
-  const at::Tensor ref = at::matmul(x.to(at::kDouble), w.to(at::kDouble).t()) + bias.to(at::kDouble);
+  const at::Tensor ref =
+      at::matmul(x.to(at::kDouble), w.to(at::kDouble).t()) + bias.to(at::kDouble);
   const at::Tensor got = ops::linear(x, packed, bias).to(at::kDouble);
   EXPECT_TRUE(at::allclose(got, ref, 4e-2, 4e-2)) << "max abs error " << (got - ref).abs().max();
 }

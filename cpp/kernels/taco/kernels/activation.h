@@ -21,11 +21,12 @@ struct SiluAndMulParams {
   std::string check() const {
     using namespace detail;
     constexpr const char* w = "SiluAndMulParams";
-    return first_error(require(tokens >= 0, w, "tokens", tokens, "must be >= 0"),
-                       require(inter > 0, w, "inter", inter, "must be > 0"),
-                       require(x_stride >= 2 * inter, w, "x_stride", x_stride, "must be >= 2 * inter"),
-                       tokens > 0 ? require_ptr(out, w, "out") : std::string(),
-                       tokens > 0 ? require_ptr(x, w, "x") : std::string());
+    return first_error(
+        require(tokens >= 0, w, "tokens", tokens, "must be >= 0"),
+        require(inter > 0, w, "inter", inter, "must be > 0"),
+        require(x_stride >= 2 * inter, w, "x_stride", x_stride, "must be >= 2 * inter"),
+        tokens > 0 ? require_ptr(out, w, "out") : std::string(),
+        tokens > 0 ? require_ptr(x, w, "x") : std::string());
   }
 };
 

@@ -20,7 +20,7 @@ struct PagedAttentionParams {
                                              //   contiguous; row stride query_stride elements
   const void* kv = nullptr;                  // [2, num_blocks, num_kv_heads, block_size, head_dim]
   const int32_t* query_start_loc = nullptr;  // [num_seqs + 1] prefix sums of query lengths
-  const int32_t* seq_lens = nullptr;  // [num_seqs] context length including this step's tokens
+  const int32_t* seq_lens = nullptr;     // [num_seqs] context length including this step's tokens
   const int32_t* block_table = nullptr;  // [num_seqs, max_blocks_per_seq]
   float* workspace = nullptr;  // CUDA only: paged_attention_workspace_bytes() bytes of device
                                //   memory, or null when that is 0

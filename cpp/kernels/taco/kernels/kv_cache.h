@@ -32,19 +32,19 @@ struct WriteKvParams {
     using namespace detail;
     constexpr const char* w = "WriteKvParams";
     const int64_t row = num_kv_heads * head_dim;
-    return first_error(
-        require(tokens >= 0, w, "tokens", tokens, "must be >= 0"),
-        require(num_kv_heads > 0, w, "num_kv_heads", num_kv_heads, "must be > 0"),
-        require(head_dim > 0, w, "head_dim", head_dim, "must be > 0"),
-        require(block_size > 0, w, "block_size", block_size, "must be > 0"),
-        require(num_blocks >= 0, w, "num_blocks", num_blocks, "must be >= 0"),
-        require(key_stride >= row, w, "key_stride", key_stride, "must be >= num_kv_heads * head_dim"),
-        require(value_stride >= row, w, "value_stride", value_stride,
-                "must be >= num_kv_heads * head_dim"),
-        tokens > 0 ? require_ptr(key, w, "key") : std::string(),
-        tokens > 0 ? require_ptr(value, w, "value") : std::string(),
-        tokens > 0 ? require_ptr(slot_mapping, w, "slot_mapping") : std::string(),
-        tokens > 0 && num_blocks > 0 ? require_ptr(kv, w, "kv") : std::string());
+    return first_error(require(tokens >= 0, w, "tokens", tokens, "must be >= 0"),
+                       require(num_kv_heads > 0, w, "num_kv_heads", num_kv_heads, "must be > 0"),
+                       require(head_dim > 0, w, "head_dim", head_dim, "must be > 0"),
+                       require(block_size > 0, w, "block_size", block_size, "must be > 0"),
+                       require(num_blocks >= 0, w, "num_blocks", num_blocks, "must be >= 0"),
+                       require(key_stride >= row, w, "key_stride", key_stride,
+                               "must be >= num_kv_heads * head_dim"),
+                       require(value_stride >= row, w, "value_stride", value_stride,
+                               "must be >= num_kv_heads * head_dim"),
+                       tokens > 0 ? require_ptr(key, w, "key") : std::string(),
+                       tokens > 0 ? require_ptr(value, w, "value") : std::string(),
+                       tokens > 0 ? require_ptr(slot_mapping, w, "slot_mapping") : std::string(),
+                       tokens > 0 && num_blocks > 0 ? require_ptr(kv, w, "kv") : std::string());
   }
 };
 

@@ -30,7 +30,7 @@ struct SampleParams {
   const float* logits = nullptr;  // [rows, logits_stride] float32; the first vocab entries count
   int64_t rows = 0;
   int64_t vocab = 0;
-  int64_t logits_stride = 0;  // elements between rows, >= vocab
+  int64_t logits_stride = 0;           // elements between rows, >= vocab
   const float* temperature = nullptr;  // [rows]: 0 = greedy (top_k, top_p, min_p ignored)
   const int32_t* top_k = nullptr;      // [rows]: <= 0 or >= vocab = off
   const float* top_p = nullptr;        // [rows]: in (0, 1]; 1 = off
