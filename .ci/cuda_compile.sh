@@ -58,7 +58,7 @@ for cc in "$PWD/.venv/bin/ccache" "$(command -v ccache || true)"; do
 done
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DTACO_PYTHON="$VPY" -DPython_EXECUTABLE="$VPY" \
+  -DTACO_PYTHON="$VPY" -DPython_EXECUTABLE="$VPY" -DTACO_REQUIRE_CUDA=ON \
   -DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" \
   -DCMAKE_CUDA_ARCHITECTURES="90a;80" ${nvrtc:+-DCUDA_nvrtc_LIBRARY="$nvrtc"} "${launcher[@]}" \
   ${TACO_CUDA_CMAKE_ARGS:-} \
