@@ -14,8 +14,9 @@ namespace {
 // "Once upon a time, in a small village,".
 const std::vector<std::vector<int32_t>> kPrompts = {
     {504, 3575, 282, 4649, 314},
-    {1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
-     19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 216, 34, 27, 34, 47, 2, 198, 1, 520, 9531, 198},
+    {1,   9690, 198, 2683, 359,   253,  5356, 5646, 11173, 3365, 3511, 308,  34519,
+     28,  7018, 411, 407,  19712, 8182, 2,    198,  1,     4093, 198,  1780, 314,
+     216, 34,   27,  34,   47,    2,    198,  1,    520,   9531, 198},
     {6403, 1980, 253, 655, 28, 281, 253, 1165, 6560, 28},
 };
 
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create: %s\n", error);
     return 1;
   }
-  const bool ok = generate(engine, kPrompts) && show_errors(engine) && generate(engine, {kPrompts[0]});
+  const bool ok =
+      generate(engine, kPrompts) && show_errors(engine) && generate(engine, {kPrompts[0]});
   taco_engine_destroy(engine);
   return ok ? 0 : 1;
 }
