@@ -76,7 +76,7 @@ fi
 # The Python module of this build, next to the package sources (as an editable install would).
 py="$TACO_CUDA_VENV/bin/python"
 if [ "$built" = 1 ] && compgen -G "build/cuda/_C*.so" >/dev/null; then
-  cp build/cuda/_C*.so build/cuda/libtaco.so python/taco_llm/
+  cp build/cuda/_C*.so build/cuda/libtaco.so build/cuda/libtaco_cpu_*.so python/taco_llm/
 fi
 export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 if want pytest && [ "$built" = 1 ]; then

@@ -20,16 +20,15 @@
 #define TACO_CPU_LEVELS(X) X(generic)
 #endif
 
-namespace taco::cpu {
+namespace taco::cpu {}  // namespace taco::cpu
 
-// Each level's table (isa_table.cpp, compiled once per level).
-#define TACO_CPU_DECLARE_TABLE(isa)    \
-  namespace isa_##isa {                \
-    const KernelTable& kernel_table(); \
-  }
+// Each level's table, exported by its library (isa_table.cpp).
+#define TACO_CPU_DECLARE_TABLE(isa) \
+  extern "C" const taco::cpu::KernelTable& taco_cpu_kernels_##isa();
 TACO_CPU_LEVELS(TACO_CPU_DECLARE_TABLE)
 #undef TACO_CPU_DECLARE_TABLE
 
+namespace taco::cpu {
 namespace {
 
 bool cpu_supports(const std::string& isa) {
@@ -49,7 +48,7 @@ bool cpu_supports(const std::string& isa) {
 
 const KernelTable* choose() {
   const KernelTable* levels[] = {
-#define TACO_CPU_TABLE_ENTRY(isa) &isa_##isa::kernel_table(),
+#define TACO_CPU_TABLE_ENTRY(isa) &taco_cpu_kernels_##isa(),
       TACO_CPU_LEVELS(TACO_CPU_TABLE_ENTRY)
 #undef TACO_CPU_TABLE_ENTRY
   };

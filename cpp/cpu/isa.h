@@ -1,8 +1,11 @@
 // Instruction sets of the CPU kernels, chosen at run time. Every kernel source is compiled once per
 // x86-64 level (AVX-512 + BF16, AVX-512, AVX2, baseline) into its own namespace
-// taco::cpu::isa_<name>, so code built for one level never runs on a CPU without it, and a
-// binary built on one x86-64 machine runs on any other. The public entry points (taco::cpu::
-// rms_norm, ...) call the best level the CPU supports, or the one TACO_CPU_ISA names.
+// taco::cpu::isa_<name> and its own shared library (libtaco_cpu_<name>.so), which exports only
+// the level's table of entry points: the inline functions and template instantiations compiled
+// for that level's instruction set stay inside it (cpp/cpu/level.map), so code built for one
+// level never runs on a CPU without it, and a binary built on one x86-64 machine runs on any
+// other. The public entry points (taco::cpu::rms_norm, ...) call the best level the CPU
+// supports, or the one TACO_CPU_ISA names.
 //
 // Kernel headers put what they declare in the inline namespace TACO_CPU_NS: compiled as part of a
 // level (TACO_CPU_ISA defined) that is the level's namespace, elsewhere `dispatch`, where isa.cpp

@@ -1,7 +1,8 @@
 # `cmake --install <build> --component cpp --prefix P` installs libtaco.so, taco.h and a CMake
 # package config, so an out-of-tree project can `find_package(taco)` and link `taco::taco`.
 include(CMakePackageConfigHelpers)
-install(TARGETS taco EXPORT tacoTargets LIBRARY DESTINATION lib COMPONENT cpp)
+install(TARGETS taco ${TACO_CPU_LEVEL_LIBS} EXPORT tacoTargets LIBRARY DESTINATION lib
+        COMPONENT cpp)
 install(FILES ${PROJECT_SOURCE_DIR}/cpp/include/taco/taco.h DESTINATION include/taco COMPONENT cpp)
 install(EXPORT tacoTargets NAMESPACE taco:: DESTINATION lib/cmake/taco COMPONENT cpp)
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/tacoConfig.cmake
