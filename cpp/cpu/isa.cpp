@@ -11,6 +11,7 @@
 #include "cpu/kv_cache.h"
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
+#include "cpu/quant_linear.h"
 #include "cpu/rotary.h"
 #include "cpu/skinny_gemm.h"
 

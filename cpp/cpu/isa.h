@@ -20,6 +20,7 @@
 #include "taco/kernels/attention.h"
 #include "taco/kernels/kv_cache.h"
 #include "taco/kernels/norm.h"
+#include "taco/kernels/quant.h"
 #include "taco/kernels/rotary.h"
 
 #ifdef TACO_CPU_ISA
@@ -52,7 +53,8 @@ struct SkinnyGemmParams {
   X(skinny_packed_elems, int64_t, (int64_t n, int64_t k), (n, k))                  \
   X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k), \
     (w, packed, n, k))                                                             \
-  X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))
+  X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))                      \
+  X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))
 
 // One level's entry points.
 struct KernelTable {

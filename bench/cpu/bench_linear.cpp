@@ -1,0 +1,102 @@
+// The linear layers of one SmolLM2-135M decode step (30 layers x q, k, v, o, gate, up, down, and
+// the 49152-row head) at m x rows, timed for the CPU kernels: the packed bf16 skinny GEMM and the
+// block-quantized kernels (Q8_0, Q4_1). Prints ms per step and the weight bytes read per second.
+//
+//   bench_cpu_linear [m]     (TACO_CPU_ISA picks a level, as everywhere)
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/quant_linear.h"
+#include "cpu/skinny_gemm.h"
+
+namespace {
+
+struct Shape {
+  int64_t n, k, count;
+};
+// SmolLM2-135M: hidden 576, 9/3 heads of 64, intermediate 1536, vocab 49152, 30 layers.
+const Shape kShapes[] = {
+    {576, 576, 60}, {192, 576, 60}, {1536, 576, 60}, {576, 1536, 30}, {49152, 576, 1}};
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace taco;
+  const int64_t m = argc > 1 ? std::atoll(argv[1]) : 1;
+  std::printf("level %s, m = %lld\n", cpu::active_isa().c_str(), static_cast<long long>(m));
+  std::mt19937 rng(1);
+  struct Layer {
+    Shape s;
+    std::vector<uint16_t> bf16;  // packed for the skinny kernel
+    std::vector<uint8_t> q8, q4;
+  };
+  std::vector<Layer> layers;
+  for (const Shape& s : kShapes) {
+    for (int64_t c = 0; c < s.count; ++c) {
+      Layer l{s, {}, {}, {}};
+      std::vector<uint16_t> plain(s.n * s.k);
+      for (auto& v : plain) v = 0x3c00 + (rng() & 0x3ff);  // bf16 values around 1/128..1/64
+      if (cpu::skinny_gemm_supported(s.k)) {
+        l.bf16.resize(cpu::skinny_packed_elems(s.n, s.k));
+        cpu::pack_skinny_weight(plain.data(), l.bf16.data(), s.n, s.k);
+      }
+      l.q8.resize(s.n * s.k / 32 * 34);
+      l.q4.resize(s.n * s.k / 32 * 20);
+      for (auto& b : l.q8) b = static_cast<uint8_t>(rng());
+      for (auto& b : l.q4) b = static_cast<uint8_t>(rng());
+      for (size_t b = 0; b < l.q8.size(); b += 34) l.q8[b + 1] = 0x1c;  // small finite fp16 d
+      for (size_t b = 0; b < l.q4.size(); b += 20) l.q4[b + 1] = l.q4[b + 3] = 0x1c;
+      layers.push_back(std::move(l));
+    }
+  }
+  std::vector<uint16_t> xb(m * 1536, 0x3f80);
+  std::vector<float> xf(m * 1536, 1.0f);
+  std::vector<float> out(m * 49152);
+  auto step = [&](int kind) {
+    for (Layer& l : layers) {
+      if (kind == 0) {
+        cpu::SkinnyGemmParams p{out.data(), xb.data(), l.bf16.data(), m,   l.s.n,
+                                l.s.k,      l.s.k,     l.s.n,         true};
+        cpu::skinny_gemm_bf16(p);
+      } else {
+        kernels::QuantLinearParams p;
+        p.out = out.data();
+        p.x = xf.data();
+        p.w = kind == 1 ? l.q8.data() : l.q4.data();
+        p.m = m;
+        p.n = l.s.n;
+        p.k = l.s.k;
+        p.x_stride = l.s.k;
+        p.out_stride = l.s.n;
+        p.wtype = kind == 1 ? kernels::QuantType::kQ8_0 : kernels::QuantType::kQ4_1;
+        p.dtype = kernels::DType::kFloat32;
+        cpu::quant_linear(p);
+      }
+    }
+  };
+  const char* names[] = {"bf16 skinny", "Q8_0", "Q4_1"};
+  for (int kind = 0; kind < 3; ++kind) {
+    if (kind == 0 && !cpu::skinny_gemm_supported(576)) continue;
+    double bytes = 0;
+    for (const Layer& l : layers) {
+      bytes += kind == 0 ? 2.0 * l.s.n * l.s.k : (kind == 1 ? l.q8.size() : l.q4.size());
+    }
+    step(kind);  // warm-up
+    const int reps = 20;
+    const double t0 = now();
+    for (int r = 0; r < reps; ++r) step(kind);
+    const double ms = (now() - t0) / reps * 1e3;
+    std::printf("bench cpu_linear %-12s %7.2f ms/step  %6.1f MB/step  %6.1f GB/s\n", names[kind],
+                ms, bytes / 1e6, bytes / (ms * 1e-3) / 1e9);
+  }
+  return 0;
+}

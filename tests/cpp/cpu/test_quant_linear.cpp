@@ -1,0 +1,183 @@
+// cpu::quant_linear against a double-precision reference over the dequantized weight. The test
+// quantizes random weights round-to-nearest into the GGUF block layouts itself (the layouts were
+// checked against the gguf library's quantize / dequantize).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/half.h"
+#include "cpu/quant_linear.h"
+
+namespace taco {
+namespace {
+
+using kernels::DType;
+using kernels::QuantType;
+
+uint16_t half_bits(float v) {
+  cpu::fp16 h(v);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+
+float half_value(float v) { return static_cast<float>(cpu::fp16(v)); }
+
+// Quantizes w [n, k] into blocks and returns them with the dequantized weight they stand for.
+std::vector<uint8_t> quantize(QuantType t, const std::vector<float>& w, int64_t n, int64_t k,
+                              std::vector<double>* deq) {
+  const int64_t bytes = kernels::quant_block_bytes(t);
+  std::vector<uint8_t> out(n * (k / 32) * bytes);
+  deq->assign(n * k, 0.0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t b = 0; b < k / 32; ++b) {
+      const float* v = w.data() + r * k + b * 32;
+      uint8_t* blk = out.data() + (r * (k / 32) + b) * bytes;
+      double* dq = deq->data() + r * k + b * 32;
+      const float mx = *std::max_element(v, v + 32);
+      const float mn = *std::min_element(v, v + 32);
+      if (t == QuantType::kQ8_0) {
+        const float amax = std::max(std::fabs(mx), std::fabs(mn));
+        const float d = half_value(amax / 127.0f);
+        const uint16_t db = half_bits(d);
+        std::memcpy(blk, &db, 2);
+        for (int i = 0; i < 32; ++i) {
+          const int q = d == 0 ? 0 : std::clamp(static_cast<int>(std::lround(v[i] / d)), -127, 127);
+          blk[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
+          dq[i] = static_cast<double>(d) * q;
+        }
+      } else if (t == QuantType::kQ4_0) {
+        const float amax = std::fabs(mx) >= std::fabs(mn) ? mx : mn;  // signed, as ggml
+        const float d = half_value(amax / -8.0f);
+        const uint16_t db = half_bits(d);
+        std::memcpy(blk, &db, 2);
+        for (int i = 0; i < 32; ++i) {
+          const int q = d == 0 ? 8 : std::clamp(static_cast<int>(std::lround(v[i] / d)) + 8, 0, 15);
+          if (i < 16)
+            blk[2 + i] = static_cast<uint8_t>(q);
+          else
+            blk[2 + i - 16] |= static_cast<uint8_t>(q << 4);
+          dq[i] = static_cast<double>(d) * (q - 8);
+        }
+      } else {
+        const float d = half_value((mx - mn) / 15.0f);
+        const float m = half_value(mn);
+        const uint16_t db = half_bits(d), mb = half_bits(m);
+        std::memcpy(blk, &db, 2);
+        std::memcpy(blk + 2, &mb, 2);
+        for (int i = 0; i < 32; ++i) {
+          const int q =
+              d == 0 ? 0 : std::clamp(static_cast<int>(std::lround((v[i] - m) / d)), 0, 15);
+          if (i < 16)
+            blk[4 + i] = static_cast<uint8_t>(q);
+          else
+            blk[4 + i - 16] |= static_cast<uint8_t>(q << 4);
+          dq[i] = static_cast<double>(d) * q + m;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+struct Case {
+  QuantType type;
+  DType dtype;
+  int64_t m, n, k;
+};
+
+class QuantLinear : public ::testing::TestWithParam<Case> {};
+
+TEST_P(QuantLinear, MatchesTheDequantizedReference) {
+  const Case c = GetParam();
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(c.n * c.k);
+  for (float& v : w) v = normal(rng) * 0.05f;
+  std::vector<double> deq;
+  const std::vector<uint8_t> blocks = quantize(c.type, w, c.n, c.k, &deq);
+  const int64_t x_stride = c.k + 8;  // rows not contiguous
+  std::vector<float> xf(c.m * x_stride, std::nanf(""));
+  std::vector<cpu::bf16> xb(c.m * x_stride, cpu::bf16(std::nanf("")));
+  std::vector<double> x(c.m * c.k);
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t j = 0; j < c.k; ++j) {
+      const float v = normal(rng);
+      xf[i * x_stride + j] = v;
+      xb[i * x_stride + j] = cpu::bf16(v);
+      x[i * c.k + j] = c.dtype == DType::kFloat32 ? v : static_cast<float>(cpu::bf16(v));
+    }
+  }
+  const int64_t out_stride = c.n + 3;
+  std::vector<float> outf(c.m * out_stride, -7.0f);
+  std::vector<cpu::bf16> outb(c.m * out_stride, cpu::bf16(-7.0f));
+  kernels::QuantLinearParams p;
+  p.out = c.dtype == DType::kFloat32 ? static_cast<void*>(outf.data()) : outb.data();
+  p.x = c.dtype == DType::kFloat32 ? static_cast<const void*>(xf.data()) : xb.data();
+  p.w = blocks.data();
+  p.m = c.m;
+  p.n = c.n;
+  p.k = c.k;
+  p.x_stride = x_stride;
+  p.out_stride = out_stride;
+  p.wtype = c.type;
+  p.dtype = c.dtype;
+  cpu::quant_linear(p);
+  const double tol_rel = c.dtype == DType::kFloat32 ? 1e-5 : 8e-3;
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t r = 0; r < c.n; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t j = 0; j < c.k; ++j) {
+        ref += x[i * c.k + j] * deq[r * c.k + j];
+        mag += std::fabs(x[i * c.k + j] * deq[r * c.k + j]);
+      }
+      const double got = c.dtype == DType::kFloat32 ? outf[i * out_stride + r]
+                                                    : static_cast<float>(outb[i * out_stride + r]);
+      ASSERT_NEAR(got, ref, tol_rel * (mag + std::fabs(ref)) + 1e-6) << "row " << i << " col " << r;
+    }
+    for (int64_t r = c.n; r < out_stride; ++r) {
+      const float pad = c.dtype == DType::kFloat32 ? outf[i * out_stride + r]
+                                                   : static_cast<float>(outb[i * out_stride + r]);
+      ASSERT_EQ(pad, -7.0f) << "wrote past n";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantLinear,
+                         ::testing::Values(Case{QuantType::kQ8_0, DType::kFloat32, 1, 37, 576},
+                                           Case{QuantType::kQ4_0, DType::kFloat32, 3, 64, 96},
+                                           Case{QuantType::kQ4_1, DType::kFloat32, 1, 70, 576},
+                                           Case{QuantType::kQ4_1, DType::kFloat32, 5, 33, 1536},
+                                           Case{QuantType::kQ8_0, DType::kBFloat16, 2, 48, 64},
+                                           Case{QuantType::kQ4_1, DType::kBFloat16, 4, 129, 576}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const Case& c = info.param;
+                           return std::string(kernels::quant_type_name(c.type)) + "_" +
+                                  kernels::dtype_name(c.dtype) + "_m" + std::to_string(c.m) + "_n" +
+                                  std::to_string(c.n) + "_k" + std::to_string(c.k);
+                         });
+
+TEST(QuantLinearParams, CheckNamesTheBadField) {
+  kernels::QuantLinearParams p;
+  uint8_t w = 0;
+  p.w = &w;
+  p.n = 4;
+  p.k = 48;
+  p.x_stride = 48;
+  p.out_stride = 4;
+  EXPECT_NE(p.check().find("QuantLinearParams.k = 48"), std::string::npos) << p.check();
+  p.k = 64;
+  p.x_stride = 64;
+  p.dtype = DType::kFloat16;
+  EXPECT_NE(p.check().find("dtype"), std::string::npos) << p.check();
+  EXPECT_THROW(cpu::quant_linear(p), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace taco
