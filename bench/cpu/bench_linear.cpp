@@ -1,6 +1,7 @@
 // The linear layers of one SmolLM2-135M decode step (30 layers x q, k, v, o, gate, up, down, and
 // the 49152-row head) at m x rows, timed for the CPU kernels: the packed bf16 skinny GEMM and the
-// block-quantized kernels (Q8_0, Q4_1). Prints ms per step and the weight bytes read per second.
+// block-quantized kernels (Q8_0, Q4_1, packed). Prints ms per step and the weight bytes read per
+// second.
 //
 //   bench_cpu_linear [m]     (TACO_CPU_ISA picks a level, as everywhere)
 #include <chrono>
@@ -49,12 +50,15 @@ int main(int argc, char** argv) {
         l.bf16.resize(cpu::skinny_packed_elems(s.n, s.k));
         cpu::pack_skinny_weight(plain.data(), l.bf16.data(), s.n, s.k);
       }
-      l.q8.resize(s.n * s.k / 32 * 34);
-      l.q4.resize(s.n * s.k / 32 * 20);
-      for (auto& b : l.q8) b = static_cast<uint8_t>(rng());
-      for (auto& b : l.q4) b = static_cast<uint8_t>(rng());
-      for (size_t b = 0; b < l.q8.size(); b += 34) l.q8[b + 1] = 0x1c;  // small finite fp16 d
-      for (size_t b = 0; b < l.q4.size(); b += 20) l.q4[b + 1] = l.q4[b + 3] = 0x1c;
+      std::vector<uint8_t> q8(s.n * s.k / 32 * 34), q4(s.n * s.k / 32 * 20);
+      for (auto& b : q8) b = static_cast<uint8_t>(rng());
+      for (auto& b : q4) b = static_cast<uint8_t>(rng());
+      for (size_t b = 0; b < q8.size(); b += 34) q8[b + 1] = 0x1c;  // small finite fp16 d
+      for (size_t b = 0; b < q4.size(); b += 20) q4[b + 1] = q4[b + 3] = 0x1c;
+      l.q8.resize(kernels::quant_packed_bytes(kernels::QuantType::kQ8_0, s.n, s.k));
+      l.q4.resize(kernels::quant_packed_bytes(kernels::QuantType::kQ4_1, s.n, s.k));
+      cpu::pack_quant_weight(kernels::QuantType::kQ8_0, q8.data(), l.q8.data(), s.n, s.k);
+      cpu::pack_quant_weight(kernels::QuantType::kQ4_1, q4.data(), l.q4.data(), s.n, s.k);
       layers.push_back(std::move(l));
     }
   }

@@ -40,7 +40,9 @@ bool cpu_supports(const std::string& isa) {
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
-  if (isa == "avx512bf16") return avx512 && __builtin_cpu_supports("avx512bf16");
+  if (isa == "avx512bf16") {
+    return avx512 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
+  }
   if (isa == "avx512") return avx512;
   if (isa == "avx2") return avx2;
 #endif

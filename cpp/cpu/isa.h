@@ -1,5 +1,5 @@
 // Instruction sets of the CPU kernels, chosen at run time. Every kernel source is compiled once per
-// x86-64 level (AVX-512 + BF16, AVX-512, AVX2, baseline) into its own namespace
+// x86-64 level (AVX-512 + BF16 + VNNI, AVX-512, AVX2, baseline) into its own namespace
 // taco::cpu::isa_<name> and its own shared library (libtaco_cpu_<name>.so), which exports only
 // the level's table of entry points: the inline functions and template instantiations compiled
 // for that level's instruction set stay inside it (cpp/cpu/level.map), so code built for one
@@ -54,7 +54,11 @@ struct SkinnyGemmParams {
   X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k), \
     (w, packed, n, k))                                                             \
   X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))                      \
-  X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))
+  X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))                \
+  X(quant_linear_int8, bool, (kernels::QuantType t), (t))                          \
+  X(pack_quant_weight, void,                                                       \
+    (kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k),   \
+    (t, raw, packed, n, k))
 
 // One level's entry points.
 struct KernelTable {

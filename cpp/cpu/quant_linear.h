@@ -1,7 +1,10 @@
-// Linear layers over block-quantized weights on the CPU (params and block layouts:
-// taco/kernels/quant.h): the weight stays quantized in memory and each block is widened in
-// registers, so a decode step reads 4.5-8.5 bits per weight instead of 16.
+// Linear layers over block-quantized weights on the CPU (params and layouts:
+// taco/kernels/quant.h): the weight stays quantized in memory, packed once at load in tiles of
+// four rows, and each block is widened in registers, so a decode step reads 4.5-8.5 bits per
+// weight instead of 16.
 #pragma once
+
+#include <cstdint>
 
 #include "cpu/isa.h"
 #include "taco/kernels/quant.h"
@@ -11,8 +14,17 @@ inline namespace TACO_CPU_NS {
 
 using kernels::QuantLinearParams;
 
+// raw: W [n, k] as GGUF stores it (n rows of k / 32 blocks of type t); packed:
+// quant_packed_bytes(t, n, k) bytes. Throws std::invalid_argument unless k % 32 == 0.
+void pack_quant_weight(kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k);
+
 // out = x W^T. Throws std::invalid_argument naming a bad params field.
 void quant_linear(const QuantLinearParams& p);
+
+// Whether quant_linear rounds x to int8 per block of 32 (scale max|x| / 127, to nearest) for
+// weights of type t at this level, as llama.cpp does, to use integer dot products (AVX512-VNNI);
+// otherwise x stays in float.
+bool quant_linear_int8(kernels::QuantType t);
 
 }  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

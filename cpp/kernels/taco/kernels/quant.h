@@ -45,12 +45,30 @@ constexpr const char* quant_type_name(QuantType t) {
   return "unknown";
 }
 
-// out [m, n] = x [m, k] W^T, W block-quantized as above. x and out in dtype (float32 or
-// bfloat16), accumulation in float32.
+// The packed layout the CPU kernels read (cpu::pack_quant_weight makes it once, at load): W's rows
+// in tiles of kQuantTileRows; per tile, per block b of 32 columns, the four rows' codes, then
+// their fp16 scales d[4] and offsets m[4], with w = d * code + m. 4-bit types keep GGUF's nibble
+// order (4 x 16 bytes; Q4_0: m = -8 d); Q8_0 stores code = q + 128 (4 x 32 bytes; m = -128 d).
+// Rows past n are zero.
+constexpr int64_t kQuantTileRows = 4;
+
+constexpr int64_t quant_code_bits(QuantType t) { return t == QuantType::kQ8_0 ? 8 : 4; }
+
+// Bytes of one tile's block: codes of the four rows, then d[4] and m[4].
+constexpr int64_t quant_tile_block_bytes(QuantType t) {
+  return kQuantTileRows * kQuantBlock * quant_code_bits(t) / 8 + kQuantTileRows * 2 * 2;
+}
+
+constexpr int64_t quant_packed_bytes(QuantType t, int64_t n, int64_t k) {
+  return (n + kQuantTileRows - 1) / kQuantTileRows * (k / kQuantBlock) * quant_tile_block_bytes(t);
+}
+
+// out [m, n] = x [m, k] W^T, W block-quantized and packed as above. x and out in dtype (float32
+// or bfloat16), accumulation in float32.
 struct QuantLinearParams {
   void* out = nullptr;      // [m, n] dtype, row stride out_stride elements
   const void* x = nullptr;  // [m, k] dtype, row stride x_stride elements
-  const void* w = nullptr;  // [n, k / 32] blocks of wtype, rows contiguous
+  const void* w = nullptr;  // the packed layout, quant_packed_bytes(wtype, n, k) bytes
   int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;  // a multiple of 32
