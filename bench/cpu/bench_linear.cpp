@@ -3,12 +3,14 @@
 // block-quantized kernels (Q8_0, Q4_1, packed). Prints ms per step and the weight bytes read per
 // second.
 //
-//   bench_cpu_linear [m]     (TACO_CPU_ISA picks a level, as everywhere)
+//   bench_cpu_linear [m] [kernels]   kernels: any of "bf16", "q8", "q4" (default all);
+//                                    TACO_CPU_ISA picks a level, as everywhere
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/isa.h"
@@ -33,6 +35,7 @@ double now() {
 int main(int argc, char** argv) {
   using namespace taco;
   const int64_t m = argc > 1 ? std::atoll(argv[1]) : 1;
+  const std::string only = argc > 2 ? argv[2] : "bf16,q8,q4";
   std::printf("level %s, m = %lld\n", cpu::active_isa().c_str(), static_cast<long long>(m));
   std::mt19937 rng(1);
   struct Layer {
@@ -88,7 +91,9 @@ int main(int argc, char** argv) {
     }
   };
   const char* names[] = {"bf16 skinny", "Q8_0", "Q4_1"};
+  const char* keys[] = {"bf16", "q8", "q4"};
   for (int kind = 0; kind < 3; ++kind) {
+    if (only.find(keys[kind]) == std::string::npos) continue;
     if (kind == 0 && !cpu::skinny_gemm_supported(576)) continue;
     double bytes = 0;
     for (const Layer& l : layers) {

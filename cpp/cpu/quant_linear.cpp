@@ -1,8 +1,8 @@
 // Each thread takes a contiguous range of four-row tiles and streams their blocks once; every x
 // row is dotted with a tile while it sits in L1. Per block the kernels compute sum(code * x)
-// per row and add d * that + m * sum(x): with 4-bit codes and AVX512-VNNI, x is rounded to int8
-// per block and the codes of the four rows meet it in two integer dot-product instructions;
-// elsewhere the codes are widened to float.
+// per row and add d * that + m * sum(x): with AVX512-VNNI, x is rounded to int8 per block and
+// the codes of the four rows meet it in two integer dot-product instructions; elsewhere the
+// codes are widened to float.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see cpu/vec_avx512.h
 #pragma GCC diagnostic ignored "-Wuninitialized"        // the same, in _mm512_reduce_add_ps
 
@@ -176,6 +176,46 @@ void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* x
     out[r] = lanes[4 * r] + lanes[4 * r + 1] + lanes[4 * r + 2] + lanes[4 * r + 3] + offs[r];
   }
 }
+
+// Int8 path for 8-bit codes (q + 128): per block two 64-byte lines hold rows 0-1 and 2-3 (32
+// code bytes each); x's 32 int8 codes, broadcast to both halves, meet each line in one vpdpbusd,
+// lanes 8r'..8r'+7 summing row r' of the line. m = -128 d cancels the +128 exactly.
+void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* xscale,
+                    const float* xsum, float* out) {
+  constexpr int64_t bytes = R * 32 + R * 4;
+  const __m512i spread01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i spread23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
+  __m128 off = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, tile += bytes) {
+    const __m512i x32 = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQuantBlock)));
+    const __m512i dot01 =
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(tile), x32);
+    const __m512i dot23 =
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(tile + 64), x32);
+    const __m256 dm =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 32)));
+    const __m512 d =
+        _mm512_castps128_ps512(_mm_mul_ps(_mm256_castps256_ps128(dm), _mm_set1_ps(xscale[b])));
+    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), _mm512_permutexvar_ps(spread01, d), acc01);
+    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), _mm512_permutexvar_ps(spread23, d), acc23);
+    off = _mm_fmadd_ps(_mm256_extractf128_ps(dm, 1), _mm_set1_ps(xsum[b]), off);
+  }
+  alignas(64) float a[16], c[16];
+  _mm512_store_ps(a, acc01);
+  _mm512_store_ps(c, acc23);
+  alignas(16) float offs[4];
+  _mm_store_ps(offs, off);
+  float rows[R] = {};
+  for (int j = 0; j < 8; ++j) {
+    rows[0] += a[j];
+    rows[1] += a[8 + j];
+    rows[2] += c[j];
+    rows[3] += c[8 + j];
+  }
+  for (int64_t r = 0; r < R; ++r) out[r] = rows[r] + offs[r];
+}
 #else
 constexpr bool kInt8 = false;
 #endif
@@ -183,7 +223,7 @@ constexpr bool kInt8 = false;
 template <typename T>
 void run(const QuantLinearParams& p) {
   const bool bits4 = kernels::quant_code_bits(p.wtype) == 4;
-  const bool int8 = kInt8 && bits4;
+  const bool int8 = kInt8;
   const PreparedX px = prepare<T>(p, int8);
   const int64_t nb = p.k / kQuantBlock;
   const int64_t tiles = (p.n + R - 1) / R;
@@ -197,8 +237,10 @@ void run(const QuantLinearParams& p) {
       for (int64_t i = 0; i < p.m; ++i) {
         const float* xsum = px.sum.data() + i * nb;
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
-        if (int8) {
+        if (int8 && bits4) {
           tile_int8(tile, nb, px.q.data() + i * p.k, px.scale.data() + i * nb, xsum, out);
+        } else if (int8) {
+          tile_int8_8bit(tile, nb, px.q.data() + i * p.k, px.scale.data() + i * nb, xsum, out);
         } else
 #endif
             if (bits4) {
@@ -266,7 +308,7 @@ void quant_linear(const QuantLinearParams& p) {
   run<bf16>(p);
 }
 
-bool quant_linear_int8(QuantType t) { return kInt8 && kernels::quant_code_bits(t) == 4; }
+bool quant_linear_int8(QuantType) { return kInt8; }
 
 }  // namespace TACO_CPU_NS
 }  // namespace taco::cpu

@@ -22,8 +22,8 @@ void pack_quant_weight(kernels::QuantType t, const void* raw, void* packed, int6
 void quant_linear(const QuantLinearParams& p);
 
 // Whether quant_linear rounds x to int8 per block of 32 (scale max|x| / 127, to nearest) for
-// weights of type t at this level, as llama.cpp does, to use integer dot products (AVX512-VNNI);
-// otherwise x stays in float.
+// weights of type t at this level, as llama.cpp does, to use integer dot products (the
+// AVX512-VNNI level); otherwise x stays in float.
 bool quant_linear_int8(kernels::QuantType t);
 
 }  // namespace TACO_CPU_NS
