@@ -40,21 +40,23 @@ int64_t row_stride(const at::Tensor& t, const char* name) {
   return t.stride(0);
 }
 
-// Runs a kernel whose params are filled and checked: on the tensors' CUDA device through
-// ops_cuda.cpp, else on the CPU.
+// Runs a kernel whose params are filled, on the tensors' CUDA device through ops_cuda.cpp (after
+// `check`, the params check that kernel needs, so a bad field is named: the CUDA kernel would only
+// return cudaErrorInvalidValue), else on the CPU, whose kernel runs the same check itself.
 #if TACO_WITH_CUDA
-#define TACO_RUN(cuda, op, params, device)          \
-  do {                                              \
-    check_params((params).check(), #op);            \
-    if (cuda) return cuda_impl::op(params, device); \
-    cpu::op(params);                                \
+#define TACO_RUN(cuda, op, params, device, check) \
+  do {                                            \
+    if (cuda) {                                   \
+      check_params(check, #op);                   \
+      return cuda_impl::op(params, device);       \
+    }                                             \
+    cpu::op(params);                              \
   } while (0)
 #else
-#define TACO_RUN(cuda, op, params, device) \
-  do {                                     \
-    (void)(cuda);                          \
-    check_params((params).check(), #op);   \
-    cpu::op(params);                       \
+#define TACO_RUN(cuda, op, params, device, check) \
+  do {                                            \
+    (void)(cuda);                                 \
+    cpu::op(params);                              \
   } while (0)
 #endif
 
@@ -70,7 +72,7 @@ void rms_norm(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, do
   const kernels::RmsNormParams p{
       out.data_ptr(), x.data_ptr(), nullptr,  weight.data_ptr(),       x.size(0),
       x.size(1),      out_stride,   x_stride, static_cast<float>(eps), kernel_dtype(x, "rms_norm")};
-  TACO_RUN(cuda, rms_norm, p, x.device());
+  TACO_RUN(cuda, rms_norm, p, x.device(), p.check());
 }
 
 void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
@@ -91,8 +93,7 @@ void fused_add_rms_norm(at::Tensor& x, at::Tensor& residual, const at::Tensor& w
                                  stride,
                                  static_cast<float>(eps),
                                  kernel_dtype(x, "fused_add_rms_norm")};
-  check_params(p.check(/*fused=*/true), "fused_add_rms_norm");
-  TACO_RUN(cuda, fused_add_rms_norm, p, x.device());
+  TACO_RUN(cuda, fused_add_rms_norm, p, x.device(), p.check(/*fused=*/true));
 }
 
 void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor& key,
@@ -124,7 +125,7 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
                                 cos_sin_cache.size(0),
                                 is_neox,
                                 kernel_dtype(query, "rotary_embedding")};
-  TACO_RUN(cuda, rotary_embedding, p, query.device());
+  TACO_RUN(cuda, rotary_embedding, p, query.device(), p.check());
 }
 
 void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
@@ -136,7 +137,7 @@ void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
   const int64_t x_stride = row_stride(x, "silu_and_mul x");
   const kernels::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0),
                                     out.size(1),    x_stride,     kernel_dtype(x, "silu_and_mul")};
-  TACO_RUN(cuda, silu_and_mul, p, x.device());
+  TACO_RUN(cuda, silu_and_mul, p, x.device(), p.check());
 }
 
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
@@ -158,7 +159,7 @@ void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& 
       key.data_ptr(), value.data_ptr(), kv.data_ptr(),   slot_mapping.data_ptr<int64_t>(),
       key.size(0),    kv.size(2),       kv.size(4),      kv.size(3),
       kv.size(1),     key.stride(0),    value.stride(0), kernel_dtype(kv, "write_kv_cache")};
-  TACO_RUN(cuda, write_kv_cache, p, kv.device());
+  TACO_RUN(cuda, write_kv_cache, p, kv.device(), p.check());
 }
 
 void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
@@ -203,7 +204,7 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
   p.max_seq_len = max_seq_len;
   p.scale = static_cast<float>(scale);
   p.dtype = kernel_dtype(query, "paged_attention");
-  TACO_RUN(cuda, paged_attention, p, query.device());
+  TACO_RUN(cuda, paged_attention, p, query.device(), p.check());
 }
 
 namespace {
