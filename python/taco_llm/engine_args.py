@@ -72,12 +72,16 @@ def _normalize_dtype(dtype: Any) -> str:
     return _DTYPE_ALIASES[name]
 
 
-def _positive_int(name: str, value: Any, allow_none: bool) -> None:
+def _int_at_least(name: str, value: Any, low: int, allow_none: bool) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
         suffix = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be an int >= 1{suffix}, got {value!r}.")
+        raise ValueError(f"{name} must be an int >= {low}{suffix}, got {value!r}.")
+
+
+def _positive_int(name: str, value: Any, allow_none: bool) -> None:
+    _int_at_least(name, value, 1, allow_none)
 
 
 @dataclass
@@ -235,12 +239,7 @@ class EngineArgs:
         _positive_int("max_num_batched_tokens", self.max_num_batched_tokens, True)
         _positive_int("max_model_len", self.max_model_len, True)
         # vLLM allows 0: requests may then ask logprobs=0 (the sampled token's logprob only).
-        if (
-            not isinstance(self.max_logprobs, int)
-            or isinstance(self.max_logprobs, bool)
-            or self.max_logprobs < 0
-        ):
-            raise ValueError(f"max_logprobs must be an int >= 0, got {self.max_logprobs!r}.")
+        _int_at_least("max_logprobs", self.max_logprobs, 0, False)
         if self.preemption_mode not in (None, "recompute", "swap"):
             raise ValueError(
                 "preemption_mode must be None, 'recompute' or 'swap', "
