@@ -58,7 +58,10 @@ struct SkinnyGemmParams {
   X(quant_linear_int8, bool, (kernels::QuantType t), (t))                          \
   X(pack_quant_weight, void,                                                       \
     (kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k),   \
-    (t, raw, packed, n, k))
+    (t, raw, packed, n, k))                                                        \
+  X(dequantize_quant, void,                                                        \
+    (kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k),     \
+    (t, raw, out, n, k))
 
 // One level's entry points.
 struct KernelTable {

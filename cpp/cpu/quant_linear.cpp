@@ -301,6 +301,35 @@ void pack_quant_weight(QuantType t, const void* raw, void* packed, int64_t n, in
   });
 }
 
+void dequantize_quant(QuantType t, const void* raw, float* out, int64_t n, int64_t k) {
+  if (n < 0 || k <= 0 || k % kQuantBlock != 0) {
+    throw std::invalid_argument("dequantize_quant: n must be >= 0 and k a positive multiple of 32");
+  }
+  const int64_t blocks = n * (k / kQuantBlock);
+  const int64_t raw_bytes = kernels::quant_block_bytes(t);
+  const auto* src = static_cast<const uint8_t*>(raw);
+  parallel_for(0, blocks, 256, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const uint8_t* blk = src + b * raw_bytes;
+      float* dst = out + b * kQuantBlock;
+      const float d = half_at(blk);
+      if (t == QuantType::kQ8_0) {
+        for (int64_t j = 0; j < kQuantBlock; ++j) {
+          dst[j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+        }
+        continue;
+      }
+      const bool q40 = t == QuantType::kQ4_0;
+      const uint8_t* qs = blk + (q40 ? 2 : 4);
+      const float m = q40 ? -8.0f * d : half_at(blk + 2);
+      for (int64_t j = 0; j < 16; ++j) {
+        dst[j] = d * static_cast<float>(qs[j] & 15) + m;
+        dst[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
+      }
+    }
+  });
+}
+
 void quant_linear(const QuantLinearParams& p) {
   throw_if(p.check(), "quant_linear");
   if (p.m == 0) return;

@@ -18,6 +18,9 @@ using kernels::QuantLinearParams;
 // quant_packed_bytes(t, n, k) bytes. Throws std::invalid_argument unless k % 32 == 0.
 void pack_quant_weight(kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k);
 
+// out [n, k] = the values of raw (GGUF's layout, as for pack_quant_weight), in float32.
+void dequantize_quant(kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k);
+
 // out = x W^T. Throws std::invalid_argument naming a bad params field.
 void quant_linear(const QuantLinearParams& p);
 

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/gguf_checkpoint.h"
 #include "model/llama.h"
 #include "model/memory_profile.h"
 #include "model/model_config.h"
@@ -93,7 +94,10 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   EngineOptions opts = options;
   validate(opts);
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
-  ModelConfig config = load_model_config(opts.model);
+  // A GGUF file, or an HF directory with config.json and safetensors.
+  std::shared_ptr<const GgufFile> gguf;
+  if (is_gguf_file(opts.model)) gguf = std::make_shared<const GgufFile>(opts.model);
+  ModelConfig config = gguf ? gguf_model_config(*gguf) : load_model_config(opts.model);
   const at::Device device = resolve_device(opts.device, config);
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
   resolve_limits(opts, config);
@@ -102,8 +106,13 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   KvCacheSize size;
   if (device.is_cpu()) size = kv_cache_size(opts, config, dtype);
   const int64_t initial_free = device.is_cpu() ? 0 : ops::device_memory(device).free_bytes;
-  auto model = std::make_unique<LlamaModel>(config, WeightStore::open_dir(opts.model), dtype,
-                                            opts.max_model_len, device);
+  std::unique_ptr<Checkpoint> weights;
+  if (gguf) {
+    weights = std::make_unique<GgufCheckpoint>(gguf, config);
+  } else {
+    weights = std::make_unique<WeightStore>(WeightStore::open_dir(opts.model));
+  }
+  auto model = std::make_unique<LlamaModel>(config, *weights, dtype, opts.max_model_len, device);
   if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model, initial_free);
   auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);
   if (info != nullptr) {

@@ -37,6 +37,9 @@ at::Tensor llama3_inv_freq(const RopeConfig& r, at::Tensor inv_freq) {
 
 at::Tensor rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
   at::Tensor inv_freq = default_inv_freq(rope.theta, head_dim);
+  if (!rope.freq_factors.empty()) {
+    return inv_freq / at::tensor(rope.freq_factors, at::kDouble).to(at::kFloat);
+  }
   if (rope.type == "linear") return inv_freq / rope.factor;
   if (rope.type == "llama3") return llama3_inv_freq(rope, inv_freq);
   return inv_freq;

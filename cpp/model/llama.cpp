@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -18,41 +19,76 @@ std::string shape_str(at::IntArrayRef s) {
 // Reads one tensor of the expected shape, converted to dtype, and moves it to the device.
 class Loader {
  public:
-  Loader(const WeightStore& w, at::ScalarType dtype, const at::Device& device)
+  Loader(const Checkpoint& w, at::ScalarType dtype, const at::Device& device)
       : w_(w), dtype_(dtype), device_(device) {}
 
-  at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
-    const TensorEntry& e = w_.entry(name);
-    if (e.shape != shape) {
-      throw std::invalid_argument("weight \"" + name + "\" has shape " + shape_str(e.shape) +
-                                  ", the config implies " + shape_str(shape));
-    }
+  at::Tensor get(const std::string& name, const std::vector<int64_t>& shape) const {
+    check_shape(name, shape);
     return w_.load(name, dtype_).to(device_);
   }
 
-  // Stacks several projections of the same input into one GEMM weight [sum(out), in].
+  // Stacks several projections of the same input into one GEMM weight [sum(out), in]. Parts all
+  // stored in one quantized type stay quantized; any other mix is loaded as dtype.
   Linear fused(const std::string& prefix, const std::vector<std::string>& parts,
                const std::vector<int64_t>& outs, int64_t in, bool bias) const {
-    std::vector<at::Tensor> ws, bs;
+    std::vector<std::string> names;
     for (size_t i = 0; i < parts.size(); ++i) {
-      ws.push_back(get(prefix + parts[i] + ".weight", {outs[i], in}));
-      if (bias) bs.push_back(get(prefix + parts[i] + ".bias", {outs[i]}));
+      names.push_back(prefix + parts[i] + ".weight");
+      check_shape(names.back(), {outs[i], in});
     }
     Linear l;
-    l.weight = ops::prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));
-    if (bias) l.bias = bs.size() == 1 ? bs[0] : at::cat(bs, 0).contiguous();
+    l.weight = weight(names, in);
+    if (bias) {
+      std::vector<at::Tensor> bs;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        bs.push_back(get(prefix + parts[i] + ".bias", {outs[i]}));
+      }
+      l.bias = bs.size() == 1 ? bs[0] : at::cat(bs, 0).contiguous();
+    }
     return l;
   }
 
+  // One projection weight [out, in] (the lm_head, or the tied embedding).
+  ops::LinearWeight single(const std::string& name, const std::vector<int64_t>& shape) const {
+    check_shape(name, shape);
+    return weight({name}, shape[1]);
+  }
+
  private:
-  const WeightStore& w_;
+  void check_shape(const std::string& name, const std::vector<int64_t>& shape) const {
+    const std::vector<int64_t> s = w_.shape(name);
+    if (s != shape) {
+      throw std::invalid_argument("weight \"" + name + "\" has shape " + shape_str(s) +
+                                  ", the config implies " + shape_str(shape));
+    }
+  }
+
+  ops::LinearWeight weight(const std::vector<std::string>& names, int64_t in) const {
+    std::vector<at::Tensor> rows;
+    std::optional<kernels::QuantType> type;
+    for (const std::string& n : names) {
+      std::optional<QuantizedRows> q = w_.quantized(n);
+      if (!q || (type && *type != q->type)) break;
+      type = q->type;
+      rows.push_back(q->rows);
+    }
+    if (rows.size() == names.size()) {
+      return ops::prepare_quant_linear_weight(*type, rows.size() == 1 ? rows[0] : at::cat(rows, 0),
+                                              in, dtype_, device_);
+    }
+    std::vector<at::Tensor> ws;
+    for (const std::string& n : names) ws.push_back(w_.load(n, dtype_).to(device_));
+    return ops::prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));
+  }
+
+  const Checkpoint& w_;
   at::ScalarType dtype_;
   at::Device device_;
 };
 
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::ScalarType dtype,
+LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::ScalarType dtype,
                        int64_t max_positions, const at::Device& device)
     : config_(c), dtype_(dtype), device_(device) {
   attn_shape_ = {c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps};
@@ -60,8 +96,13 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightStore& weights, at::Sca
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
   const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
   embed_ = load.get("model.embed_tokens.weight", {c.vocab_size, H});
-  lm_head_ = ops::prepare_linear_weight(
-      c.tie_word_embeddings ? embed_ : load.get("lm_head.weight", {c.vocab_size, H}));
+  if (!c.tie_word_embeddings) {
+    lm_head_ = load.single("lm_head.weight", {c.vocab_size, H});
+  } else if (weights.quantized("model.embed_tokens.weight")) {
+    lm_head_ = load.single("model.embed_tokens.weight", {c.vocab_size, H});
+  } else {
+    lm_head_ = ops::prepare_linear_weight(embed_);
+  }
   norm_ = load.get("model.norm.weight", {H});
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {

@@ -8,17 +8,19 @@
 
 #include <vector>
 
+#include "model/checkpoint.h"
 #include "model/layers.h"
 #include "model/model_config.h"
-#include "model/safetensors.h"
 
 namespace taco {
 
 class LlamaModel {
  public:
   // Loads and converts every weight to `dtype` on `device`; shapes are checked against the config
-  // and a mismatch names the tensor. The rope cache covers positions [0, max_positions).
-  LlamaModel(const ModelConfig& config, const WeightStore& weights, at::ScalarType dtype,
+  // and a mismatch names the tensor. Linear weights stored block-quantized stay quantized on the
+  // CPU (ops::prepare_quant_linear_weight); the embedding is dequantized. The rope cache covers
+  // positions [0, max_positions).
+  LlamaModel(const ModelConfig& config, const Checkpoint& weights, at::ScalarType dtype,
              int64_t max_positions, const at::Device& device = at::kCPU);
 
   // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into

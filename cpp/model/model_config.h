@@ -17,6 +17,9 @@ struct RopeConfig {
   double low_freq_factor = 1.0;  // llama3
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 0;
+  // Per-frequency divisors of the inverse frequencies (a GGUF file's rope_freqs tensor, which
+  // carries Llama 3's scaling); empty when none.
+  std::vector<double> freq_factors;
 };
 
 enum class ModelFamily : uint8_t { kLlama, kQwen2, kQwen3 };

@@ -1,8 +1,5 @@
 #include "model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +8,7 @@
 #include <unordered_set>
 
 #include "model/json.h"
+#include "model/mapped_file.h"
 #include "model/model_config.h"
 
 namespace taco {
@@ -43,9 +41,7 @@ bool float_dtype(const std::string& dtype, at::ScalarType* out) {
   return true;
 }
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::invalid_argument(path + ": " + what);
-}
+[[noreturn]] void fail(const std::string& path, const std::string& what) { fail_file(path, what); }
 
 TensorEntry parse_entry(const std::string& path, const std::string& name, const json::Value& v,
                         size_t data_size) {
@@ -88,56 +84,35 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
 
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st{};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
-    fail(path, "file too short for a safetensors header");
-  }
-  // Private writable mapping: a tensor view written by mistake copies the page, never the file.
-  void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) fail(path, std::string("mmap failed: ") + std::strerror(errno));
-  base_ = static_cast<uint8_t*>(p);
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : file_(std::make_unique<MappedFile>(path)) {
+  if (file_->size() < 8) fail(path, "file too short for a safetensors header");
   uint64_t header_len = 0;
-  std::memcpy(&header_len, base_, 8);  // little endian on every supported host
-  try {
-    if (header_len > kMaxHeaderBytes || header_len > size_ - 8) {
-      fail(path, "header length " + std::to_string(header_len) + " exceeds the file");
-    }
-    parse_header(static_cast<size_t>(header_len));
-  } catch (...) {
-    ::munmap(base_, size_);
-    throw;
+  std::memcpy(&header_len, file_->data(), 8);  // little endian on every supported host
+  if (header_len > kMaxHeaderBytes || header_len > file_->size() - 8) {
+    fail(path, "header length " + std::to_string(header_len) + " exceeds the file");
   }
+  parse_header(static_cast<size_t>(header_len));
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (base_) ::munmap(base_, size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 void SafetensorsFile::parse_header(size_t header_len) {
   json::Value root;
   try {
-    root = json::parse(std::string_view(reinterpret_cast<const char*>(base_ + 8), header_len));
+    root =
+        json::parse(std::string_view(reinterpret_cast<const char*>(file_->data() + 8), header_len));
   } catch (const json::ParseError& e) {
-    fail(path_, std::string("invalid header JSON: ") + e.what());
+    fail(path(), std::string("invalid header JSON: ") + e.what());
   }
-  if (!root.is_object()) fail(path_, "header is not a JSON object");
+  if (!root.is_object()) fail(path(), "header is not a JSON object");
   data_start_ = 8 + header_len;
-  const size_t data_size = size_ - data_start_;
+  const size_t data_size = file_->size() - data_start_;
   const auto& keys = root.keys();
   const auto& values = root.items();
   for (size_t i = 0; i < keys.size(); ++i) {
     if (keys[i] == "__metadata__") continue;
-    entries_.emplace(keys[i], parse_entry(path_, keys[i], values[i], data_size));
+    entries_.emplace(keys[i], parse_entry(path(), keys[i], values[i], data_size));
   }
 }
 

@@ -11,6 +11,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/checkpoint.h"
+#include "model/mapped_file.h"
+
 namespace taco {
 
 struct TensorEntry {
@@ -28,36 +31,35 @@ class SafetensorsFile {
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
   const std::unordered_map<std::string, TensorEntry>& entries() const { return entries_; }
   // Start of the tensor's bytes inside the mapping (already bounds-checked).
-  const uint8_t* data(const TensorEntry& e) const { return base_ + data_start_ + e.begin; }
+  const uint8_t* data(const TensorEntry& e) const { return file_->data() + data_start_ + e.begin; }
 
  private:
   void parse_header(size_t header_len);
 
-  std::string path_;
-  uint8_t* base_ = nullptr;
-  size_t size_ = 0;
+  std::unique_ptr<MappedFile> file_;
   size_t data_start_ = 0;
   std::unordered_map<std::string, TensorEntry> entries_;
 };
 
 // All tensors of a checkpoint directory, by name.
-class WeightStore {
+class WeightStore : public Checkpoint {
  public:
   // Opens <dir>/model.safetensors, or the shards listed in <dir>/model.safetensors.index.json.
   static WeightStore open_dir(const std::string& model_dir);
   // Opens explicit files (their tensor names must not collide).
   static WeightStore open_files(const std::vector<std::string>& paths);
 
-  bool has(const std::string& name) const { return where_.count(name) != 0; }
+  bool has(const std::string& name) const override { return where_.count(name) != 0; }
+  std::vector<int64_t> shape(const std::string& name) const override { return entry(name).shape; }
   std::vector<std::string> names() const;
   const TensorEntry& entry(const std::string& name) const;
 
   // A float32/bfloat16/float16 tensor as a contiguous copy in `dtype`. Throws
   // std::invalid_argument naming the tensor and file when absent or of another dtype.
-  at::Tensor load(const std::string& name, at::ScalarType dtype) const;
+  at::Tensor load(const std::string& name, at::ScalarType dtype) const override;
   // The tensor with its stored dtype; a zero-copy view of the mapping when suitably aligned
   // (the view keeps the mapping alive), else a copy.
   at::Tensor view(const std::string& name) const;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 
+#include "cpu/quant_linear.h"
 #include "cpu/skinny_gemm.h"
 #include "ops/ops_cuda.h"
 
@@ -64,10 +65,37 @@ at::Tensor skinny_linear(const at::Tensor& x, const LinearWeight& w, bool float_
   return out;
 }
 
+// x [T, in] float32 or bfloat16 (anything else computed in float32) against a packed quantized
+// weight.
+at::Tensor quant_linear(const at::Tensor& x_in, const LinearWeight& w, bool float_out) {
+  const bool keep = x_in.scalar_type() == at::kBFloat16 && !float_out;
+  at::Tensor x = keep ? x_in : x_in.to(at::kFloat);
+  if (x.stride(1) != 1) x = x.contiguous();
+  at::Tensor out = at::empty({x.size(0), w.out_features}, x.options());
+  kernels::QuantLinearParams p;
+  p.out = out.data_ptr();
+  p.x = x.data_ptr();
+  p.w = w.quant.data_ptr();
+  p.m = x.size(0);
+  p.n = w.out_features;
+  p.k = w.in_features;
+  p.x_stride = x.stride(0);
+  p.out_stride = out.stride(0);
+  p.wtype = w.quant_type;
+  p.dtype = keep ? kernels::DType::kBFloat16 : kernels::DType::kFloat32;
+  cpu::quant_linear(p);
+  if (float_out || x_in.scalar_type() == at::kFloat) return out;
+  return out.to(x_in.scalar_type());
+}
+
 // The weight as given, no packed forms.
 LinearWeight plain_weight(const at::Tensor& w) {
   TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
-  return {w, {}, {}, w.size(0), w.size(1)};
+  LinearWeight lw;
+  lw.plain = w;
+  lw.out_features = w.size(0);
+  lw.in_features = w.size(1);
+  return lw;
 }
 
 }  // namespace
@@ -78,6 +106,37 @@ LinearWeight prepare_linear_weight(const at::Tensor& w) {
   lw.skinny = skinny_pack(lw.plain);
   lw.onednn = onednn_pack(lw.plain);
   if (lw.skinny.defined() && lw.onednn.defined()) lw.plain = at::Tensor();
+  return lw;
+}
+
+at::Tensor dequantize_rows(kernels::QuantType t, const at::Tensor& rows, int64_t in) {
+  TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kByte && rows.is_cpu() &&
+                  in % kernels::kQuantBlock == 0 &&
+                  rows.size(1) == in / kernels::kQuantBlock * kernels::quant_block_bytes(t),
+              "dequantize_rows: rows must be uint8 [n, ", in / kernels::kQuantBlock, " blocks of ",
+              kernels::quant_type_name(t), "]");
+  const at::Tensor raw = rows.contiguous();
+  at::Tensor out = at::empty({rows.size(0), in}, at::kFloat);
+  cpu::dequantize_quant(t, raw.data_ptr(), out.data_ptr<float>(), rows.size(0), in);
+  return out;
+}
+
+LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor& rows, int64_t in,
+                                         at::ScalarType dtype, const at::Device& device) {
+  if (!device.is_cpu()) {
+    return prepare_linear_weight(dequantize_rows(t, rows, in).to(device, dtype));
+  }
+  const at::Tensor raw = rows.contiguous();
+  TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte &&
+                  raw.size(1) == in / kernels::kQuantBlock * kernels::quant_block_bytes(t),
+              "prepare_quant_linear_weight: rows do not hold ", in, " ",
+              kernels::quant_type_name(t), " values each");
+  LinearWeight lw;
+  lw.out_features = raw.size(0);
+  lw.in_features = in;
+  lw.quant_type = t;
+  lw.quant = at::empty({kernels::quant_packed_bytes(t, lw.out_features, in)}, at::kByte);
+  cpu::pack_quant_weight(t, raw.data_ptr(), lw.quant.data_ptr(), lw.out_features, in);
   return lw;
 }
 
@@ -95,6 +154,11 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
   }
 #endif
   TORCH_CHECK(x.device().is_cpu(), "linear: expected a CPU or CUDA tensor, got ", x.device());
+  if (w.quant.defined()) {
+    at::Tensor y = quant_linear(x, w, float_out);
+    if (bias.defined()) y.add_(bias);
+    return y;
+  }
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   if (w.skinny.defined() && bf16 && !bias.defined() && x.size(0) <= kSkinnyRows &&
       x.stride(1) == 1) {

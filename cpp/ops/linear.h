@@ -10,11 +10,16 @@
 //     multiply.
 // Everything else (float32, float16, CUDA, a CPU without AVX512-BF16) keeps the plain weight
 // and runs ATen's GEMM, or on CUDA the CUTLASS GEMM where it applies, else cuBLAS (ops_cuda.h).
+// A block-quantized weight (taco/kernels/quant.h) stays quantized on the CPU, packed once by
+// cpu::pack_quant_weight, and runs cpu::quant_linear for every batch size; on CUDA it is
+// dequantized at load into the plain weight.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+
+#include "taco/kernels/quant.h"
 
 namespace taco::ops {
 
@@ -24,6 +29,8 @@ struct LinearWeight {
   at::Tensor plain;   // [out, in]; undefined when both packed forms exist
   at::Tensor skinny;  // cpu::pack_skinny_weight layout, or undefined
   at::Tensor onednn;  // oneDNN's blocked layout, or undefined
+  at::Tensor quant;   // uint8, cpu::pack_quant_weight's layout of quant_type blocks, or undefined
+  kernels::QuantType quant_type = kernels::QuantType::kQ8_0;
   int64_t out_features = 0;
   int64_t in_features = 0;
 };
@@ -31,6 +38,14 @@ struct LinearWeight {
 // Packs w [out, in] where that applies (see above). TACO_GEMM=aten keeps only the plain weight,
 // for comparisons.
 LinearWeight prepare_linear_weight(const at::Tensor& w);
+
+// A block-quantized weight: rows uint8 [out, in / 32 * quant_block_bytes(t)] as GGUF stores it.
+// On the CPU it is packed (quant); on CUDA dequantized to dtype (plain).
+LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor& rows, int64_t in,
+                                         at::ScalarType dtype, const at::Device& device);
+
+// rows as above, dequantized: float32 [rows.size(0), in].
+at::Tensor dequantize_rows(kernels::QuantType t, const at::Tensor& rows, int64_t in);
 
 // y [T, out] in x's dtype, or float32 with float_out (logits). bias may be undefined.
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,

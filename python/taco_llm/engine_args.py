@@ -22,17 +22,47 @@ _DTYPE_ALIASES = {
 _DEVICES = ("auto", "cpu", "cuda")
 _VLLM_ONLY_DEVICES = ("neuron", "tpu", "xpu", "openvino")
 _BLOCK_SIZES = (8, 16, 32)
-_LOAD_FORMATS = ("auto", "safetensors")
+_LOAD_FORMATS = ("auto", "safetensors", "gguf")
 _VLLM_LOAD_FORMATS = (
     "pt",
     "npcache",
     "dummy",
     "tensorizer",
     "sharded_state",
-    "gguf",
     "bitsandbytes",
     "mistral",
 )
+# quantization= values: those built, and vLLM's others (refused as not built yet).
+_QUANTIZATIONS = ("gguf",)
+_VLLM_QUANTIZATIONS = (
+    "aqlm",
+    "awq",
+    "awq_marlin",
+    "bitsandbytes",
+    "compressed-tensors",
+    "deepspeedfp",
+    "experts_int8",
+    "fbgemm_fp8",
+    "fp8",
+    "gptq",
+    "gptq_marlin",
+    "gptq_marlin_24",
+    "marlin",
+    "modelopt",
+    "qqq",
+    "tpu_int8",
+)
+_GGUF_MAGIC = b"GGUF"
+
+
+def is_gguf(path: str) -> bool:
+    """Whether path is a GGUF file (by its magic, as the engine decides)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _GGUF_MAGIC
+    except OSError:
+        return False
+
 
 # Arguments whose features are not built: any value other than this default is refused.
 _LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "raw_logits")
@@ -40,7 +70,6 @@ _LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "ra
 _NOT_BUILT: dict[str, Any] = {
     "tensor_parallel_size": 1,
     "pipeline_parallel_size": 1,
-    "quantization": None,
     "revision": None,
     "code_revision": None,
     "tokenizer_revision": None,
@@ -195,17 +224,43 @@ class EngineArgs:
             raise ValueError(
                 f"load_format must be one of {_LOAD_FORMATS}, got {self.load_format!r}."
             )
+        q = self.quantization
+        if q in _VLLM_QUANTIZATIONS:
+            raise NotImplementedError(
+                f"quantization={q!r} is not supported by taco_llm yet (only None or 'gguf')."
+            )
+        if q is not None and q not in _QUANTIZATIONS:
+            raise ValueError(
+                f"quantization must be None or one of {_QUANTIZATIONS + _VLLM_QUANTIZATIONS}, "
+                f"got {q!r}."
+            )
 
     def _check_model(self) -> None:
         if not isinstance(self.model, (str, os.PathLike)) or not str(self.model):
-            raise ValueError(f"model must be a path to an HF-format directory, got {self.model!r}.")
-        self.model = os.fspath(self.model)
-        if not os.path.isdir(self.model):
             raise ValueError(
-                f"model must be a local HF-format directory (config.json + *.safetensors); "
-                f"{self.model!r} is not a directory (downloading from the Hub is not supported)."
+                "model must be a path to an HF-format directory or a GGUF file, "
+                f"got {self.model!r}."
             )
+        self.model = os.fspath(self.model)
+        gguf = os.path.isfile(self.model)
+        if gguf and not is_gguf(self.model):
+            raise ValueError(f"model {self.model!r} is a file but not a GGUF file.")
+        if not gguf and not os.path.isdir(self.model):
+            raise ValueError(
+                f"model must be a local HF-format directory (config.json + *.safetensors) or a "
+                f"GGUF file; {self.model!r} is neither (downloading from the Hub is not supported)."
+            )
+        if gguf and self.load_format == "safetensors":
+            raise ValueError(
+                f"load_format='safetensors' does not read the GGUF file {self.model!r}."
+            )
+        if not gguf and (self.load_format == "gguf" or self.quantization == "gguf"):
+            which = "load_format" if self.load_format == "gguf" else "quantization"
+            raise ValueError(f"{which}='gguf' needs model to be a GGUF file, got {self.model!r}.")
+        if gguf:
+            self.quantization = "gguf"
         if self.tokenizer is None:
+            # A GGUF file carries its tokenizer (vocabulary, merges, chat template).
             self.tokenizer = self.model
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an int, got {self.seed!r}.")

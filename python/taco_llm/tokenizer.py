@@ -12,8 +12,13 @@ def get_tokenizer(
     revision: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """An HF tokenizer: the fast one when available ("auto"), the slow one for "slow"."""
+    """An HF tokenizer: the fast one when available ("auto"), the slow one for "slow". A GGUF
+    file's own tokenizer when tokenizer_name is one (built by transformers from its metadata)."""
+    import os
+
     from transformers import AutoTokenizer
+
+    from taco_llm.engine_args import is_gguf
 
     if tokenizer_mode not in ("auto", "slow"):
         raise ValueError(f"tokenizer_mode must be 'auto' or 'slow', got {tokenizer_mode!r}.")
@@ -21,6 +26,9 @@ def get_tokenizer(
         if kwargs.get("use_fast", False):
             raise ValueError("Cannot use the fast tokenizer in slow tokenizer mode.")
         kwargs["use_fast"] = False
+    if os.path.isfile(tokenizer_name) and is_gguf(tokenizer_name):
+        kwargs["gguf_file"] = os.path.basename(tokenizer_name)
+        tokenizer_name = os.path.dirname(os.path.abspath(tokenizer_name))
     try:
         return AutoTokenizer.from_pretrained(
             tokenizer_name, trust_remote_code=trust_remote_code, revision=revision, **kwargs

@@ -89,7 +89,7 @@ def test_unknown_kwargs_type_error(model_dir):
         ({"num_scheduler_steps": 8}, "num_scheduler_steps"),
         ({"tokenizer_mode": "mistral"}, "tokenizer_mode"),
         ({"distributed_executor_backend": "ray"}, "distributed_executor_backend"),
-        ({"load_format": "gguf"}, "load_format"),
+        ({"load_format": "bitsandbytes"}, "load_format"),
         ({"device": "tpu"}, "device"),
     ],
 )

@@ -1,0 +1,42 @@
+// What model builders read weights through, by HF tensor name: a safetensors directory
+// (safetensors.h) or a GGUF file (gguf_checkpoint.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "taco/kernels/quant.h"
+
+namespace taco {
+
+// A block-quantized weight [n, k] as stored: each row is k / 32 blocks of `type`
+// (taco/kernels/quant.h).
+struct QuantizedRows {
+  kernels::QuantType type = kernels::QuantType::kQ8_0;
+  at::Tensor rows;   // uint8 [n, k / 32 * quant_block_bytes(type)], CPU
+  int64_t cols = 0;  // k
+};
+
+class Checkpoint {
+ public:
+  virtual ~Checkpoint() = default;
+
+  virtual bool has(const std::string& name) const = 0;
+  // Throws std::invalid_argument naming the tensor when absent.
+  virtual std::vector<int64_t> shape(const std::string& name) const = 0;
+  // A contiguous CPU copy in dtype (float32, bfloat16 or float16), dequantized when the tensor is
+  // stored quantized. Throws std::invalid_argument naming the tensor when absent or stored in a
+  // type this build cannot read.
+  virtual at::Tensor load(const std::string& name, at::ScalarType dtype) const = 0;
+  // The stored blocks when the tensor is block-quantized in a type the quantized linears take;
+  // nullopt when it is stored as floats.
+  virtual std::optional<QuantizedRows> quantized(const std::string& /*name*/) const {
+    return std::nullopt;
+  }
+};
+
+}  // namespace taco
