@@ -13,7 +13,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
 .PHONY: run test build deps model lint pytest ctest bench gpu-check clean
 
-run: build model
+run: build
 	$(VPY) examples/offline_inference.py
 
 test: build model lint

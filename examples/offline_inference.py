@@ -1,17 +1,18 @@
-"""Offline inference with taco_llm: chat and plain generation on the default model.
+"""Offline inference with taco_llm: chat and plain generation on the default model, served
+straight from its Q4_1 GGUF file.
 
-Run with `make run`, or `python examples/offline_inference.py [MODEL_DIR]`.
+Run with `make run`, or `python examples/offline_inference.py [MODEL_DIR_OR_GGUF_FILE]`.
 """
 
 import sys
 
 from taco_llm import LLM, SamplingParams
-from taco_llm.default_model import default_model_dir
+from taco_llm.default_model import default_gguf
 
 
 def main() -> None:
-    model = sys.argv[1] if len(sys.argv) > 1 else default_model_dir()
-    llm = LLM(model=model, dtype="float32")
+    model = sys.argv[1] if len(sys.argv) > 1 else default_gguf()
+    llm = LLM(model=model)
     greedy = SamplingParams(temperature=0.0, max_tokens=48)
 
     questions = [

