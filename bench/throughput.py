@@ -5,6 +5,10 @@ vLLM, on the same workload, in one run.
     python bench/throughput.py --engines taco --num-prompts 8
     python bench/throughput.py --vllm-python /opt/vllm-venv/bin/python
     python bench/throughput.py --engines taco,hf --device cuda   # on a GPU machine
+    python bench/throughput.py --engines taco,taco-gguf   # the default model's GGUF beside bf16
+
+taco-gguf serves the GGUF file --gguf (default: the default model's), weights as stored and
+activations in --dtype; the others serve the HF directory --model.
 
 Each engine runs in its own subprocess (`--worker ENGINE`), so peers can live in other venvs
 and one engine's threads or memory never skew another's numbers. The workload: random token-id
@@ -130,12 +134,18 @@ def _summary(w: Workload, elapsed: float, out_tokens: int, ttfts: list[float]) -
     return res
 
 
-RUNNERS = {"taco": run_taco, "hf": run_hf, "vllm": run_vllm}
+RUNNERS = {
+    "taco": run_taco,
+    "taco-gguf": lambda w, model: run_taco(w, model),
+    "hf": run_hf,
+    "vllm": run_vllm,
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
+    ap.add_argument("--gguf", default=None, help="GGUF file of taco-gguf (default: the default's)")
     ap.add_argument("--engines", default="taco,hf,vllm")
     ap.add_argument(
         "--vllm-python",
@@ -155,6 +165,10 @@ def main() -> None:
         from taco_llm.default_model import default_model_dir
 
         args.model = default_model_dir()
+    if args.gguf is None and "taco-gguf" in args.engines.split(","):
+        from taco_llm.default_model import default_gguf
+
+        args.gguf = default_gguf()
     w = Workload(**{f: getattr(args, f) for f in asdict(Workload())})
     print(f"workload: {json.dumps(asdict(w))}\nmodel: {args.model}")
     script = os.path.abspath(__file__)
@@ -162,7 +176,10 @@ def main() -> None:
     results = run_engines(
         args.engines,
         args.vllm_python,
-        lambda e: [script, "--worker", e, "--model", args.model, "--workload", workload],
+        lambda e: [
+            *(script, "--worker", e, "--workload", workload),
+            *("--model", args.gguf if e == "taco-gguf" else args.model),
+        ],
     )
     _print_table(results)
     skipped = set() if args.vllm_python else {"vllm"}
@@ -171,14 +188,17 @@ def main() -> None:
 
 
 def _print_table(results: dict) -> None:
-    print(f"\n{'engine':8} {'out tok/s':>10} {'total tok/s':>12} {'elapsed s':>10} {'ttft s':>8}")
+    print(f"\n{'engine':9} {'out tok/s':>10} {'total tok/s':>12} {'elapsed s':>10} {'ttft s':>8}")
     for name, r in results.items():
         ttft = f"{r['ttft_median_s']:.2f}" if "ttft_median_s" in r else "-"
         print(
-            f"{name:8} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
+            f"{name:9} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
             f"{r['elapsed_s']:10.2f} {ttft:>8}"
         )
     print_ratios(results, "output_tok_s", "output tok/s", peers=("hf", "vllm"))
+    if "taco-gguf" in results and "taco" in results:
+        ratio = results["taco-gguf"]["output_tok_s"] / results["taco"]["output_tok_s"]
+        print(f"taco-gguf / taco output tok/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
