@@ -42,26 +42,29 @@ struct SkinnyGemmParams {
 };
 
 // The kernel entry points: X(name, return type, parameters, arguments).
-#define TACO_CPU_ENTRY_POINTS(X)                                                   \
-  X(rms_norm, void, (const kernels::RmsNormParams& p), (p))                        \
-  X(fused_add_rms_norm, void, (const kernels::RmsNormParams& p), (p))              \
-  X(rotary_embedding, void, (const kernels::RotaryParams& p), (p))                 \
-  X(silu_and_mul, void, (const kernels::SiluAndMulParams& p), (p))                 \
-  X(write_kv_cache, void, (const kernels::WriteKvParams& p), (p))                  \
-  X(paged_attention, void, (const kernels::PagedAttentionParams& p), (p))          \
-  X(skinny_gemm_supported, bool, (int64_t k), (k))                                 \
-  X(skinny_packed_elems, int64_t, (int64_t n, int64_t k), (n, k))                  \
-  X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k), \
-    (w, packed, n, k))                                                             \
-  X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))                      \
-  X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))                \
-  X(quant_linear_int8, bool, (kernels::QuantType t), (t))                          \
-  X(pack_quant_weight, void,                                                       \
-    (kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k),   \
-    (t, raw, packed, n, k))                                                        \
-  X(dequantize_quant, void,                                                        \
-    (kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k),     \
-    (t, raw, out, n, k))
+#define TACO_CPU_ENTRY_POINTS(X)                                                                \
+  X(rms_norm, void, (const kernels::RmsNormParams& p), (p))                                     \
+  X(fused_add_rms_norm, void, (const kernels::RmsNormParams& p), (p))                           \
+  X(rotary_embedding, void, (const kernels::RotaryParams& p), (p))                              \
+  X(silu_and_mul, void, (const kernels::SiluAndMulParams& p), (p))                              \
+  X(write_kv_cache, void, (const kernels::WriteKvParams& p), (p))                               \
+  X(paged_attention, void, (const kernels::PagedAttentionParams& p), (p))                       \
+  X(skinny_gemm_supported, bool, (int64_t k), (k))                                              \
+  X(skinny_packed_elems, int64_t, (int64_t n, int64_t k), (n, k))                               \
+  X(pack_skinny_weight, void, (const void* w, void* packed, int64_t n, int64_t k),              \
+    (w, packed, n, k))                                                                          \
+  X(skinny_gemm_bf16, void, (const SkinnyGemmParams& p), (p))                                   \
+  X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))                             \
+  X(quant_linear_int8, bool, (kernels::QuantType t), (t))                                       \
+  X(pack_quant_weight, void,                                                                    \
+    (kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k),                \
+    (t, raw, packed, n, k))                                                                     \
+  X(dequantize_quant, void,                                                                     \
+    (kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k),                  \
+    (t, raw, out, n, k))                                                                        \
+  X(unpack_quant_weight, void,                                                                  \
+    (kernels::QuantType t, const void* packed, void* out, bool bf16_out, int64_t n, int64_t k), \
+    (t, packed, out, bf16_out, n, k))
 
 // One level's entry points.
 struct KernelTable {

@@ -20,6 +20,8 @@
 
 #ifdef __AVX512F__
 #include <immintrin.h>
+
+#include "cpu/vec_avx512.h"
 #endif
 
 namespace taco::cpu {
@@ -328,6 +330,68 @@ void dequantize_quant(QuantType t, const void* raw, float* out, int64_t n, int64
       }
     }
   });
+}
+
+namespace {
+
+template <typename T>
+void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
+  const int64_t nb = k / kQuantBlock;
+  const int64_t tb = kernels::quant_tile_block_bytes(t);
+  const bool bits4 = kernels::quant_code_bits(t) == 4;
+  const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
+  parallel_for(0, (n + R - 1) / R, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = packed + (tile * nb + b) * tb;
+        for (int64_t r = 0; r < R && tile * R + r < n; ++r) {
+          const uint8_t* codes = blk + r * code_bytes;
+          const float d = half_at(blk + R * code_bytes + 2 * r);
+          const float m = half_at(blk + R * code_bytes + 2 * (R + r));
+          T* dst = out + (tile * R + r) * k + b * kQuantBlock;
+#ifdef __AVX512F__
+          const __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(m);
+          auto put = [&](T* p, __m512i q) {
+            avx512::store16(p, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), dv, mv));
+          };
+          if (bits4) {
+            const __m512i q =
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+            put(dst, _mm512_and_si512(q, _mm512_set1_epi32(15)));
+            put(dst + 16, _mm512_srli_epi32(q, 4));
+          } else {
+            const __m128i* c = reinterpret_cast<const __m128i*>(codes);
+            put(dst, _mm512_cvtepu8_epi32(_mm_loadu_si128(c)));
+            put(dst + 16, _mm512_cvtepu8_epi32(_mm_loadu_si128(c + 1)));
+          }
+          continue;
+#endif
+          if (bits4) {
+            for (int64_t j = 0; j < 16; ++j) {
+              dst[j] = T(d * static_cast<float>(codes[j] & 15) + m);
+              dst[j + 16] = T(d * static_cast<float>(codes[j] >> 4) + m);
+            }
+          } else {
+            for (int64_t j = 0; j < kQuantBlock; ++j)
+              dst[j] = T(d * static_cast<float>(codes[j]) + m);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void unpack_quant_weight(QuantType t, const void* packed, void* out, bool bf16_out, int64_t n,
+                         int64_t k) {
+  if (n <= 0 || k <= 0 || k % kQuantBlock != 0) {
+    throw std::invalid_argument(
+        "unpack_quant_weight: n must be > 0 and k a positive multiple of 32");
+  }
+  const auto* src = static_cast<const uint8_t*>(packed);
+  if (bf16_out) return unpack(t, src, static_cast<bf16*>(out), n, k);
+  unpack(t, src, static_cast<float*>(out), n, k);
 }
 
 void quant_linear(const QuantLinearParams& p) {

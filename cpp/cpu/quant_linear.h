@@ -21,6 +21,12 @@ void pack_quant_weight(kernels::QuantType t, const void* raw, void* packed, int6
 // out [n, k] = the values of raw (GGUF's layout, as for pack_quant_weight), in float32.
 void dequantize_quant(kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k);
 
+// out [n, k] (bfloat16 when bf16_out, else float32) = the values of a packed weight
+// (pack_quant_weight's layout): for batches large enough that a dense GEMM over the widened
+// weight beats the quantized kernels.
+void unpack_quant_weight(kernels::QuantType t, const void* packed, void* out, bool bf16_out,
+                         int64_t n, int64_t k);
+
 // out = x W^T. Throws std::invalid_argument naming a bad params field.
 void quant_linear(const QuantLinearParams& p);
 

@@ -167,6 +167,31 @@ TEST_P(QuantLinear, MatchesTheDequantizedReference) {
   }
 }
 
+// The raw blocks dequantized, and the packed layout widened back (float32 and bf16), are the
+// values the blocks stand for.
+TEST_P(QuantLinear, DequantizeAndUnpackGiveTheBlockValues) {
+  const Case c = GetParam();
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(c.n * c.k);
+  for (float& v : w) v = normal(rng) * 0.05f;
+  std::vector<double> deq;
+  const std::vector<uint8_t> blocks = quantize(c.type, w, c.n, c.k, &deq);
+  std::vector<float> raw(c.n * c.k), unpacked(c.n * c.k);
+  std::vector<cpu::bf16> unpacked_bf16(c.n * c.k);
+  cpu::dequantize_quant(c.type, blocks.data(), raw.data(), c.n, c.k);
+  std::vector<uint8_t> packed(kernels::quant_packed_bytes(c.type, c.n, c.k));
+  cpu::pack_quant_weight(c.type, blocks.data(), packed.data(), c.n, c.k);
+  cpu::unpack_quant_weight(c.type, packed.data(), unpacked.data(), false, c.n, c.k);
+  cpu::unpack_quant_weight(c.type, packed.data(), unpacked_bf16.data(), true, c.n, c.k);
+  for (int64_t i = 0; i < c.n * c.k; ++i) {
+    ASSERT_EQ(raw[i], static_cast<float>(deq[i])) << i;
+    // The packed offset m is an fp16 (exact for Q4_0 and Q8_0, Q4_1's own fp16 m).
+    ASSERT_EQ(unpacked[i], raw[i]) << i;
+    ASSERT_EQ(static_cast<float>(unpacked_bf16[i]), static_cast<float>(cpu::bf16(raw[i]))) << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QuantLinear,
                          ::testing::Values(Case{QuantType::kQ8_0, DType::kFloat32, 1, 37, 576},
                                            Case{QuantType::kQ4_0, DType::kFloat32, 1, 4, 32},
