@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cpu/dispatch.h"
@@ -44,20 +45,108 @@ void put_half(uint8_t* p, float v) {
   std::memcpy(p, &h, sizeof(h));
 }
 
-// x rows prepared once per call: float values and per-block sums, or (int8 path) codes, scales
-// and scale * sum(codes).
+// ---- Stored blocks ----
+
+// One 32-value block of a stored row, decoded: w[j] = d[j / 16] * code[j] + m[j / 16]; for the
+// symmetric types also w[j] = d[j / 16] * (code[j] - zero), the form llama.cpp dequantizes with.
+struct Block32 {
+  uint8_t code[32];
+  float d[2];
+  float m[2];
+  int zero = -1;  // -1: not symmetric
+};
+
+// llama.cpp's 6-bit scale and min of sub-block j from a K-quant's 12 packed bytes.
+void scale_min_k4(int j, const uint8_t* q, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *mn = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Block b (of 32 values) of a stored row.
+void decode_block(QuantType t, const uint8_t* row, int64_t b, Block32& o) {
+  o.zero = -1;
+  if (!kernels::quant_is_k(t)) {
+    const uint8_t* blk = row + b * kernels::quant_block_bytes(t);
+    const float d = half_at(blk);
+    o.d[0] = o.d[1] = d;
+    if (t == QuantType::kQ8_0) {
+      for (int j = 0; j < 32; ++j)
+        o.code[j] = static_cast<uint8_t>(static_cast<int8_t>(blk[2 + j]) + 128);
+      o.m[0] = o.m[1] = -128.0f * d;
+      o.zero = 128;
+      return;
+    }
+    const uint8_t* qs = blk + (t == QuantType::kQ4_0 ? 2 : 4);
+    for (int j = 0; j < 16; ++j) {
+      o.code[j] = qs[j] & 15;
+      o.code[j + 16] = qs[j] >> 4;
+    }
+    if (t == QuantType::kQ4_0) {
+      o.m[0] = o.m[1] = -8.0f * d;
+      o.zero = 8;
+    } else {
+      o.m[0] = o.m[1] = half_at(blk + 2);
+    }
+    return;
+  }
+  const uint8_t* sb = row + (b / 8) * kernels::quant_block_bytes(t);
+  const int sub = static_cast<int>(b % 8);
+  if (t == QuantType::kQ6_K) {
+    const uint8_t* ql = sb + (sub / 4) * 64;
+    const uint8_t* qh = sb + 128 + (sub / 4) * 32;
+    const auto* sc = reinterpret_cast<const int8_t*>(sb + 192) + (sub / 4) * 8;
+    const float d = half_at(sb + 208);
+    const int quarter = sub % 4;
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t lo = quarter % 2 == 0 ? ql[l] : ql[l + 32];
+      const int nib = quarter < 2 ? (lo & 0xF) : (lo >> 4);
+      o.code[l] = static_cast<uint8_t>(nib | (((qh[l] >> (2 * quarter)) & 3) << 4));
+    }
+    for (int h = 0; h < 2; ++h) {
+      o.d[h] = d * static_cast<float>(sc[2 * quarter + h]);
+      o.m[h] = -32.0f * o.d[h];
+    }
+    o.zero = 32;
+    return;
+  }
+  // Q4_K, Q5_K: d, dmin, scales[12], (Q5_K: qh[32]), qs[128].
+  const float d = half_at(sb), dmin = half_at(sb + 2);
+  int sc = 0, mn = 0;
+  scale_min_k4(sub, sb + 4, &sc, &mn);
+  o.d[0] = o.d[1] = d * static_cast<float>(sc);
+  o.m[0] = o.m[1] = -(dmin * static_cast<float>(mn));
+  const bool five = t == QuantType::kQ5_K;
+  const uint8_t* qh = sb + 16;
+  const uint8_t* qs = sb + (five ? 48 : 16) + (sub / 2) * 32;
+  for (int l = 0; l < 32; ++l) {
+    int q = sub % 2 == 0 ? (qs[l] & 0xF) : (qs[l] >> 4);
+    if (five) q += ((qh[l] >> sub) & 1) << 4;
+    o.code[l] = static_cast<uint8_t>(q);
+  }
+}
+
+// ---- x prepared once per call ----
+
+// Float values and sums per block (and per 16 values when the weight has two scale groups), or
+// (int8 path) codes, scales and scale * sum(codes).
 struct PreparedX {
-  std::vector<float> x, sum;
+  std::vector<float> x, sum, sum16;
   std::vector<int8_t> q;
   std::vector<float> scale;
 };
 
 template <typename T>
-PreparedX prepare(const QuantLinearParams& p, bool int8) {
+PreparedX prepare(const QuantLinearParams& p, bool int8, bool halves) {
   const int64_t nb = p.k / kQuantBlock;
   PreparedX px;
   px.x.resize(p.m * p.k);
   px.sum.resize(p.m * nb);
+  if (halves) px.sum16.resize(p.m * nb * 2);
   for (int64_t i = 0; i < p.m; ++i) {
     const T* src = static_cast<const T*>(p.x) + i * p.x_stride;
     for (int64_t c = 0; c < p.k; ++c) px.x[i * p.k + c] = static_cast<float>(src[c]);
@@ -69,70 +158,81 @@ PreparedX prepare(const QuantLinearParams& p, bool int8) {
   for (int64_t i = 0; i < p.m; ++i) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* xb = px.x.data() + i * p.k + b * kQuantBlock;
+      float half_sum[2] = {0, 0};
       if (!int8) {
-        float s = 0;
-        for (int64_t c = 0; c < kQuantBlock; ++c) s += xb[c];
-        px.sum[i * nb + b] = s;
-        continue;
+        for (int64_t c = 0; c < kQuantBlock; ++c) half_sum[c / 16] += xb[c];
+      } else {
+        float amax = 0;
+        for (int64_t c = 0; c < kQuantBlock; ++c) amax = std::max(amax, std::fabs(xb[c]));
+        const float d = amax / 127.0f;
+        const float inv = d > 0 ? 1.0f / d : 0.0f;
+        int32_t s[2] = {0, 0};
+        int8_t* q = px.q.data() + i * p.k + b * kQuantBlock;
+        for (int64_t c = 0; c < kQuantBlock; ++c) {
+          q[c] = static_cast<int8_t>(std::nearbyint(xb[c] * inv));
+          s[c / 16] += q[c];
+        }
+        px.scale[i * nb + b] = d;
+        half_sum[0] = d * static_cast<float>(s[0]);
+        half_sum[1] = d * static_cast<float>(s[1]);
       }
-      float amax = 0;
-      for (int64_t c = 0; c < kQuantBlock; ++c) amax = std::max(amax, std::fabs(xb[c]));
-      const float d = amax / 127.0f;
-      const float inv = d > 0 ? 1.0f / d : 0.0f;
-      int32_t s = 0;
-      int8_t* q = px.q.data() + i * p.k + b * kQuantBlock;
-      for (int64_t c = 0; c < kQuantBlock; ++c) {
-        q[c] = static_cast<int8_t>(std::nearbyint(xb[c] * inv));
-        s += q[c];
+      px.sum[i * nb + b] = half_sum[0] + half_sum[1];
+      if (halves) {
+        px.sum16[(i * nb + b) * 2] = half_sum[0];
+        px.sum16[(i * nb + b) * 2 + 1] = half_sum[1];
       }
-      px.scale[i * nb + b] = d;
-      px.sum[i * nb + b] = d * static_cast<float>(s);
     }
   }
   return px;
 }
 
-// Float path: out[r] for the tile's R rows = sum over blocks of d_r * sum(code * x) + m_r * sum(x).
-template <int BITS>
+// ---- Kernels ----
+
+// Float path: out[r] for the tile's R rows = sum over blocks (and groups) of
+// d * sum(code * x) + m * sum(x). xsum: per block (G = 1) or per 16 values (G = 2).
+template <int BITS, int G>
 void tile_float(const uint8_t* tile, int64_t nb, const float* x, const float* xsum, float* out) {
   constexpr int64_t code_bytes = R * kQuantBlock * BITS / 8;
-  constexpr int64_t bytes = code_bytes + R * 4;
+  constexpr int64_t bytes = code_bytes + R * G * 4;
   float acc[R] = {}, off[R] = {};
   for (int64_t b = 0; b < nb; ++b, tile += bytes) {
     const float* xb = x + b * kQuantBlock;
     const uint8_t* dm = tile + code_bytes;
     for (int64_t r = 0; r < R; ++r) {
       const uint8_t* codes = tile + r * kQuantBlock * BITS / 8;
-      float part;
+      float part[2];
 #ifdef __AVX512F__
-      __m512 v;
+      __m512 lo, hi;
       if constexpr (BITS == 4) {
         const __m512i q =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-        const __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)));
-        const __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
-        v = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(xb)));
+        lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)));
+        hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
       } else {
         const __m128i* c = reinterpret_cast<const __m128i*>(codes);
-        v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(c))),
-                          _mm512_loadu_ps(xb));
-        v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(c + 1))),
-                            _mm512_loadu_ps(xb + 16), v);
+        lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(c)));
+        hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(c + 1)));
       }
-      part = _mm512_reduce_add_ps(v);
-#else
-      part = 0;
-      if constexpr (BITS == 4) {
-        for (int j = 0; j < 16; ++j) {
-          part += static_cast<float>(codes[j] & 15) * xb[j] +
-                  static_cast<float>(codes[j] >> 4) * xb[j + 16];
-        }
+      if constexpr (G == 1) {
+        part[0] = _mm512_reduce_add_ps(
+            _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(xb))));
       } else {
-        for (int j = 0; j < kQuantBlock; ++j) part += static_cast<float>(codes[j]) * xb[j];
+        part[0] = _mm512_reduce_add_ps(_mm512_mul_ps(lo, _mm512_loadu_ps(xb)));
+        part[1] = _mm512_reduce_add_ps(_mm512_mul_ps(hi, _mm512_loadu_ps(xb + 16)));
+      }
+#else
+      part[0] = part[1] = 0;
+      for (int j = 0; j < 16; ++j) {
+        const int c_lo = BITS == 4 ? codes[j] & 15 : codes[j];
+        const int c_hi = BITS == 4 ? codes[j] >> 4 : codes[j + 16];
+        part[0] += static_cast<float>(c_lo) * xb[j];
+        part[G - 1] += static_cast<float>(c_hi) * xb[j + 16];
       }
 #endif
-      acc[r] += half_at(dm + 2 * r) * part;
-      off[r] += half_at(dm + 2 * (R + r)) * xsum[b];
+      for (int h = 0; h < G; ++h) {
+        acc[r] += half_at(dm + 2 * (G * r + h)) * part[h];
+        off[r] += half_at(dm + 2 * (G * R + G * r + h)) * xsum[b * G + h];
+      }
     }
   }
   for (int64_t r = 0; r < R; ++r) out[r] = acc[r] + off[r];
@@ -179,16 +279,23 @@ void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* x
   }
 }
 
-// Int8 path for 8-bit codes (q + 128): per block two 64-byte lines hold rows 0-1 and 2-3 (32
-// code bytes each); x's 32 int8 codes, broadcast to both halves, meet each line in one vpdpbusd,
-// lanes 8r'..8r'+7 summing row r' of the line. m = -128 d cancels the +128 exactly.
+// Int8 path for 8-bit codes: per block two 64-byte lines hold rows 0-1 and 2-3 (32 code bytes
+// each); x's 32 int8 codes, broadcast to both halves, meet each line in one vpdpbusd, lanes
+// 8r'..8r'+7 summing row r' of the line (the first four lanes its columns 0-15, the next four
+// 16-31). The offsets m (Q8_0: -128 d, cancelling the +128 exactly) meet x's sums. With two
+// scale groups (G = 2) each four-lane half takes its own d and m.
+template <int G>
 void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* xscale,
                     const float* xsum, float* out) {
-  constexpr int64_t bytes = R * 32 + R * 4;
-  const __m512i spread01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i spread23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  constexpr int64_t bytes = R * 32 + R * G * 4;
+  const __m512i spread01 = G == 1
+                               ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                               : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i spread23 = G == 1
+                               ? _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+                               : _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
   __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-  __m128 off = _mm_setzero_ps();
+  __m256 off = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, tile += bytes) {
     const __m512i x32 = _mm512_broadcast_i64x4(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQuantBlock)));
@@ -196,19 +303,30 @@ void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const flo
         _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(tile), x32);
     const __m512i dot23 =
         _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(tile + 64), x32);
-    const __m256 dm =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 32)));
-    const __m512 d =
-        _mm512_castps128_ps512(_mm_mul_ps(_mm256_castps256_ps128(dm), _mm_set1_ps(xscale[b])));
-    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), _mm512_permutexvar_ps(spread01, d), acc01);
-    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), _mm512_permutexvar_ps(spread23, d), acc23);
-    off = _mm_fmadd_ps(_mm256_extractf128_ps(dm, 1), _mm_set1_ps(xsum[b]), off);
+    __m256 d, m, s;
+    if constexpr (G == 1) {
+      const __m256 dm =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 32)));
+      d = _mm256_castps128_ps256(_mm256_castps256_ps128(dm));
+      m = _mm256_castps128_ps256(_mm256_extractf128_ps(dm, 1));
+      s = _mm256_set1_ps(xsum[b]);
+    } else {
+      const __m128i* dm = reinterpret_cast<const __m128i*>(tile + R * 32);
+      d = _mm256_cvtph_ps(_mm_loadu_si128(dm));
+      m = _mm256_cvtph_ps(_mm_loadu_si128(dm + 1));
+      // (sum of columns 0-15, sum of 16-31), once per row.
+      s = _mm256_castpd_ps(_mm256_broadcast_sd(reinterpret_cast<const double*>(xsum + 2 * b)));
+    }
+    const __m512 dx = _mm512_castps256_ps512(_mm256_mul_ps(d, _mm256_set1_ps(xscale[b])));
+    acc01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), _mm512_permutexvar_ps(spread01, dx), acc01);
+    acc23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), _mm512_permutexvar_ps(spread23, dx), acc23);
+    off = _mm256_fmadd_ps(m, s, off);
   }
   alignas(64) float a[16], c[16];
   _mm512_store_ps(a, acc01);
   _mm512_store_ps(c, acc23);
-  alignas(16) float offs[4];
-  _mm_store_ps(offs, off);
+  alignas(32) float offs[8];
+  _mm256_store_ps(offs, off);
   float rows[R] = {};
   for (int j = 0; j < 8; ++j) {
     rows[0] += a[j];
@@ -216,7 +334,9 @@ void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const flo
     rows[2] += c[j];
     rows[3] += c[8 + j];
   }
-  for (int64_t r = 0; r < R; ++r) out[r] = rows[r] + offs[r];
+  for (int64_t r = 0; r < R; ++r) {
+    out[r] = rows[r] + (G == 1 ? offs[r] : offs[2 * r] + offs[2 * r + 1]);
+  }
 }
 #else
 constexpr bool kInt8 = false;
@@ -225,8 +345,9 @@ constexpr bool kInt8 = false;
 template <typename T>
 void run(const QuantLinearParams& p) {
   const bool bits4 = kernels::quant_code_bits(p.wtype) == 4;
+  const bool halves = kernels::quant_groups(p.wtype) == 2;
   const bool int8 = kInt8;
-  const PreparedX px = prepare<T>(p, int8);
+  const PreparedX px = prepare<T>(p, int8, halves);
   const int64_t nb = p.k / kQuantBlock;
   const int64_t tiles = (p.n + R - 1) / R;
   const int64_t tile_bytes = nb * kernels::quant_tile_block_bytes(p.wtype);
@@ -237,18 +358,29 @@ void run(const QuantLinearParams& p) {
       const uint8_t* tile = w + t * tile_bytes;
       const int64_t rows = std::min(R, p.n - t * R);
       for (int64_t i = 0; i < p.m; ++i) {
-        const float* xsum = px.sum.data() + i * nb;
+        const float* xsum = halves ? px.sum16.data() + i * nb * 2 : px.sum.data() + i * nb;
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
-        if (int8 && bits4) {
-          tile_int8(tile, nb, px.q.data() + i * p.k, px.scale.data() + i * nb, xsum, out);
-        } else if (int8) {
-          tile_int8_8bit(tile, nb, px.q.data() + i * p.k, px.scale.data() + i * nb, xsum, out);
+        if (int8) {
+          const int8_t* xq = px.q.data() + i * p.k;
+          const float* xs = px.scale.data() + i * nb;
+          if (bits4) {
+            tile_int8(tile, nb, xq, xs, xsum, out);
+          } else if (halves) {
+            tile_int8_8bit<2>(tile, nb, xq, xs, xsum, out);
+          } else {
+            tile_int8_8bit<1>(tile, nb, xq, xs, xsum, out);
+          }
         } else
 #endif
-            if (bits4) {
-          tile_float<4>(tile, nb, px.x.data() + i * p.k, xsum, out);
-        } else {
-          tile_float<8>(tile, nb, px.x.data() + i * p.k, xsum, out);
+        {
+          const float* x = px.x.data() + i * p.k;
+          if (bits4) {
+            tile_float<4, 1>(tile, nb, x, xsum, out);
+          } else if (halves) {
+            tile_float<8, 2>(tile, nb, x, xsum, out);
+          } else {
+            tile_float<8, 1>(tile, nb, x, xsum, out);
+          }
         }
         T* dst = static_cast<T*>(p.out) + i * p.out_stride + t * R;
         for (int64_t r = 0; r < rows; ++r) dst[r] = T(out[r]);
@@ -257,88 +389,21 @@ void run(const QuantLinearParams& p) {
   });
 }
 
-}  // namespace
-
-void pack_quant_weight(QuantType t, const void* raw, void* packed, int64_t n, int64_t k) {
-  if (n <= 0 || k <= 0 || k % kQuantBlock != 0) {
-    throw std::invalid_argument("pack_quant_weight: n must be > 0 and k a positive multiple of 32");
+void check_shape(const char* what, QuantType t, int64_t n, int64_t k, bool allow_empty) {
+  if (n < (allow_empty ? 0 : 1) || k <= 0 || k % kernels::quant_block_values(t) != 0) {
+    throw std::invalid_argument(std::string(what) + ": n must be " +
+                                (allow_empty ? ">= 0" : "> 0") + " and k a positive multiple of " +
+                                std::to_string(kernels::quant_block_values(t)) + " for " +
+                                kernels::quant_type_name(t));
   }
-  const int64_t nb = k / kQuantBlock;
-  const int64_t raw_bytes = kernels::quant_block_bytes(t);
-  const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
-  const int64_t tb = kernels::quant_tile_block_bytes(t);
-  const auto* src = static_cast<const uint8_t*>(raw);
-  auto* dst = static_cast<uint8_t*>(packed);
-  const int64_t tiles = (n + R - 1) / R;
-  parallel_for(0, tiles, 16, [&](int64_t t0, int64_t t1) {
-    for (int64_t tile = t0; tile < t1; ++tile) {
-      for (int64_t b = 0; b < nb; ++b) {
-        uint8_t* out = dst + (tile * nb + b) * tb;
-        std::memset(out, 0, tb);
-        for (int64_t r = 0; r < R; ++r) {
-          const int64_t row = tile * R + r;
-          if (row >= n) continue;
-          const uint8_t* blk = src + (row * nb + b) * raw_bytes;
-          const float d = half_at(blk);
-          uint8_t* codes = out + r * code_bytes;
-          float m = 0;
-          if (t == QuantType::kQ8_0) {
-            for (int64_t j = 0; j < kQuantBlock; ++j) {
-              codes[j] =
-                  static_cast<uint8_t>(static_cast<int>(static_cast<int8_t>(blk[2 + j])) + 128);
-            }
-            m = -128.0f * d;
-          } else if (t == QuantType::kQ4_0) {
-            std::memcpy(codes, blk + 2, 16);
-            m = -8.0f * d;
-          } else {
-            std::memcpy(codes, blk + 4, 16);
-            m = half_at(blk + 2);
-          }
-          put_half(out + R * code_bytes + 2 * r, d);
-          put_half(out + R * code_bytes + 2 * (R + r), m);
-        }
-      }
-    }
-  });
 }
-
-void dequantize_quant(QuantType t, const void* raw, float* out, int64_t n, int64_t k) {
-  if (n < 0 || k <= 0 || k % kQuantBlock != 0) {
-    throw std::invalid_argument("dequantize_quant: n must be >= 0 and k a positive multiple of 32");
-  }
-  const int64_t blocks = n * (k / kQuantBlock);
-  const int64_t raw_bytes = kernels::quant_block_bytes(t);
-  const auto* src = static_cast<const uint8_t*>(raw);
-  parallel_for(0, blocks, 256, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const uint8_t* blk = src + b * raw_bytes;
-      float* dst = out + b * kQuantBlock;
-      const float d = half_at(blk);
-      if (t == QuantType::kQ8_0) {
-        for (int64_t j = 0; j < kQuantBlock; ++j) {
-          dst[j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
-        }
-        continue;
-      }
-      const bool q40 = t == QuantType::kQ4_0;
-      const uint8_t* qs = blk + (q40 ? 2 : 4);
-      const float m = q40 ? -8.0f * d : half_at(blk + 2);
-      for (int64_t j = 0; j < 16; ++j) {
-        dst[j] = d * static_cast<float>(qs[j] & 15) + m;
-        dst[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
-      }
-    }
-  });
-}
-
-namespace {
 
 template <typename T>
 void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
   const int64_t nb = k / kQuantBlock;
   const int64_t tb = kernels::quant_tile_block_bytes(t);
   const bool bits4 = kernels::quant_code_bits(t) == 4;
+  const int64_t G = kernels::quant_groups(t);
   const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
   parallel_for(0, (n + R - 1) / R, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t tile = t0; tile < t1; ++tile) {
@@ -346,34 +411,35 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
         const uint8_t* blk = packed + (tile * nb + b) * tb;
         for (int64_t r = 0; r < R && tile * R + r < n; ++r) {
           const uint8_t* codes = blk + r * code_bytes;
-          const float d = half_at(blk + R * code_bytes + 2 * r);
-          const float m = half_at(blk + R * code_bytes + 2 * (R + r));
+          const uint8_t* dm = blk + R * code_bytes;
+          float d[2], m[2];
+          for (int64_t h = 0; h < 2; ++h) {
+            d[h] = half_at(dm + 2 * (G * r + h % G));
+            m[h] = half_at(dm + 2 * (G * R + G * r + h % G));
+          }
           T* dst = out + (tile * R + r) * k + b * kQuantBlock;
 #ifdef __AVX512F__
-          const __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(m);
-          auto put = [&](T* p, __m512i q) {
-            avx512::store16(p, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), dv, mv));
+          auto put = [&](T* p, __m512i q, int h) {
+            avx512::store16(p, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(d[h]),
+                                               _mm512_set1_ps(m[h])));
           };
           if (bits4) {
             const __m512i q =
                 _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-            put(dst, _mm512_and_si512(q, _mm512_set1_epi32(15)));
-            put(dst + 16, _mm512_srli_epi32(q, 4));
+            put(dst, _mm512_and_si512(q, _mm512_set1_epi32(15)), 0);
+            put(dst + 16, _mm512_srli_epi32(q, 4), 1);
           } else {
             const __m128i* c = reinterpret_cast<const __m128i*>(codes);
-            put(dst, _mm512_cvtepu8_epi32(_mm_loadu_si128(c)));
-            put(dst + 16, _mm512_cvtepu8_epi32(_mm_loadu_si128(c + 1)));
+            put(dst, _mm512_cvtepu8_epi32(_mm_loadu_si128(c)), 0);
+            put(dst + 16, _mm512_cvtepu8_epi32(_mm_loadu_si128(c + 1)), 1);
           }
           continue;
 #endif
-          if (bits4) {
-            for (int64_t j = 0; j < 16; ++j) {
-              dst[j] = T(d * static_cast<float>(codes[j] & 15) + m);
-              dst[j + 16] = T(d * static_cast<float>(codes[j] >> 4) + m);
-            }
-          } else {
-            for (int64_t j = 0; j < kQuantBlock; ++j)
-              dst[j] = T(d * static_cast<float>(codes[j]) + m);
+          for (int64_t j = 0; j < 16; ++j) {
+            const int c_lo = bits4 ? codes[j] & 15 : codes[j];
+            const int c_hi = bits4 ? codes[j] >> 4 : codes[j + 16];
+            dst[j] = T(d[0] * static_cast<float>(c_lo) + m[0]);
+            dst[j + 16] = T(d[1] * static_cast<float>(c_hi) + m[1]);
           }
         }
       }
@@ -382,6 +448,64 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
 }
 
 }  // namespace
+
+void pack_quant_weight(QuantType t, const void* raw, void* packed, int64_t n, int64_t k) {
+  check_shape("pack_quant_weight", t, n, k, false);
+  const int64_t nb = k / kQuantBlock;
+  const int64_t row_bytes = kernels::quant_row_bytes(t, k);
+  const bool bits4 = kernels::quant_code_bits(t) == 4;
+  const int64_t G = kernels::quant_groups(t);
+  const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
+  const int64_t tb = kernels::quant_tile_block_bytes(t);
+  const auto* src = static_cast<const uint8_t*>(raw);
+  auto* dst = static_cast<uint8_t*>(packed);
+  parallel_for(0, (n + R - 1) / R, 16, [&](int64_t t0, int64_t t1) {
+    Block32 blk;
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* out = dst + (tile * nb + b) * tb;
+        std::memset(out, 0, tb);
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t row = tile * R + r;
+          if (row >= n) continue;
+          decode_block(t, src + row * row_bytes, b, blk);
+          uint8_t* codes = out + r * code_bytes;
+          if (bits4) {
+            for (int j = 0; j < 16; ++j) {
+              codes[j] = static_cast<uint8_t>(blk.code[j] | (blk.code[j + 16] << 4));
+            }
+          } else {
+            std::memcpy(codes, blk.code, 32);
+          }
+          for (int64_t h = 0; h < G; ++h) {
+            put_half(out + R * code_bytes + 2 * (G * r + h), blk.d[h]);
+            put_half(out + R * code_bytes + 2 * (G * R + G * r + h), blk.m[h]);
+          }
+        }
+      }
+    }
+  });
+}
+
+void dequantize_quant(QuantType t, const void* raw, float* out, int64_t n, int64_t k) {
+  check_shape("dequantize_quant", t, n, k, true);
+  const int64_t nb = k / kQuantBlock;
+  const int64_t row_bytes = kernels::quant_row_bytes(t, k);
+  const auto* src = static_cast<const uint8_t*>(raw);
+  parallel_for(0, n * nb, 256, [&](int64_t b0, int64_t b1) {
+    Block32 blk;
+    for (int64_t i = b0; i < b1; ++i) {
+      const int64_t row = i / nb, b = i % nb;
+      decode_block(t, src + row * row_bytes, b, blk);
+      float* dst = out + row * k + b * kQuantBlock;
+      for (int j = 0; j < 32; ++j) {
+        const int h = j / 16;
+        dst[j] = blk.zero >= 0 ? blk.d[h] * static_cast<float>(blk.code[j] - blk.zero)
+                               : blk.d[h] * static_cast<float>(blk.code[j]) + blk.m[h];
+      }
+    }
+  });
+}
 
 void unpack_quant_weight(QuantType t, const void* packed, void* out, bool bf16_out, int64_t n,
                          int64_t k) {

@@ -13,11 +13,11 @@
 
 namespace taco {
 
-// A block-quantized weight [n, k] as stored: each row is k / 32 blocks of `type`
-// (taco/kernels/quant.h).
+// A block-quantized weight [n, k] as stored: each row is quant_row_bytes(type, k) bytes of
+// `type`'s blocks (taco/kernels/quant.h).
 struct QuantizedRows {
   kernels::QuantType type = kernels::QuantType::kQ8_0;
-  at::Tensor rows;   // uint8 [n, k / 32 * quant_block_bytes(type)], CPU
+  at::Tensor rows;   // uint8 [n, quant_row_bytes(type, k)], CPU
   int64_t cols = 0;  // k
 };
 

@@ -68,6 +68,12 @@ std::optional<kernels::QuantType> quant_type(uint32_t ggml) {
       return kernels::QuantType::kQ4_1;
     case 8:
       return kernels::QuantType::kQ8_0;
+    case 12:
+      return kernels::QuantType::kQ4_K;
+    case 13:
+      return kernels::QuantType::kQ5_K;
+    case 14:
+      return kernels::QuantType::kQ6_K;
     default:
       return std::nullopt;
   }
@@ -221,7 +227,7 @@ std::optional<QuantizedRows> GgufCheckpoint::quantized(const std::string& name) 
   if (float_type(t.type)) return std::nullopt;
   const std::optional<kernels::QuantType> q = quant_type(t.type);
   if (!q || t.shape.size() != 2) return std::nullopt;  // load() names the problem
-  const int64_t row_bytes = t.shape[1] / kernels::kQuantBlock * kernels::quant_block_bytes(*q);
+  const int64_t row_bytes = kernels::quant_row_bytes(*q, t.shape[1]);
   std::shared_ptr<MappedFile> keep = file_->mapping();
   at::Tensor rows = at::from_blob(
       const_cast<uint8_t*>(file_->data(t)), {t.shape[0], row_bytes},
@@ -240,14 +246,14 @@ at::Tensor GgufCheckpoint::load(const std::string& name, at::ScalarType dtype) c
     out = stored.to(dtype);
   } else if (const std::optional<kernels::QuantType> q = quant_type(t.type);
              q && t.shape.size() == 2) {
-    const int64_t row_bytes = t.shape[1] / kernels::kQuantBlock * kernels::quant_block_bytes(*q);
+    const int64_t row_bytes = kernels::quant_row_bytes(*q, t.shape[1]);
     const at::Tensor rows =
         at::from_blob(const_cast<uint8_t*>(file_->data(t)), {t.shape[0], row_bytes}, at::kByte);
     out = ops::dequantize_rows(*q, rows, t.shape[1]).to(dtype);
   } else {
     fail_file(file_->path(), "tensor \"" + t.name + "\" has GGUF type " + ggml_type_name(t.type) +
                                  ", which is not supported (supported: F32, F16, BF16, and for "
-                                 "2-D weights Q4_0, Q4_1, Q8_0)");
+                                 "2-D weights Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)");
   }
   return reorder(s, out).contiguous();
 }

@@ -1,7 +1,7 @@
 // A GGUF file as a model: the ModelConfig its metadata describes, and its tensors under HF names
 // (llama.cpp's names mapped back, and the q/k rows of Llama-architecture files put back in HF's
 // rotary order, which llama.cpp's converter interleaves). Block-quantized tensors of the types
-// the quantized linears take (Q4_0, Q4_1, Q8_0) are handed over as stored.
+// the quantized linears take (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) are handed over as stored.
 #pragma once
 
 #include <memory>

@@ -129,10 +129,10 @@ LinearWeight prepare_linear_weight(const at::Tensor& w) {
 
 at::Tensor dequantize_rows(kernels::QuantType t, const at::Tensor& rows, int64_t in) {
   TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kByte && rows.is_cpu() &&
-                  in % kernels::kQuantBlock == 0 &&
-                  rows.size(1) == in / kernels::kQuantBlock * kernels::quant_block_bytes(t),
-              "dequantize_rows: rows must be uint8 [n, ", in / kernels::kQuantBlock, " blocks of ",
-              kernels::quant_type_name(t), "]");
+                  in % kernels::quant_block_values(t) == 0 &&
+                  rows.size(1) == kernels::quant_row_bytes(t, in),
+              "dequantize_rows: rows must be uint8 [n, ", kernels::quant_row_bytes(t, in),
+              "]: ", in, " values of ", kernels::quant_type_name(t));
   const at::Tensor raw = rows.contiguous();
   at::Tensor out = at::empty({rows.size(0), in}, at::kFloat);
   cpu::dequantize_quant(t, raw.data_ptr(), out.data_ptr<float>(), rows.size(0), in);
@@ -146,7 +146,8 @@ LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor&
   }
   const at::Tensor raw = rows.contiguous();
   TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte &&
-                  raw.size(1) == in / kernels::kQuantBlock * kernels::quant_block_bytes(t),
+                  in % kernels::quant_block_values(t) == 0 &&
+                  raw.size(1) == kernels::quant_row_bytes(t, in),
               "prepare_quant_linear_weight: rows do not hold ", in, " ",
               kernels::quant_type_name(t), " values each");
   LinearWeight lw;

@@ -39,7 +39,7 @@ struct LinearWeight {
 // for comparisons.
 LinearWeight prepare_linear_weight(const at::Tensor& w);
 
-// A block-quantized weight: rows uint8 [out, in / 32 * quant_block_bytes(t)] as GGUF stores it.
+// A block-quantized weight: rows uint8 [out, quant_row_bytes(t, in)] as GGUF stores it.
 // On the CPU it is packed (quant); on CUDA dequantized to dtype (plain).
 LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor& rows, int64_t in,
                                          at::ScalarType dtype, const at::Device& device);

@@ -105,3 +105,69 @@ def write_gguf(path: str, model, arch: str, qtype: str, head_type: str | None = 
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+# Dimensions of the K-quant model: rows of 256-value super-blocks.
+K_HIDDEN, K_FFN = 256, 512
+
+
+def write_random_k_gguf(path: str, qtype: str, seed: int = 0) -> None:
+    """A tiny Llama whose every 2-D weight is random qtype super-blocks (Q4_K, Q5_K, Q6_K: the
+    gguf package dequantizes them but cannot quantize), with fp16 scales chosen so weights are
+    of order 0.03; norms F32."""
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    q = gguf.GGMLQuantizationType[qtype]
+    block_values, block_bytes = gguf.GGML_QUANT_SIZES[q]
+    scale = {"Q4_K": 1e-4, "Q5_K": 5e-5, "Q6_K": 1.5e-5}[qtype]
+
+    def blocks(rows: int, cols: int) -> np.ndarray:
+        raw = rng.integers(0, 256, size=(rows * cols // block_values, block_bytes), dtype=np.uint8)
+        d = (scale * rng.uniform(0.5, 1.5, size=raw.shape[0])).astype(np.float16).view(np.uint8)
+        if qtype == "Q6_K":
+            raw[:, 208:210] = d.reshape(-1, 2)
+        else:
+            raw[:, 0:2] = d.reshape(-1, 2)
+            dmin = (scale * rng.uniform(0.5, 1.5, size=raw.shape[0])).astype(np.float16)
+            raw[:, 2:4] = dmin.view(np.uint8).reshape(-1, 2)
+        return raw.reshape(rows, cols // block_values * block_bytes)
+
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(CONTEXT)
+    w.add_embedding_length(K_HIDDEN)
+    w.add_feed_forward_length(K_FFN)
+    w.add_block_count(LAYERS)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(K_HIDDEN // HEADS)
+    w.add_vocab_size(VOCAB)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"t{i}" for i in range(VOCAB)])
+    w.add_token_types([1] * VOCAB)
+    w.add_token_merges([])
+    w.add_eos_token_id(2)
+    kv = KV_HEADS * K_HIDDEN // HEADS
+    shapes = {
+        "attn_q": (K_HIDDEN, K_HIDDEN),
+        "attn_k": (kv, K_HIDDEN),
+        "attn_v": (kv, K_HIDDEN),
+        "attn_output": (K_HIDDEN, K_HIDDEN),
+        "ffn_gate": (K_FFN, K_HIDDEN),
+        "ffn_up": (K_FFN, K_HIDDEN),
+        "ffn_down": (K_HIDDEN, K_FFN),
+    }
+    norm = np.ones(K_HIDDEN, dtype=np.float32)
+    w.add_tensor("token_embd.weight", blocks(VOCAB, K_HIDDEN), raw_dtype=q)
+    w.add_tensor("output_norm.weight", norm)
+    for i in range(LAYERS):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", norm)
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", norm)
+        for name, (rows, cols) in shapes.items():
+            w.add_tensor(f"blk.{i}.{name}.weight", blocks(rows, cols), raw_dtype=q)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from gguf_models import hf_model, write_gguf
+from gguf_models import hf_model, write_gguf, write_random_k_gguf
 
 PROMPTS = [[5, 17, 99, 3, 42, 7], [200, 1, 64, 64, 9], list(range(30, 70))]
 MAX_TOKENS = 16
@@ -27,7 +27,14 @@ CASES = {
     # An untied output layer in another type than the rest, and F32 for it.
     "llama-q4_1-head-q8_0": ("llama", "Q4_1", False, "Q8_0"),
     "llama-q4_0-head-f32": ("llama", "Q4_0", False, "F32"),
+    # K-quants: random super-blocks (the gguf package cannot quantize to them).
+    "llama-q4_k": ("llama", "Q4_K", True, "random"),
+    "llama-q5_k": ("llama", "Q5_K", True, "random"),
+    "llama-q6_k": ("llama", "Q6_K", True, "random"),
 }
+# |logprob - HF| at the float level: summation order only, and for the K-quants also their
+# per-32-value scales d * scale and dmin * min rounded to fp16 when packed.
+TOL_FLOAT = {"Q4_K": 2e-3, "Q5_K": 2e-3, "Q6_K": 2e-3}
 
 _SCRIPT = r"""
 import json, sys
@@ -97,26 +104,30 @@ def _hf(path: str) -> dict:
 def case(request, tmp_path_factory):
     arch, qtype, tied, head = CASES[request.param]
     path = str(tmp_path_factory.mktemp("gguf") / f"{request.param}.gguf")
-    write_gguf(path, hf_model(arch, tied=tied), arch, qtype, head)
-    return path, _hf(path)
+    if head == "random":
+        write_random_k_gguf(path, qtype)
+    else:
+        write_gguf(path, hf_model(arch, tied=tied), arch, qtype, head)
+    return path, _hf(path), qtype
 
 
 def test_float_path_matches_hf_on_the_dequantized_weights(case):
     # At the AVX2 level the quantized linears widen the codes to float: the same arithmetic as
     # HF's float32 over the dequantized weights, up to summation order.
-    path, ref = case
+    path, ref, qtype = case
+    tol = TOL_FLOAT.get(qtype, 2e-4)
     ours = _ours(path, "avx2", ref["forced"])
     assert ours["ids"] == ref["ids"]
     for a, b in zip(ours["logprobs"], ref["logprobs"]):
-        assert a == pytest.approx(b, abs=2e-4)
+        assert a == pytest.approx(b, abs=tol)
     for a, b in zip(ours["forced"], ref["forced_lps"]):
-        assert a == pytest.approx(b, abs=2e-4)
+        assert a == pytest.approx(b, abs=tol)
 
 
 def test_default_level_close_to_hf(case):
     # At the top level x is rounded to int8 per block of 32 (as llama.cpp does) for integer dot
     # products: logprobs stay close, and greedy choices agree wherever they are not near-ties.
-    path, ref = case
+    path, ref, _ = case
     ours = _ours(path, None, ref["forced"])
     diffs = [abs(a - b) for x, y in zip(ours["forced"], ref["forced_lps"]) for a, b in zip(x, y)]
     print(f"max |logprob - HF| {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
@@ -127,7 +138,7 @@ def test_default_level_close_to_hf(case):
 def test_config_comes_from_the_metadata(case):
     from taco_llm import LLM
 
-    path, _ = case
+    path, _, _ = case
     info = LLM(model=path, skip_tokenizer_init=True).model_info
     assert info["max_model_len"] == 256
     assert info["vocab_size"] == 256

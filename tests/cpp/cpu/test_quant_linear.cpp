@@ -30,9 +30,34 @@ uint16_t half_bits(float v) {
 
 float half_value(float v) { return static_cast<float>(cpu::fp16(v)); }
 
+// K-quant super-blocks of random codes and scales (small positive fp16 d and dmin), with the
+// values they stand for (dequantize_quant, itself checked against the gguf package's
+// dequantization by the Python GGUF tests).
+std::vector<uint8_t> random_k_blocks(QuantType t, int64_t n, int64_t k, std::vector<double>* deq) {
+  const int64_t bytes = kernels::quant_block_bytes(t);
+  std::vector<uint8_t> out(n * kernels::quant_row_bytes(t, k));
+  std::mt19937 rng(5);
+  for (uint8_t& b : out) b = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> scale(0.0005f, 0.002f);
+  for (size_t off = 0; off < out.size(); off += bytes) {
+    const uint16_t d = half_bits(scale(rng)), dmin = half_bits(scale(rng));
+    if (t == QuantType::kQ6_K) {
+      std::memcpy(&out[off + 208], &d, 2);
+    } else {
+      std::memcpy(&out[off], &d, 2);
+      std::memcpy(&out[off + 2], &dmin, 2);
+    }
+  }
+  std::vector<float> f(n * k);
+  cpu::dequantize_quant(t, out.data(), f.data(), n, k);
+  deq->assign(f.begin(), f.end());
+  return out;
+}
+
 // Quantizes w [n, k] into blocks and returns them with the dequantized weight they stand for.
 std::vector<uint8_t> quantize(QuantType t, const std::vector<float>& w, int64_t n, int64_t k,
                               std::vector<double>* deq) {
+  if (kernels::quant_is_k(t)) return random_k_blocks(t, n, k, deq);
   const int64_t bytes = kernels::quant_block_bytes(t);
   std::vector<uint8_t> out(n * (k / 32) * bytes);
   deq->assign(n * k, 0.0);
@@ -150,11 +175,15 @@ TEST_P(QuantLinear, MatchesTheDequantizedReference) {
   const double tol_rel = c.dtype == DType::kFloat32 ? 2e-5 : 8e-3;
   for (int64_t i = 0; i < c.m; ++i) {
     for (int64_t r = 0; r < c.n; ++r) {
-      double ref = 0, mag = 0;
+      double ref = 0, mag = 0, xabs = 0, wmax = 0;
       for (int64_t j = 0; j < c.k; ++j) {
         ref += x[i * c.k + j] * deq[r * c.k + j];
         mag += std::fabs(x[i * c.k + j] * deq[r * c.k + j]);
+        xabs += std::fabs(x[i * c.k + j]);
+        wmax = std::max(wmax, std::fabs(deq[r * c.k + j]));
       }
+      // A K-quant's d * scale and dmin * min are rounded to fp16 at packing (relative 2^-11).
+      if (kernels::quant_is_k(c.type)) mag += 4.0 * xabs * wmax;
       const double got = c.dtype == DType::kFloat32 ? outf[i * out_stride + r]
                                                     : static_cast<float>(outb[i * out_stride + r]);
       ASSERT_NEAR(got, ref, tol_rel * (mag + std::fabs(ref)) + 1e-6) << "row " << i << " col " << r;
@@ -186,6 +215,11 @@ TEST_P(QuantLinear, DequantizeAndUnpackGiveTheBlockValues) {
   cpu::unpack_quant_weight(c.type, packed.data(), unpacked_bf16.data(), true, c.n, c.k);
   for (int64_t i = 0; i < c.n * c.k; ++i) {
     ASSERT_EQ(raw[i], static_cast<float>(deq[i])) << i;
+    if (kernels::quant_is_k(c.type)) {
+      // d * scale and the min rounded to fp16 at packing.
+      ASSERT_NEAR(unpacked[i], raw[i], 2e-3 * std::fabs(raw[i]) + 1e-4) << i;
+      continue;
+    }
     // The packed offset m is an fp16 (exact for Q4_0 and Q8_0, Q4_1's own fp16 m).
     ASSERT_EQ(unpacked[i], raw[i]) << i;
     ASSERT_EQ(static_cast<float>(unpacked_bf16[i]), static_cast<float>(cpu::bf16(raw[i]))) << i;
@@ -199,7 +233,13 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantLinear,
                                            Case{QuantType::kQ4_1, DType::kFloat32, 1, 70, 576},
                                            Case{QuantType::kQ4_1, DType::kFloat32, 5, 33, 1536},
                                            Case{QuantType::kQ8_0, DType::kBFloat16, 2, 48, 64},
-                                           Case{QuantType::kQ4_1, DType::kBFloat16, 4, 129, 576}),
+                                           Case{QuantType::kQ4_1, DType::kBFloat16, 4, 129, 576},
+                                           Case{QuantType::kQ4_K, DType::kFloat32, 1, 37, 512},
+                                           Case{QuantType::kQ4_K, DType::kBFloat16, 3, 64, 256},
+                                           Case{QuantType::kQ5_K, DType::kFloat32, 2, 21, 768},
+                                           Case{QuantType::kQ5_K, DType::kBFloat16, 1, 64, 256},
+                                           Case{QuantType::kQ6_K, DType::kFloat32, 1, 45, 512},
+                                           Case{QuantType::kQ6_K, DType::kBFloat16, 5, 8, 256}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            const Case& c = info.param;
                            return std::string(kernels::quant_type_name(c.type)) + "_" +

@@ -1,10 +1,16 @@
 // Block-quantized weights (the GGUF block layouts) and the params of a linear layer over them.
 //
-// A weight W [n, k] is stored row by row, each row as k / 32 consecutive blocks of 32 values:
+// A weight W [n, k] is stored row by row, each row as consecutive blocks. 32-value blocks:
 //   Q8_0 (34 bytes): fp16 d, int8 q[32];              w[i] = d * q[i]
 //   Q4_0 (18 bytes): fp16 d, uint8 qs[16];            w[i] = d * (nibble(i) - 8)
 //   Q4_1 (20 bytes): fp16 d, fp16 m, uint8 qs[16];    w[i] = d * nibble(i) + m
 // where nibble(i) is the low half of qs[i] for i < 16 and the high half of qs[i - 16] after.
+// 256-value super-blocks (llama.cpp's K-quants), of eight sub-blocks of 32:
+//   Q4_K (144 bytes): fp16 d, fp16 dmin, 6-bit scale and min per sub-block (12 bytes), 4-bit q;
+//                     w = d * scale * q - dmin * min
+//   Q5_K (176 bytes): as Q4_K with a fifth bit per value (qh[32]); q in [0, 32)
+//   Q6_K (210 bytes): 6-bit q (ql[128] low nibbles, qh[64] two high bits each), int8 scales per
+//                     16 values, fp16 d; w = d * scale * (q - 32)
 // These are the byte layouts GGUF files (and llama.cpp) use, so a file's tensor data is a
 // ready weight.
 #pragma once
@@ -17,9 +23,16 @@
 
 namespace taco::kernels {
 
-enum class QuantType { kQ8_0, kQ4_0, kQ4_1 };
+enum class QuantType { kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ5_K, kQ6_K };
 
-constexpr int64_t kQuantBlock = 32;  // values per block, every type
+constexpr int64_t kQuantBlock = 32;  // values per block of the packed layout, every type
+
+constexpr bool quant_is_k(QuantType t) {
+  return t == QuantType::kQ4_K || t == QuantType::kQ5_K || t == QuantType::kQ6_K;
+}
+
+// Values per stored block: 32, or 256 for the K-quants.
+constexpr int64_t quant_block_values(QuantType t) { return quant_is_k(t) ? 256 : kQuantBlock; }
 
 constexpr int64_t quant_block_bytes(QuantType t) {
   switch (t) {
@@ -29,8 +42,19 @@ constexpr int64_t quant_block_bytes(QuantType t) {
       return 18;
     case QuantType::kQ4_1:
       return 20;
+    case QuantType::kQ4_K:
+      return 144;
+    case QuantType::kQ5_K:
+      return 176;
+    case QuantType::kQ6_K:
+      return 210;
   }
   return 0;
+}
+
+// Bytes of one stored row of k values (k a multiple of quant_block_values).
+constexpr int64_t quant_row_bytes(QuantType t, int64_t k) {
+  return k / quant_block_values(t) * quant_block_bytes(t);
 }
 
 constexpr const char* quant_type_name(QuantType t) {
@@ -41,22 +65,37 @@ constexpr const char* quant_type_name(QuantType t) {
       return "Q4_0";
     case QuantType::kQ4_1:
       return "Q4_1";
+    case QuantType::kQ4_K:
+      return "Q4_K";
+    case QuantType::kQ5_K:
+      return "Q5_K";
+    case QuantType::kQ6_K:
+      return "Q6_K";
   }
   return "unknown";
 }
 
 // The packed layout the CPU kernels read (cpu::pack_quant_weight makes it once, at load): W's rows
 // in tiles of kQuantTileRows; per tile, per block b of 32 columns, the four rows' codes, then
-// their fp16 scales d[4] and offsets m[4], with w = d * code + m. 4-bit types keep GGUF's nibble
-// order (4 x 16 bytes; Q4_0: m = -8 d); Q8_0 stores code = q + 128 (4 x 32 bytes; m = -128 d).
-// Rows past n are zero.
+// their fp16 scales d and offsets m, with w = d * code + m. Codes are 4-bit (Q4_0, Q4_1, Q4_K:
+// 4 x 16 bytes in GGUF's nibble order) or 8-bit (4 x 32 bytes: Q8_0 as q + 128 with m = -128 d,
+// Q5_K as q, Q6_K as q with m = -32 d). Each block has one d and m per row, d[4] then m[4],
+// except Q6_K, whose scales change every 16 values: d[8] then m[8], row r's two halves at 2r and
+// 2r + 1. A K-quant's d = d * scale and m = -dmin * min are rounded to fp16 at packing (relative
+// error at most 2^-11). Rows past n are zero.
 constexpr int64_t kQuantTileRows = 4;
 
-constexpr int64_t quant_code_bits(QuantType t) { return t == QuantType::kQ8_0 ? 8 : 4; }
+constexpr int64_t quant_code_bits(QuantType t) {
+  return t == QuantType::kQ8_0 || t == QuantType::kQ5_K || t == QuantType::kQ6_K ? 8 : 4;
+}
 
-// Bytes of one tile's block: codes of the four rows, then d[4] and m[4].
+// Scale groups per 32-value block of the packed layout: 2 for Q6_K, else 1.
+constexpr int64_t quant_groups(QuantType t) { return t == QuantType::kQ6_K ? 2 : 1; }
+
+// Bytes of one tile's block: codes of the four rows, then d and m.
 constexpr int64_t quant_tile_block_bytes(QuantType t) {
-  return kQuantTileRows * kQuantBlock * quant_code_bits(t) / 8 + kQuantTileRows * 2 * 2;
+  return kQuantTileRows * kQuantBlock * quant_code_bits(t) / 8 +
+         kQuantTileRows * quant_groups(t) * 2 * 2;
 }
 
 constexpr int64_t quant_packed_bytes(QuantType t, int64_t n, int64_t k) {
