@@ -60,8 +60,10 @@ int main(int argc, char** argv) {
       for (size_t b = 0; b < q4.size(); b += 20) q4[b + 1] = q4[b + 3] = 0x1c;
       l.q8.resize(kernels::quant_packed_bytes(kernels::QuantType::kQ8_0, s.n, s.k));
       l.q4.resize(kernels::quant_packed_bytes(kernels::QuantType::kQ4_1, s.n, s.k));
-      cpu::pack_quant_weight(kernels::QuantType::kQ8_0, q8.data(), l.q8.data(), s.n, s.k);
-      cpu::pack_quant_weight(kernels::QuantType::kQ4_1, q4.data(), l.q4.data(), s.n, s.k);
+      cpu::pack_quant_weight(kernels::QuantType::kQ8_0, kernels::QuantType::kQ8_0, q8.data(),
+                             l.q8.data(), s.n, s.k);
+      cpu::pack_quant_weight(kernels::QuantType::kQ4_1, kernels::QuantType::kQ4_0, q4.data(),
+                             l.q4.data(), s.n, s.k);
       layers.push_back(std::move(l));
     }
   }

@@ -57,8 +57,9 @@ struct SkinnyGemmParams {
   X(quant_linear, void, (const kernels::QuantLinearParams& p), (p))                             \
   X(quant_linear_int8, bool, (kernels::QuantType t), (t))                                       \
   X(pack_quant_weight, void,                                                                    \
-    (kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k),                \
-    (t, raw, packed, n, k))                                                                     \
+    (kernels::QuantType t, kernels::QuantType layout, const void* raw, void* packed, int64_t n, \
+     int64_t k),                                                                                \
+    (t, layout, raw, packed, n, k))                                                             \
   X(dequantize_quant, void,                                                                     \
     (kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k),                  \
     (t, raw, out, n, k))                                                                        \

@@ -81,16 +81,20 @@ void decode_block(QuantType t, const uint8_t* row, int64_t b, Block32& o) {
       o.zero = 128;
       return;
     }
-    const uint8_t* qs = blk + (t == QuantType::kQ4_0 ? 2 : 4);
+    const bool has_m = t == QuantType::kQ4_1 || t == QuantType::kQ5_1;
+    const bool five = t == QuantType::kQ5_0 || t == QuantType::kQ5_1;
+    const uint8_t* qs = blk + (has_m ? 4 : 2) + (five ? 4 : 0);
+    uint32_t qh = 0;
+    if (five) std::memcpy(&qh, blk + (has_m ? 4 : 2), 4);
     for (int j = 0; j < 16; ++j) {
-      o.code[j] = qs[j] & 15;
-      o.code[j + 16] = qs[j] >> 4;
+      o.code[j] = static_cast<uint8_t>((qs[j] & 15) | (((qh >> j) & 1) << 4));
+      o.code[j + 16] = static_cast<uint8_t>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
     }
-    if (t == QuantType::kQ4_0) {
-      o.m[0] = o.m[1] = -8.0f * d;
-      o.zero = 8;
-    } else {
+    if (has_m) {
       o.m[0] = o.m[1] = half_at(blk + 2);
+    } else {
+      o.zero = five ? 16 : 8;
+      o.m[0] = o.m[1] = -static_cast<float>(o.zero) * d;
     }
     return;
   }
@@ -449,14 +453,19 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
 
 }  // namespace
 
-void pack_quant_weight(QuantType t, const void* raw, void* packed, int64_t n, int64_t k) {
+void pack_quant_weight(QuantType t, QuantType layout, const void* raw, void* packed, int64_t n,
+                       int64_t k) {
   check_shape("pack_quant_weight", t, n, k, false);
+  if (kernels::quant_common_layout(t, layout) != layout) {
+    throw std::invalid_argument(std::string("pack_quant_weight: ") + kernels::quant_type_name(t) +
+                                " does not fit the layout of " + kernels::quant_type_name(layout));
+  }
   const int64_t nb = k / kQuantBlock;
   const int64_t row_bytes = kernels::quant_row_bytes(t, k);
-  const bool bits4 = kernels::quant_code_bits(t) == 4;
-  const int64_t G = kernels::quant_groups(t);
-  const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
-  const int64_t tb = kernels::quant_tile_block_bytes(t);
+  const bool bits4 = kernels::quant_code_bits(layout) == 4;
+  const int64_t G = kernels::quant_groups(layout);
+  const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(layout) / 8;
+  const int64_t tb = kernels::quant_tile_block_bytes(layout);
   const auto* src = static_cast<const uint8_t*>(raw);
   auto* dst = static_cast<uint8_t*>(packed);
   parallel_for(0, (n + R - 1) / R, 16, [&](int64_t t0, int64_t t1) {

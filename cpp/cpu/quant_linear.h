@@ -14,16 +14,20 @@ inline namespace TACO_CPU_NS {
 
 using kernels::QuantLinearParams;
 
-// raw: W [n, k] as GGUF stores it (n rows of k / 32 blocks of type t); packed:
-// quant_packed_bytes(t, n, k) bytes. Throws std::invalid_argument unless k % 32 == 0.
-void pack_quant_weight(kernels::QuantType t, const void* raw, void* packed, int64_t n, int64_t k);
+// raw: W [n, k] as GGUF stores it (n rows of type t's blocks); packed:
+// quant_packed_bytes(layout, n, k) bytes in `layout` (quant_layout(t) or a wider one, see
+// taco/kernels/quant.h). Throws std::invalid_argument unless k is a multiple of t's block and t
+// fits the layout.
+void pack_quant_weight(kernels::QuantType t, kernels::QuantType layout, const void* raw,
+                       void* packed, int64_t n, int64_t k);
 
-// out [n, k] = the values of raw (GGUF's layout, as for pack_quant_weight), in float32.
+// out [n, k] = the values of raw (type t's blocks, as for pack_quant_weight), in float32.
 void dequantize_quant(kernels::QuantType t, const void* raw, float* out, int64_t n, int64_t k);
 
 // out [n, k] (bfloat16 when bf16_out, else float32) = the values of a packed weight
 // (pack_quant_weight's layout): for batches large enough that a dense GEMM over the widened
 // weight beats the quantized kernels.
+// t: the packed layout.
 void unpack_quant_weight(kernels::QuantType t, const void* packed, void* out, bool bf16_out,
                          int64_t n, int64_t k);
 

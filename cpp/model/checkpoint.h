@@ -9,17 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "taco/kernels/quant.h"
+#include "ops/linear.h"
 
 namespace taco {
-
-// A block-quantized weight [n, k] as stored: each row is quant_row_bytes(type, k) bytes of
-// `type`'s blocks (taco/kernels/quant.h).
-struct QuantizedRows {
-  kernels::QuantType type = kernels::QuantType::kQ8_0;
-  at::Tensor rows;   // uint8 [n, quant_row_bytes(type, k)], CPU
-  int64_t cols = 0;  // k
-};
 
 class Checkpoint {
  public:
@@ -34,7 +26,7 @@ class Checkpoint {
   virtual at::Tensor load(const std::string& name, at::ScalarType dtype) const = 0;
   // The stored blocks when the tensor is block-quantized in a type the quantized linears take;
   // nullopt when it is stored as floats.
-  virtual std::optional<QuantizedRows> quantized(const std::string& /*name*/) const {
+  virtual std::optional<ops::QuantizedRows> quantized(const std::string& /*name*/) const {
     return std::nullopt;
   }
 };

@@ -66,6 +66,10 @@ std::optional<kernels::QuantType> quant_type(uint32_t ggml) {
       return kernels::QuantType::kQ4_0;
     case 3:
       return kernels::QuantType::kQ4_1;
+    case 6:
+      return kernels::QuantType::kQ5_0;
+    case 7:
+      return kernels::QuantType::kQ5_1;
     case 8:
       return kernels::QuantType::kQ8_0;
     case 12:
@@ -221,7 +225,7 @@ at::Tensor GgufCheckpoint::reorder(const Source& s, const at::Tensor& t) const {
   return t.index_select(0, idx);
 }
 
-std::optional<QuantizedRows> GgufCheckpoint::quantized(const std::string& name) const {
+std::optional<ops::QuantizedRows> GgufCheckpoint::quantized(const std::string& name) const {
   const Source& s = source(name);
   const GgufTensor& t = *s.tensor;
   if (float_type(t.type)) return std::nullopt;
@@ -232,7 +236,7 @@ std::optional<QuantizedRows> GgufCheckpoint::quantized(const std::string& name) 
   at::Tensor rows = at::from_blob(
       const_cast<uint8_t*>(file_->data(t)), {t.shape[0], row_bytes},
       [keep](void*) mutable { keep.reset(); }, at::TensorOptions().dtype(at::kByte));
-  return QuantizedRows{*q, reorder(s, rows), t.shape[1]};
+  return ops::QuantizedRows{*q, reorder(s, rows), t.shape[1]};
 }
 
 at::Tensor GgufCheckpoint::load(const std::string& name, at::ScalarType dtype) const {
@@ -249,11 +253,11 @@ at::Tensor GgufCheckpoint::load(const std::string& name, at::ScalarType dtype) c
     const int64_t row_bytes = kernels::quant_row_bytes(*q, t.shape[1]);
     const at::Tensor rows =
         at::from_blob(const_cast<uint8_t*>(file_->data(t)), {t.shape[0], row_bytes}, at::kByte);
-    out = ops::dequantize_rows(*q, rows, t.shape[1]).to(dtype);
+    out = ops::dequantize_rows({*q, rows, t.shape[1]}).to(dtype);
   } else {
     fail_file(file_->path(), "tensor \"" + t.name + "\" has GGUF type " + ggml_type_name(t.type) +
                                  ", which is not supported (supported: F32, F16, BF16, and for "
-                                 "2-D weights Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)");
+                                 "2-D weights Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)");
   }
   return reorder(s, out).contiguous();
 }

@@ -1,7 +1,8 @@
 // A GGUF file as a model: the ModelConfig its metadata describes, and its tensors under HF names
 // (llama.cpp's names mapped back, and the q/k rows of Llama-architecture files put back in HF's
 // rotary order, which llama.cpp's converter interleaves). Block-quantized tensors of the types
-// the quantized linears take (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) are handed over as stored.
+// the quantized linears take (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) are handed over as
+// stored.
 #pragma once
 
 #include <memory>
@@ -30,7 +31,7 @@ class GgufCheckpoint : public Checkpoint {
   bool has(const std::string& name) const override { return names_.count(name) != 0; }
   std::vector<int64_t> shape(const std::string& name) const override;
   at::Tensor load(const std::string& name, at::ScalarType dtype) const override;
-  std::optional<QuantizedRows> quantized(const std::string& name) const override;
+  std::optional<ops::QuantizedRows> quantized(const std::string& name) const override;
 
  private:
   struct Source {

@@ -28,7 +28,8 @@ class Loader {
   }
 
   // Stacks several projections of the same input into one GEMM weight [sum(out), in]. Parts all
-  // stored in one quantized type stay quantized; any other mix is loaded as dtype.
+  // stored block-quantized stay quantized (in one packed layout); a mix with float parts is
+  // loaded as dtype.
   Linear fused(const std::string& prefix, const std::vector<std::string>& parts,
                const std::vector<int64_t>& outs, int64_t in, bool bias) const {
     std::vector<std::string> names;
@@ -64,17 +65,14 @@ class Loader {
   }
 
   ops::LinearWeight weight(const std::vector<std::string>& names, int64_t in) const {
-    std::vector<at::Tensor> rows;
-    std::optional<kernels::QuantType> type;
+    std::vector<ops::QuantizedRows> parts;
     for (const std::string& n : names) {
-      std::optional<QuantizedRows> q = w_.quantized(n);
-      if (!q || (type && *type != q->type)) break;
-      type = q->type;
-      rows.push_back(q->rows);
+      std::optional<ops::QuantizedRows> q = w_.quantized(n);
+      if (!q) break;
+      parts.push_back(std::move(*q));
     }
-    if (rows.size() == names.size()) {
-      return ops::prepare_quant_linear_weight(*type, rows.size() == 1 ? rows[0] : at::cat(rows, 0),
-                                              in, dtype_, device_);
+    if (parts.size() == names.size()) {
+      return ops::prepare_quant_linear_weight(parts, in, dtype_, device_);
     }
     std::vector<at::Tensor> ws;
     for (const std::string& n : names) ws.push_back(w_.load(n, dtype_).to(device_));

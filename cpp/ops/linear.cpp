@@ -127,35 +127,51 @@ LinearWeight prepare_linear_weight(const at::Tensor& w) {
   return lw;
 }
 
-at::Tensor dequantize_rows(kernels::QuantType t, const at::Tensor& rows, int64_t in) {
-  TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kByte && rows.is_cpu() &&
-                  in % kernels::quant_block_values(t) == 0 &&
-                  rows.size(1) == kernels::quant_row_bytes(t, in),
-              "dequantize_rows: rows must be uint8 [n, ", kernels::quant_row_bytes(t, in),
-              "]: ", in, " values of ", kernels::quant_type_name(t));
-  const at::Tensor raw = rows.contiguous();
-  at::Tensor out = at::empty({rows.size(0), in}, at::kFloat);
-  cpu::dequantize_quant(t, raw.data_ptr(), out.data_ptr<float>(), rows.size(0), in);
+at::Tensor dequantize_rows(const QuantizedRows& q) {
+  const kernels::QuantType t = q.type;
+  TORCH_CHECK(q.rows.dim() == 2 && q.rows.scalar_type() == at::kByte && q.rows.is_cpu() &&
+                  q.cols > 0 && q.cols % kernels::quant_block_values(t) == 0 &&
+                  q.rows.size(1) == kernels::quant_row_bytes(t, q.cols),
+              "dequantize_rows: rows must be uint8 [n, ", kernels::quant_row_bytes(t, q.cols),
+              "]: ", q.cols, " values of ", kernels::quant_type_name(t));
+  const at::Tensor raw = q.rows.contiguous();
+  at::Tensor out = at::empty({raw.size(0), q.cols}, at::kFloat);
+  cpu::dequantize_quant(t, raw.data_ptr(), out.data_ptr<float>(), raw.size(0), q.cols);
   return out;
 }
 
-LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor& rows, int64_t in,
+LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
                                          at::ScalarType dtype, const at::Device& device) {
-  if (!device.is_cpu()) {
-    return prepare_linear_weight(dequantize_rows(t, rows, in).to(device, dtype));
+  TORCH_CHECK(!parts.empty(), "prepare_quant_linear_weight: no parts");
+  kernels::QuantType layout = kernels::quant_layout(parts[0].type);
+  bool tiled = true;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    TORCH_CHECK(parts[i].cols == in, "prepare_quant_linear_weight: part ", i, " has ",
+                parts[i].cols, " columns, not ", in);
+    layout = kernels::quant_common_layout(layout, parts[i].type);
+    tiled &= i + 1 == parts.size() || parts[i].rows.size(0) % kernels::kQuantTileRows == 0;
   }
-  const at::Tensor raw = rows.contiguous();
-  TORCH_CHECK(raw.dim() == 2 && raw.scalar_type() == at::kByte &&
-                  in % kernels::quant_block_values(t) == 0 &&
-                  raw.size(1) == kernels::quant_row_bytes(t, in),
-              "prepare_quant_linear_weight: rows do not hold ", in, " ",
-              kernels::quant_type_name(t), " values each");
+  if (!device.is_cpu() || !tiled) {
+    std::vector<at::Tensor> ws;
+    for (const QuantizedRows& p : parts) ws.push_back(dequantize_rows(p).to(device, dtype));
+    return prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));
+  }
   LinearWeight lw;
-  lw.out_features = raw.size(0);
   lw.in_features = in;
-  lw.quant_type = t;
-  lw.quant = at::empty({kernels::quant_packed_bytes(t, lw.out_features, in)}, at::kByte);
-  cpu::pack_quant_weight(t, raw.data_ptr(), lw.quant.data_ptr(), lw.out_features, in);
+  lw.quant_type = layout;
+  std::vector<at::Tensor> packed;
+  for (const QuantizedRows& p : parts) {
+    const at::Tensor raw = p.rows.contiguous();
+    dequantize_rows({p.type, raw.narrow(0, 0, 0), p.cols});  // checks the shape
+    TORCH_CHECK(raw.size(1) == kernels::quant_row_bytes(p.type, in),
+                "prepare_quant_linear_weight: rows do not hold ", in, " ",
+                kernels::quant_type_name(p.type), " values each");
+    at::Tensor out = at::empty({kernels::quant_packed_bytes(layout, raw.size(0), in)}, at::kByte);
+    cpu::pack_quant_weight(p.type, layout, raw.data_ptr(), out.data_ptr(), raw.size(0), in);
+    packed.push_back(out);
+    lw.out_features += raw.size(0);
+  }
+  lw.quant = packed.size() == 1 ? packed[0] : at::cat(packed, 0);
   return lw;
 }
 

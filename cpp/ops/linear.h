@@ -18,6 +18,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "taco/kernels/quant.h"
 
@@ -39,13 +40,23 @@ struct LinearWeight {
 // for comparisons.
 LinearWeight prepare_linear_weight(const at::Tensor& w);
 
-// A block-quantized weight: rows uint8 [out, quant_row_bytes(t, in)] as GGUF stores it.
-// On the CPU it is packed (quant); on CUDA dequantized to dtype (plain).
-LinearWeight prepare_quant_linear_weight(kernels::QuantType t, const at::Tensor& rows, int64_t in,
+// A block-quantized weight [n, k] as stored: each row is quant_row_bytes(type, k) bytes of
+// `type`'s blocks (taco/kernels/quant.h).
+struct QuantizedRows {
+  kernels::QuantType type = kernels::QuantType::kQ8_0;
+  at::Tensor rows;   // uint8 [n, quant_row_bytes(type, k)], CPU
+  int64_t cols = 0;  // k
+};
+
+// Block-quantized parts stacked by rows into one weight [sum(n), in] (q, k, v; gate, up), each
+// part in its own type. On the CPU the parts are packed into one layout they all fit
+// (quant_common_layout) when every part but the last fills whole row tiles; otherwise, and on
+// CUDA, the weight is dequantized to dtype (plain).
+LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
                                          at::ScalarType dtype, const at::Device& device);
 
-// rows as above, dequantized: float32 [rows.size(0), in].
-at::Tensor dequantize_rows(kernels::QuantType t, const at::Tensor& rows, int64_t in);
+// q's values: float32 [q.rows.size(0), q.cols].
+at::Tensor dequantize_rows(const QuantizedRows& q);
 
 // y [T, out] in x's dtype, or float32 with float_out (logits). bias may be undefined.
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,

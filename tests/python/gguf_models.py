@@ -53,9 +53,17 @@ def hf_model(arch: str, tied: bool = True, seed: int = 0):
     return Qwen2ForCausalLM(Qwen2Config(**kwargs)).eval()
 
 
-def write_gguf(path: str, model, arch: str, qtype: str, head_type: str | None = None) -> None:
+def write_gguf(
+    path: str,
+    model,
+    arch: str,
+    qtype: str,
+    head_type: str | None = None,
+    types: dict[str, str] | None = None,
+) -> None:
     """Writes model as a GGUF file: 2-D weights in qtype (the untied output in head_type, if
-    given), norms and biases in F32, and a placeholder vocabulary."""
+    given; per-layer tensors named in `types`, e.g. {"attn_v": "Q8_0"}, in theirs, as llama.cpp's
+    mixed files do), norms and biases in F32, and a placeholder vocabulary."""
     import gguf
 
     q = gguf.GGMLQuantizationType[qtype]
@@ -100,7 +108,8 @@ def write_gguf(path: str, model, arch: str, qtype: str, head_type: str | None = 
                     t = _interleave(t, HEADS)
                 if arch == "llama" and hf == "self_attn.k_proj":
                     t = _interleave(t, KV_HEADS)
-                add(f"blk.{i}.{name}.{kind}", t)
+                ty = gguf.GGMLQuantizationType[(types or {}).get(name, qtype)]
+                add(f"blk.{i}.{name}.{kind}", t, ty)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -120,7 +129,7 @@ def write_random_k_gguf(path: str, qtype: str, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     q = gguf.GGMLQuantizationType[qtype]
     block_values, block_bytes = gguf.GGML_QUANT_SIZES[q]
-    scale = {"Q4_K": 1e-4, "Q5_K": 5e-5, "Q6_K": 1.5e-5}[qtype]
+    scale = {"Q4_K": 1e-4, "Q5_K": 5e-5, "Q6_K": 1.5e-5}.get(qtype, 1e-4)
 
     def blocks(rows: int, cols: int) -> np.ndarray:
         raw = rng.integers(0, 256, size=(rows * cols // block_values, block_bytes), dtype=np.uint8)

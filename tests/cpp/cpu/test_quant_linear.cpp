@@ -30,10 +30,10 @@ uint16_t half_bits(float v) {
 
 float half_value(float v) { return static_cast<float>(cpu::fp16(v)); }
 
-// K-quant super-blocks of random codes and scales (small positive fp16 d and dmin), with the
-// values they stand for (dequantize_quant, itself checked against the gguf package's
-// dequantization by the Python GGUF tests).
-std::vector<uint8_t> random_k_blocks(QuantType t, int64_t n, int64_t k, std::vector<double>* deq) {
+// Blocks of random codes and scales (small positive fp16 d, and dmin or m), with the values they
+// stand for (dequantize_quant, itself checked against the gguf package's dequantization by the
+// Python GGUF tests): the types this test has no quantizer for.
+std::vector<uint8_t> random_blocks(QuantType t, int64_t n, int64_t k, std::vector<double>* deq) {
   const int64_t bytes = kernels::quant_block_bytes(t);
   std::vector<uint8_t> out(n * kernels::quant_row_bytes(t, k));
   std::mt19937 rng(5);
@@ -57,7 +57,9 @@ std::vector<uint8_t> random_k_blocks(QuantType t, int64_t n, int64_t k, std::vec
 // Quantizes w [n, k] into blocks and returns them with the dequantized weight they stand for.
 std::vector<uint8_t> quantize(QuantType t, const std::vector<float>& w, int64_t n, int64_t k,
                               std::vector<double>* deq) {
-  if (kernels::quant_is_k(t)) return random_k_blocks(t, n, k, deq);
+  if (t != QuantType::kQ8_0 && t != QuantType::kQ4_0 && t != QuantType::kQ4_1) {
+    return random_blocks(t, n, k, deq);
+  }
   const int64_t bytes = kernels::quant_block_bytes(t);
   std::vector<uint8_t> out(n * (k / 32) * bytes);
   deq->assign(n * k, 0.0);
@@ -156,7 +158,8 @@ TEST_P(QuantLinear, MatchesTheDequantizedReference) {
     }
   }
   std::vector<uint8_t> packed(kernels::quant_packed_bytes(c.type, c.n, c.k), 0xAB);
-  cpu::pack_quant_weight(c.type, blocks.data(), packed.data(), c.n, c.k);
+  cpu::pack_quant_weight(c.type, kernels::quant_layout(c.type), blocks.data(), packed.data(), c.n,
+                         c.k);
   const int64_t out_stride = c.n + 3;
   std::vector<float> outf(c.m * out_stride, -7.0f);
   std::vector<cpu::bf16> outb(c.m * out_stride, cpu::bf16(-7.0f));
@@ -196,6 +199,35 @@ TEST_P(QuantLinear, MatchesTheDequantizedReference) {
   }
 }
 
+// Packed into a wider layout (4-bit codes as 8-bit, one scale for both groups), a weight keeps its
+// values: parts of a weight stored in different types share one packed weight.
+TEST_P(QuantLinear, WiderLayoutsKeepTheValues) {
+  const Case c = GetParam();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(c.n * c.k);
+  for (float& v : w) v = normal(rng) * 0.05f;
+  std::vector<double> deq;
+  const std::vector<uint8_t> blocks = quantize(c.type, w, c.n, c.k, &deq);
+  const QuantType own = kernels::quant_layout(c.type);
+  std::vector<float> want(c.n * c.k), got(c.n * c.k);
+  std::vector<uint8_t> packed(kernels::quant_packed_bytes(own, c.n, c.k));
+  cpu::pack_quant_weight(c.type, own, blocks.data(), packed.data(), c.n, c.k);
+  cpu::unpack_quant_weight(own, packed.data(), want.data(), false, c.n, c.k);
+  for (QuantType layout : {QuantType::kQ4_0, QuantType::kQ8_0, QuantType::kQ6_K}) {
+    if (kernels::quant_common_layout(c.type, layout) != layout) {
+      std::vector<uint8_t> none(kernels::quant_packed_bytes(layout, c.n, c.k));
+      EXPECT_THROW(cpu::pack_quant_weight(c.type, layout, blocks.data(), none.data(), c.n, c.k),
+                   std::invalid_argument);
+      continue;
+    }
+    std::vector<uint8_t> wide(kernels::quant_packed_bytes(layout, c.n, c.k));
+    cpu::pack_quant_weight(c.type, layout, blocks.data(), wide.data(), c.n, c.k);
+    cpu::unpack_quant_weight(layout, wide.data(), got.data(), false, c.n, c.k);
+    ASSERT_EQ(got, want) << kernels::quant_type_name(layout);
+  }
+}
+
 // The raw blocks dequantized, and the packed layout widened back (float32 and bf16), are the
 // values the blocks stand for.
 TEST_P(QuantLinear, DequantizeAndUnpackGiveTheBlockValues) {
@@ -210,7 +242,8 @@ TEST_P(QuantLinear, DequantizeAndUnpackGiveTheBlockValues) {
   std::vector<cpu::bf16> unpacked_bf16(c.n * c.k);
   cpu::dequantize_quant(c.type, blocks.data(), raw.data(), c.n, c.k);
   std::vector<uint8_t> packed(kernels::quant_packed_bytes(c.type, c.n, c.k));
-  cpu::pack_quant_weight(c.type, blocks.data(), packed.data(), c.n, c.k);
+  cpu::pack_quant_weight(c.type, kernels::quant_layout(c.type), blocks.data(), packed.data(), c.n,
+                         c.k);
   cpu::unpack_quant_weight(c.type, packed.data(), unpacked.data(), false, c.n, c.k);
   cpu::unpack_quant_weight(c.type, packed.data(), unpacked_bf16.data(), true, c.n, c.k);
   for (int64_t i = 0; i < c.n * c.k; ++i) {
@@ -234,6 +267,8 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantLinear,
                                            Case{QuantType::kQ4_1, DType::kFloat32, 5, 33, 1536},
                                            Case{QuantType::kQ8_0, DType::kBFloat16, 2, 48, 64},
                                            Case{QuantType::kQ4_1, DType::kBFloat16, 4, 129, 576},
+                                           Case{QuantType::kQ5_0, DType::kFloat32, 3, 37, 576},
+                                           Case{QuantType::kQ5_1, DType::kBFloat16, 2, 20, 96},
                                            Case{QuantType::kQ4_K, DType::kFloat32, 1, 37, 512},
                                            Case{QuantType::kQ4_K, DType::kBFloat16, 3, 64, 256},
                                            Case{QuantType::kQ5_K, DType::kFloat32, 2, 21, 768},

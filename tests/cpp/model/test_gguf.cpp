@@ -196,7 +196,7 @@ TEST_F(GgufTest, QkRowsBackInHfOrder) {
   at::Tensor v = ck.load("model.layers.0.self_attn.v_proj.weight", at::kFloat);
   // Every row holds 0..31 twice (d = 1): the reorder moves whole rows and keeps the values.
   EXPECT_TRUE(at::equal(k, v));
-  std::optional<QuantizedRows> q = ck.quantized("model.layers.0.self_attn.q_proj.weight");
+  std::optional<ops::QuantizedRows> q = ck.quantized("model.layers.0.self_attn.q_proj.weight");
   ASSERT_TRUE(q.has_value());
   EXPECT_EQ(q->rows.sizes(), (at::IntArrayRef{64, 2 * 34}));
   EXPECT_FALSE(ck.quantized("model.norm.weight").has_value());

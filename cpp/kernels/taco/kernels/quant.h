@@ -4,7 +4,10 @@
 //   Q8_0 (34 bytes): fp16 d, int8 q[32];              w[i] = d * q[i]
 //   Q4_0 (18 bytes): fp16 d, uint8 qs[16];            w[i] = d * (nibble(i) - 8)
 //   Q4_1 (20 bytes): fp16 d, fp16 m, uint8 qs[16];    w[i] = d * nibble(i) + m
-// where nibble(i) is the low half of qs[i] for i < 16 and the high half of qs[i - 16] after.
+//   Q5_0 (22 bytes): fp16 d, uint32 qh, uint8 qs[16];  w[i] = d * (q5(i) - 16)
+//   Q5_1 (24 bytes): fp16 d, fp16 m, uint32 qh, qs[16]; w[i] = d * q5(i) + m
+// where nibble(i) is the low half of qs[i] for i < 16 and the high half of qs[i - 16] after, and
+// q5(i) = nibble(i) + 16 * bit i of qh.
 // 256-value super-blocks (llama.cpp's K-quants), of eight sub-blocks of 32:
 //   Q4_K (144 bytes): fp16 d, fp16 dmin, 6-bit scale and min per sub-block (12 bytes), 4-bit q;
 //                     w = d * scale * q - dmin * min
@@ -23,7 +26,7 @@
 
 namespace taco::kernels {
 
-enum class QuantType { kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ5_K, kQ6_K };
+enum class QuantType { kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ4_K, kQ5_K, kQ6_K };
 
 constexpr int64_t kQuantBlock = 32;  // values per block of the packed layout, every type
 
@@ -42,6 +45,10 @@ constexpr int64_t quant_block_bytes(QuantType t) {
       return 18;
     case QuantType::kQ4_1:
       return 20;
+    case QuantType::kQ5_0:
+      return 22;
+    case QuantType::kQ5_1:
+      return 24;
     case QuantType::kQ4_K:
       return 144;
     case QuantType::kQ5_K:
@@ -65,6 +72,10 @@ constexpr const char* quant_type_name(QuantType t) {
       return "Q4_0";
     case QuantType::kQ4_1:
       return "Q4_1";
+    case QuantType::kQ5_0:
+      return "Q5_0";
+    case QuantType::kQ5_1:
+      return "Q5_1";
     case QuantType::kQ4_K:
       return "Q4_K";
     case QuantType::kQ5_K:
@@ -86,11 +97,28 @@ constexpr const char* quant_type_name(QuantType t) {
 constexpr int64_t kQuantTileRows = 4;
 
 constexpr int64_t quant_code_bits(QuantType t) {
-  return t == QuantType::kQ8_0 || t == QuantType::kQ5_K || t == QuantType::kQ6_K ? 8 : 4;
+  return t == QuantType::kQ4_0 || t == QuantType::kQ4_1 || t == QuantType::kQ4_K ? 4 : 8;
 }
 
 // Scale groups per 32-value block of the packed layout: 2 for Q6_K, else 1.
 constexpr int64_t quant_groups(QuantType t) { return t == QuantType::kQ6_K ? 2 : 1; }
+
+// Packed layouts are named by a type that has them: kQ4_0 (4-bit codes), kQ8_0 (8-bit codes),
+// kQ6_K (8-bit codes, two scale groups). A type packs into its own layout or a wider one (4-bit
+// codes widen to 8 bits exactly, one scale serves both groups), so parts of a weight stored in
+// different types (llama.cpp's mixed files) can share one packed weight.
+constexpr QuantType quant_layout_of(int64_t bits, int64_t groups) {
+  return groups == 2 ? QuantType::kQ6_K : bits == 4 ? QuantType::kQ4_0 : QuantType::kQ8_0;
+}
+constexpr QuantType quant_layout(QuantType t) {
+  return quant_layout_of(quant_code_bits(t), quant_groups(t));
+}
+constexpr QuantType quant_common_layout(QuantType a, QuantType b) {
+  const int64_t bits =
+      quant_code_bits(a) > quant_code_bits(b) ? quant_code_bits(a) : quant_code_bits(b);
+  const int64_t groups = quant_groups(a) > quant_groups(b) ? quant_groups(a) : quant_groups(b);
+  return quant_layout_of(groups == 2 ? 8 : bits, groups);
+}
 
 // Bytes of one tile's block: codes of the four rows, then d and m.
 constexpr int64_t quant_tile_block_bytes(QuantType t) {
