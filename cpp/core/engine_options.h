@@ -39,7 +39,9 @@ enum class LogprobsMode : uint8_t {
 // list from which the struct, its validation, the Python properties and the C API conversion
 // follow. `ok` is a predicate over the value `v`; `rule` says it in words for the error message.
 #define TACO_ENGINE_OPTIONS(X)                                                                  \
-  X(std::string, model, "", true, "a model directory")                                          \
+  X(std::string, model, "", true, "a model directory or GGUF file")                             \
+  X(std::string, quantization, "", one_of(v, {"", "awq", "gptq", "gguf"}),                      \
+    "one of '' (the checkpoint's own), 'awq', 'gptq', 'gguf'")                                  \
   X(std::string, dtype, "auto", one_of(v, {"auto", "float32", "bfloat16", "float16"}),          \
     "one of 'auto', 'float32', 'bfloat16', 'float16'")                                          \
   X(std::string, device, "auto", one_of(v, {"auto", "cpu", "cuda"}),                            \

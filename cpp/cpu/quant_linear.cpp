@@ -70,6 +70,22 @@ void scale_min_k4(int j, const uint8_t* q, int* sc, int* mn) {
 // Block b (of 32 values) of a stored row.
 void decode_block(QuantType t, const uint8_t* row, int64_t b, Block32& o) {
   o.zero = -1;
+  if (kernels::quant_zero_point(t)) {
+    const uint8_t* blk = row + b * kernels::quant_block_bytes(t);
+    const float d = half_at(blk), z = half_at(blk + 2);
+    o.d[0] = o.d[1] = d;
+    o.zero = static_cast<int>(z);
+    o.m[0] = o.m[1] = -z * d;
+    if (t == QuantType::kQ8_Z) {
+      std::memcpy(o.code, blk + 4, 32);
+    } else {
+      for (int j = 0; j < 16; ++j) {
+        o.code[j] = blk[4 + j] & 15;
+        o.code[j + 16] = blk[4 + j] >> 4;
+      }
+    }
+    return;
+  }
   if (!kernels::quant_is_k(t)) {
     const uint8_t* blk = row + b * kernels::quant_block_bytes(t);
     const float d = half_at(blk);
@@ -194,7 +210,7 @@ PreparedX prepare(const QuantLinearParams& p, bool int8, bool halves) {
 
 // Float path: out[r] for the tile's R rows = sum over blocks (and groups) of
 // d * sum(code * x) + m * sum(x). xsum: per block (G = 1) or per 16 values (G = 2).
-template <int BITS, int G>
+template <int BITS, int G, bool ZP>
 void tile_float(const uint8_t* tile, int64_t nb, const float* x, const float* xsum, float* out) {
   constexpr int64_t code_bytes = R * kQuantBlock * BITS / 8;
   constexpr int64_t bytes = code_bytes + R * G * 4;
@@ -234,8 +250,10 @@ void tile_float(const uint8_t* tile, int64_t nb, const float* x, const float* xs
       }
 #endif
       for (int h = 0; h < G; ++h) {
-        acc[r] += half_at(dm + 2 * (G * r + h)) * part[h];
-        off[r] += half_at(dm + 2 * (G * R + G * r + h)) * xsum[b * G + h];
+        const float d = half_at(dm + 2 * (G * r + h));
+        const float m = half_at(dm + 2 * (G * R + G * r + h));
+        acc[r] += d * part[h];
+        off[r] += (ZP ? -m * d : m) * xsum[b * G + h];
       }
     }
   }
@@ -248,6 +266,7 @@ constexpr bool kInt8 = true;
 // Int8 path for 4-bit codes: per block one 64-byte line holds the four rows' 16 code bytes; its
 // low nibbles (columns 0-15) and high nibbles (16-31) meet x's int8 codes, broadcast to the four
 // 128-bit lanes, in two vpdpbusd: lane group r sums row r's products.
+template <bool ZP>
 void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* xscale,
                const float* xsum, float* out) {
   constexpr int64_t bytes = R * 16 + R * 4;
@@ -267,7 +286,8 @@ void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* x
     const __m256 dm =
         _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 16)));
     const __m128 d = _mm256_castps256_ps128(dm);
-    const __m128 m = _mm256_extractf128_ps(dm, 1);
+    __m128 m = _mm256_extractf128_ps(dm, 1);
+    if constexpr (ZP) m = _mm_mul_ps(_mm_sub_ps(_mm_setzero_ps(), m), d);  // -z d
     const __m512 scale = _mm512_permutexvar_ps(
         spread, _mm512_castps128_ps512(_mm_mul_ps(d, _mm_set1_ps(xscale[b]))));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
@@ -288,7 +308,7 @@ void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* x
 // 8r'..8r'+7 summing row r' of the line (the first four lanes its columns 0-15, the next four
 // 16-31). The offsets m (Q8_0: -128 d, cancelling the +128 exactly) meet x's sums. With two
 // scale groups (G = 2) each four-lane half takes its own d and m.
-template <int G>
+template <int G, bool ZP>
 void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* xscale,
                     const float* xsum, float* out) {
   constexpr int64_t bytes = R * 32 + R * G * 4;
@@ -313,6 +333,7 @@ void tile_int8_8bit(const uint8_t* tile, int64_t nb, const int8_t* xq, const flo
           _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 32)));
       d = _mm256_castps128_ps256(_mm256_castps256_ps128(dm));
       m = _mm256_castps128_ps256(_mm256_extractf128_ps(dm, 1));
+      if constexpr (ZP) m = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), m), d);  // -z d
       s = _mm256_set1_ps(xsum[b]);
     } else {
       const __m128i* dm = reinterpret_cast<const __m128i*>(tile + R * 32);
@@ -350,6 +371,7 @@ template <typename T>
 void run(const QuantLinearParams& p) {
   const bool bits4 = kernels::quant_code_bits(p.wtype) == 4;
   const bool halves = kernels::quant_groups(p.wtype) == 2;
+  const bool zp = kernels::quant_zero_point(p.wtype);
   const bool int8 = kInt8;
   const PreparedX px = prepare<T>(p, int8, halves);
   const int64_t nb = p.k / kQuantBlock;
@@ -367,23 +389,31 @@ void run(const QuantLinearParams& p) {
         if (int8) {
           const int8_t* xq = px.q.data() + i * p.k;
           const float* xs = px.scale.data() + i * nb;
-          if (bits4) {
-            tile_int8(tile, nb, xq, xs, xsum, out);
+          if (bits4 && zp) {
+            tile_int8<true>(tile, nb, xq, xs, xsum, out);
+          } else if (bits4) {
+            tile_int8<false>(tile, nb, xq, xs, xsum, out);
           } else if (halves) {
-            tile_int8_8bit<2>(tile, nb, xq, xs, xsum, out);
+            tile_int8_8bit<2, false>(tile, nb, xq, xs, xsum, out);
+          } else if (zp) {
+            tile_int8_8bit<1, true>(tile, nb, xq, xs, xsum, out);
           } else {
-            tile_int8_8bit<1>(tile, nb, xq, xs, xsum, out);
+            tile_int8_8bit<1, false>(tile, nb, xq, xs, xsum, out);
           }
         } else
 #endif
         {
           const float* x = px.x.data() + i * p.k;
-          if (bits4) {
-            tile_float<4, 1>(tile, nb, x, xsum, out);
+          if (bits4 && zp) {
+            tile_float<4, 1, true>(tile, nb, x, xsum, out);
+          } else if (bits4) {
+            tile_float<4, 1, false>(tile, nb, x, xsum, out);
           } else if (halves) {
-            tile_float<8, 2>(tile, nb, x, xsum, out);
+            tile_float<8, 2, false>(tile, nb, x, xsum, out);
+          } else if (zp) {
+            tile_float<8, 1, true>(tile, nb, x, xsum, out);
           } else {
-            tile_float<8, 1>(tile, nb, x, xsum, out);
+            tile_float<8, 1, false>(tile, nb, x, xsum, out);
           }
         }
         T* dst = static_cast<T*>(p.out) + i * p.out_stride + t * R;
@@ -408,6 +438,7 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
   const int64_t tb = kernels::quant_tile_block_bytes(t);
   const bool bits4 = kernels::quant_code_bits(t) == 4;
   const int64_t G = kernels::quant_groups(t);
+  const bool zp = kernels::quant_zero_point(t);
   const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(t) / 8;
   parallel_for(0, (n + R - 1) / R, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t tile = t0; tile < t1; ++tile) {
@@ -420,6 +451,7 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
           for (int64_t h = 0; h < 2; ++h) {
             d[h] = half_at(dm + 2 * (G * r + h % G));
             m[h] = half_at(dm + 2 * (G * R + G * r + h % G));
+            if (zp) m[h] = -m[h] * d[h];
           }
           T* dst = out + (tile * R + r) * k + b * kQuantBlock;
 #ifdef __AVX512F__
@@ -456,7 +488,7 @@ void unpack(QuantType t, const uint8_t* packed, T* out, int64_t n, int64_t k) {
 void pack_quant_weight(QuantType t, QuantType layout, const void* raw, void* packed, int64_t n,
                        int64_t k) {
   check_shape("pack_quant_weight", t, n, k, false);
-  if (kernels::quant_common_layout(t, layout) != layout) {
+  if (!kernels::quant_can_share(t, layout) || kernels::quant_common_layout(t, layout) != layout) {
     throw std::invalid_argument(std::string("pack_quant_weight: ") + kernels::quant_type_name(t) +
                                 " does not fit the layout of " + kernels::quant_type_name(layout));
   }
@@ -464,6 +496,7 @@ void pack_quant_weight(QuantType t, QuantType layout, const void* raw, void* pac
   const int64_t row_bytes = kernels::quant_row_bytes(t, k);
   const bool bits4 = kernels::quant_code_bits(layout) == 4;
   const int64_t G = kernels::quant_groups(layout);
+  const bool zp = kernels::quant_zero_point(layout);
   const int64_t code_bytes = kQuantBlock * kernels::quant_code_bits(layout) / 8;
   const int64_t tb = kernels::quant_tile_block_bytes(layout);
   const auto* src = static_cast<const uint8_t*>(raw);
@@ -488,7 +521,8 @@ void pack_quant_weight(QuantType t, QuantType layout, const void* raw, void* pac
           }
           for (int64_t h = 0; h < G; ++h) {
             put_half(out + R * code_bytes + 2 * (G * r + h), blk.d[h]);
-            put_half(out + R * code_bytes + 2 * (G * R + G * r + h), blk.m[h]);
+            put_half(out + R * code_bytes + 2 * (G * R + G * r + h),
+                     zp ? static_cast<float>(blk.zero) : blk.m[h]);
           }
         }
       }

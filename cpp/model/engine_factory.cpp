@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/gguf_checkpoint.h"
+#include "model/group_quant.h"
 #include "model/llama.h"
 #include "model/memory_profile.h"
 #include "model/model_config.h"
@@ -86,6 +87,19 @@ void resolve_limits(EngineOptions& opts, const ModelConfig& c) {
   }
 }
 
+// The quantization option, when given, must be the checkpoint's own method (vLLM's rule for
+// pre-quantized checkpoints).
+void check_quantization(const std::string& asked, const std::string& stored) {
+  if (asked.empty() || asked == stored) return;
+  if (stored.empty()) {
+    throw std::invalid_argument("quantization \"" + asked +
+                                "\": the checkpoint is not quantized (it has no "
+                                "quantization_config)");
+  }
+  throw std::invalid_argument("quantization \"" + asked +
+                              "\" contradicts the checkpoint, which is " + stored + "-quantized");
+}
+
 }  // namespace
 
 bool cuda_device_available() { return ops::cuda_available(); }
@@ -98,6 +112,7 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   std::shared_ptr<const GgufFile> gguf;
   if (is_gguf_file(opts.model)) gguf = std::make_shared<const GgufFile>(opts.model);
   ModelConfig config = gguf ? gguf_model_config(*gguf) : load_model_config(opts.model);
+  check_quantization(opts.quantization, gguf ? "gguf" : config.quant.method);
   const at::Device device = resolve_device(opts.device, config);
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
   resolve_limits(opts, config);
@@ -109,6 +124,9 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   std::unique_ptr<Checkpoint> weights;
   if (gguf) {
     weights = std::make_unique<GgufCheckpoint>(gguf, config);
+  } else if (!config.quant.method.empty()) {
+    weights =
+        std::make_unique<GroupQuantCheckpoint>(WeightStore::open_dir(opts.model), config.quant);
   } else {
     weights = std::make_unique<WeightStore>(WeightStore::open_dir(opts.model));
   }

@@ -137,6 +137,45 @@ RopeConfig read_rope(const Fields& f, const std::string& source) {
   return rope;
 }
 
+// quantization_config: AWQ (GEMM) and GPTQ; other methods are named in the error.
+QuantConfig read_quant(const Fields& f, const std::string& source) {
+  QuantConfig q;
+  const json::Value* v = f.get("quantization_config");
+  if (!v) return q;
+  if (!v->is_object()) f.fail("\"quantization_config\" must be an object");
+  Fields p(*v, source);
+  q.method = p.string("quant_method", "");
+  if (q.method != "awq" && q.method != "gptq") {
+    f.fail("quantization_config: quant_method \"" + q.method +
+           "\" is not supported (supported: awq, gptq)");
+  }
+  q.bits = p.integer("bits", p.integer("w_bit", 4));
+  q.group_size = p.integer("group_size", p.integer("q_group_size", 128));
+  if (q.method == "awq") {
+    if (q.bits != 4) f.fail("quantization_config: AWQ checkpoints must have 4 bits");
+    q.zero_point = p.boolean("zero_point", true);
+    const std::string version = p.string("version", "gemm");
+    if (version != "gemm" && version != "GEMM") {
+      f.fail("quantization_config: AWQ version \"" + version + "\" is not supported (gemm)");
+    }
+    if (!q.zero_point) f.fail("quantization_config: AWQ without zero points is not supported");
+  } else {
+    if (q.bits != 4 && q.bits != 8) f.fail("quantization_config: GPTQ bits must be 4 or 8");
+    q.desc_act = p.boolean("desc_act", false);
+    q.sym = p.boolean("sym", true);
+    const std::string format = p.string("checkpoint_format", "gptq");
+    if (format != "gptq") {
+      f.fail("quantization_config: GPTQ checkpoint_format \"" + format +
+             "\" is not supported (gptq)");
+    }
+  }
+  if (q.group_size != -1 && (q.group_size <= 0 || q.group_size % 32 != 0)) {
+    f.fail("quantization_config: group_size " + std::to_string(q.group_size) +
+           " is not supported (a multiple of 32, or -1)");
+  }
+  return q;
+}
+
 void read_architecture(const Fields& f, ModelConfig& c) {
   const json::Value* archs = f.get("architectures");
   if (!archs || !archs->is_array() || archs->size() == 0 || !archs->items()[0].is_string()) {
@@ -177,6 +216,8 @@ void read_shapes(const Fields& f, ModelConfig& c) {
 
 }  // namespace
 
+std::string supported_quantizations() { return "awq, gptq, gguf"; }
+
 std::string supported_architectures() {
   std::string s;
   for (const Arch& a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a.name);
@@ -210,6 +251,7 @@ ModelConfig parse_model_config(std::string_view config_json, const std::string& 
   c.torch_dtype = f.string("torch_dtype", f.string("dtype", ""));
   c.eos_token_ids = read_eos(f);
   c.sliding_window = f.integer("sliding_window", 0);
+  c.quant = read_quant(f, source);
   return c;
 }
 

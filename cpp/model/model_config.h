@@ -24,6 +24,18 @@ struct RopeConfig {
 
 enum class ModelFamily : uint8_t { kLlama, kQwen2, kQwen3 };
 
+// A checkpoint's quantization_config (config.json), for the int4/int8 group-quantized formats:
+// AWQ (GEMM layout: 4-bit, zero points) and GPTQ (4 or 8 bits, symmetric or with zero points,
+// act-order through g_idx).
+struct QuantConfig {
+  std::string method;      // "" (none), "awq", "gptq", "gguf" (set by the GGUF reader)
+  int64_t bits = 0;        // 4, or 8 (GPTQ)
+  int64_t group_size = 0;  // values per scale along the input; the whole input when -1
+  bool zero_point = true;  // AWQ: zero points stored (true in every GEMM checkpoint)
+  bool desc_act = false;   // GPTQ act-order: groups follow g_idx, not the input order
+  bool sym = true;         // GPTQ: symmetric (zero point 2^(bits-1))
+};
+
 struct ModelConfig {
   std::string architecture;  // e.g. LlamaForCausalLM
   ModelFamily family = ModelFamily::kLlama;
@@ -47,7 +59,11 @@ struct ModelConfig {
   // Mistral v0.1 / Qwen2 windows are not applied: attention is always full. Recorded so callers
   // can warn when max_model_len exceeds it.
   int64_t sliding_window = 0;
+  QuantConfig quant;
 };
+
+// The quantization methods create_engine accepts, comma separated, for error messages.
+std::string supported_quantizations();
 
 // The architectures create_engine accepts, comma separated, for error messages.
 std::string supported_architectures();

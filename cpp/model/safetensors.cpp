@@ -41,6 +41,24 @@ bool float_dtype(const std::string& dtype, at::ScalarType* out) {
   return true;
 }
 
+// The dtypes view() returns: the float ones, and the integer ones quantized checkpoints use.
+bool stored_dtype(const std::string& dtype, at::ScalarType* out) {
+  if (dtype == "I32") {
+    *out = at::kInt;
+  } else if (dtype == "I64") {
+    *out = at::kLong;
+  } else if (dtype == "I8") {
+    *out = at::kChar;
+  } else if (dtype == "U8") {
+    *out = at::kByte;
+  } else if (dtype == "I16") {
+    *out = at::kShort;
+  } else {
+    return float_dtype(dtype, out);
+  }
+  return true;
+}
+
 [[noreturn]] void fail(const std::string& path, const std::string& what) { fail_file(path, what); }
 
 TensorEntry parse_entry(const std::string& path, const std::string& name, const json::Value& v,
@@ -194,9 +212,9 @@ at::Tensor WeightStore::view(const std::string& name) const {
   const TensorEntry& e = entry(name);
   const auto& file = files_[where_.at(name)];
   at::ScalarType st;
-  if (!float_dtype(e.dtype, &st)) {
-    fail(file->path(),
-         "tensor \"" + name + "\" has dtype " + e.dtype + " (supported: F32, BF16, F16)");
+  if (!stored_dtype(e.dtype, &st)) {
+    fail(file->path(), "tensor \"" + name + "\" has dtype " + e.dtype +
+                           " (supported: F32, BF16, F16, I32, I64, I16, I8, U8)");
   }
   void* ptr = const_cast<uint8_t*>(file->data(e));
   const auto opts = at::TensorOptions().dtype(st);
@@ -210,6 +228,11 @@ at::Tensor WeightStore::view(const std::string& name) const {
 }
 
 at::Tensor WeightStore::load(const std::string& name, at::ScalarType dtype) const {
+  at::ScalarType st;
+  if (!float_dtype(entry(name).dtype, &st)) {
+    fail(files_[where_.at(name)]->path(),
+         "tensor \"" + name + "\" has dtype " + entry(name).dtype + " (supported: F32, BF16, F16)");
+  }
   at::Tensor v = view(name);
   at::Tensor out = at::empty(v.sizes(), v.options().dtype(dtype));
   out.copy_(v);

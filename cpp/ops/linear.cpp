@@ -137,7 +137,14 @@ at::Tensor dequantize_rows(const QuantizedRows& q) {
   const at::Tensor raw = q.rows.contiguous();
   at::Tensor out = at::empty({raw.size(0), q.cols}, at::kFloat);
   cpu::dequantize_quant(t, raw.data_ptr(), out.data_ptr<float>(), raw.size(0), q.cols);
-  return out;
+  if (!q.in_perm.defined()) return out;
+  TORCH_CHECK(
+      q.in_perm.dim() == 1 && q.in_perm.size(0) == q.cols && q.in_perm.scalar_type() == at::kLong,
+      "dequantize_rows: in_perm must be int64 [", q.cols, "]");
+  // Stored column j is column in_perm[j].
+  at::Tensor ordered = at::empty_like(out);
+  ordered.index_copy_(1, q.in_perm, out);
+  return ordered;
 }
 
 LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
@@ -145,11 +152,15 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
   TORCH_CHECK(!parts.empty(), "prepare_quant_linear_weight: no parts");
   kernels::QuantType layout = kernels::quant_layout(parts[0].type);
   bool tiled = true;
+  const at::Tensor& perm = parts[0].in_perm;
   for (size_t i = 0; i < parts.size(); ++i) {
     TORCH_CHECK(parts[i].cols == in, "prepare_quant_linear_weight: part ", i, " has ",
                 parts[i].cols, " columns, not ", in);
-    layout = kernels::quant_common_layout(layout, parts[i].type);
+    tiled &= kernels::quant_can_share(layout, parts[i].type);
+    if (tiled) layout = kernels::quant_common_layout(layout, parts[i].type);
     tiled &= i + 1 == parts.size() || parts[i].rows.size(0) % kernels::kQuantTileRows == 0;
+    const at::Tensor& p = parts[i].in_perm;
+    tiled &= p.defined() == perm.defined() && (!p.defined() || at::equal(p, perm));
   }
   if (!device.is_cpu() || !tiled) {
     std::vector<at::Tensor> ws;
@@ -159,10 +170,10 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
   LinearWeight lw;
   lw.in_features = in;
   lw.quant_type = layout;
+  lw.in_perm = perm;
   std::vector<at::Tensor> packed;
   for (const QuantizedRows& p : parts) {
     const at::Tensor raw = p.rows.contiguous();
-    dequantize_rows({p.type, raw.narrow(0, 0, 0), p.cols});  // checks the shape
     TORCH_CHECK(raw.size(1) == kernels::quant_row_bytes(p.type, in),
                 "prepare_quant_linear_weight: rows do not hold ", in, " ",
                 kernels::quant_type_name(p.type), " values each");
@@ -190,7 +201,8 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
 #endif
   TORCH_CHECK(x.device().is_cpu(), "linear: expected a CPU or CUDA tensor, got ", x.device());
   if (w.quant.defined()) {
-    at::Tensor y = quant_linear(x, w, float_out);
+    at::Tensor y =
+        quant_linear(w.in_perm.defined() ? x.index_select(1, w.in_perm) : x, w, float_out);
     if (bias.defined()) y.add_(bias);
     return y;
   }

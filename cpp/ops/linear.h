@@ -32,6 +32,7 @@ struct LinearWeight {
   at::Tensor onednn;  // oneDNN's blocked layout, or undefined
   at::Tensor quant;   // uint8, cpu::pack_quant_weight's layout of quant_type blocks, or undefined
   kernels::QuantType quant_type = kernels::QuantType::kQ8_0;
+  at::Tensor in_perm;  // int64 [in]: quant's columns are x's columns in this order, or undefined
   int64_t out_features = 0;
   int64_t in_features = 0;
 };
@@ -46,16 +47,19 @@ struct QuantizedRows {
   kernels::QuantType type = kernels::QuantType::kQ8_0;
   at::Tensor rows;   // uint8 [n, quant_row_bytes(type, k)], CPU
   int64_t cols = 0;  // k
+  // int64 [k] when the stored columns are the weight's in another order (GPTQ act-order:
+  // stored column j is column in_perm[j]); undefined when in order.
+  at::Tensor in_perm;
 };
 
 // Block-quantized parts stacked by rows into one weight [sum(n), in] (q, k, v; gate, up), each
 // part in its own type. On the CPU the parts are packed into one layout they all fit
-// (quant_common_layout) when every part but the last fills whole row tiles; otherwise, and on
-// CUDA, the weight is dequantized to dtype (plain).
+// (quant_common_layout) when every part but the last fills whole row tiles and all share one
+// column order; otherwise, and on CUDA, the weight is dequantized to dtype (plain).
 LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
                                          at::ScalarType dtype, const at::Device& device);
 
-// q's values: float32 [q.rows.size(0), q.cols].
+// q's values: float32 [q.rows.size(0), q.cols], columns in the weight's order.
 at::Tensor dequantize_rows(const QuantizedRows& q);
 
 // y [T, out] in x's dtype, or float32 with float_out (logits). bias may be undefined.

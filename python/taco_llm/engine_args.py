@@ -32,20 +32,18 @@ _VLLM_LOAD_FORMATS = (
     "bitsandbytes",
     "mistral",
 )
-# quantization= values: those built, and vLLM's others (refused as not built yet).
-_QUANTIZATIONS = ("gguf",)
+# quantization= values: those built (vLLM's Marlin names read the same checkpoints), and vLLM's
+# others (refused as not built yet).
+_QUANTIZATIONS = ("awq", "gptq", "gguf", "awq_marlin", "gptq_marlin")
+_QUANTIZATION_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq"}
 _VLLM_QUANTIZATIONS = (
     "aqlm",
-    "awq",
-    "awq_marlin",
     "bitsandbytes",
     "compressed-tensors",
     "deepspeedfp",
     "experts_int8",
     "fbgemm_fp8",
     "fp8",
-    "gptq",
-    "gptq_marlin",
     "gptq_marlin_24",
     "marlin",
     "modelopt",
@@ -227,7 +225,8 @@ class EngineArgs:
         q = self.quantization
         if q in _VLLM_QUANTIZATIONS:
             raise NotImplementedError(
-                f"quantization={q!r} is not supported by taco_llm yet (only None or 'gguf')."
+                f"quantization={q!r} is not supported by taco_llm yet (only None or one of "
+                f"{_QUANTIZATIONS})."
             )
         if q is not None and q not in _QUANTIZATIONS:
             raise ValueError(
@@ -257,6 +256,11 @@ class EngineArgs:
         if not gguf and (self.load_format == "gguf" or self.quantization == "gguf"):
             which = "load_format" if self.load_format == "gguf" else "quantization"
             raise ValueError(f"{which}='gguf' needs model to be a GGUF file, got {self.model!r}.")
+        if gguf and self.quantization not in (None, "gguf"):
+            raise ValueError(
+                f"quantization={self.quantization!r} contradicts the model, a GGUF file "
+                "(quantization='gguf')."
+            )
         if gguf:
             self.quantization = "gguf"
         if self.tokenizer is None:
@@ -314,6 +318,8 @@ class EngineArgs:
         """Fills a `_C.EngineOptions` (passed in so this module does not import the extension)."""
         o = options_cls()
         o.model = self.model
+        q = self.quantization or ""
+        o.quantization = _QUANTIZATION_ALIASES.get(q, q)
         o.dtype = self.dtype
         o.device = self.device
         o.seed = self.seed % 2**64

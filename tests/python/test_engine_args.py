@@ -78,7 +78,7 @@ def test_unknown_kwargs_type_error(model_dir):
     [
         ({"tensor_parallel_size": 2}, "tensor_parallel_size"),
         ({"pipeline_parallel_size": 2}, "pipeline_parallel_size"),
-        ({"quantization": "awq"}, "quantization"),
+        ({"quantization": "bitsandbytes"}, "quantization"),
         ({"revision": "main"}, "revision"),
         ({"tokenizer_revision": "v1"}, "tokenizer_revision"),
         ({"cpu_offload_gb": 1}, "cpu_offload_gb"),

@@ -5,19 +5,9 @@ converter's q/k interleave itself)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-import torch
 from gguf_models import hf_model, write_gguf, write_random_k_gguf
-
-PROMPTS = [[5, 17, 99, 3, 42, 7], [200, 1, 64, 64, 9], list(range(30, 70))]
-MAX_TOKENS = 16
-# Largest |logprob difference| from HF where activations are rounded to int8.
-TOL_INT8 = 0.2
+from quant_oracle import TOL_INT8, hf_gguf, int8_diffs, ours
 
 CASES = {
     "llama-q8_0": ("llama", "Q8_0", True, None),
@@ -45,69 +35,6 @@ CASES = {
 # per-32-value scales d * scale and dmin * min rounded to fp16 when packed.
 TOL_FLOAT = {"Q4_K": 2e-3, "Q5_K": 2e-3, "Q6_K": 2e-3}
 
-_SCRIPT = r"""
-import json, sys
-from taco_llm import LLM, SamplingParams, _C
-path, prompts, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-llm = LLM(model=path, skip_tokenizer_init=True, dtype="float32")
-sp = SamplingParams(temperature=0, max_tokens=n, logprobs=0, detokenize=False)
-outs = llm.generate([{"prompt_token_ids": p} for p in prompts], sp)
-# Teacher-forced: the logprob of every token of each prompt followed by the reference's tokens.
-forced = json.loads(sys.argv[4])
-pl = llm.generate([{"prompt_token_ids": p} for p in forced],
-                  SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False))
-print(json.dumps({"isa": _C.cpu_isa(), "ids": [list(o.outputs[0].token_ids) for o in outs],
-                  "logprobs": [[lp[t].logprob for lp, t in zip(o.outputs[0].logprobs,
-                                o.outputs[0].token_ids)] for o in outs],
-                  "forced": [[d[t].logprob for d, t in zip(o.prompt_logprobs[1:],
-                              o.prompt_token_ids[1:])] for o in pl]}))
-"""
-
-
-def _ours(path: str, isa: str | None, forced: list[list[int]]) -> dict:
-    env = dict(os.environ)
-    env.pop("TACO_CPU_ISA", None)
-    if isa:
-        env["TACO_CPU_ISA"] = isa
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, path, json.dumps(PROMPTS), str(MAX_TOKENS)]
-        + [json.dumps(forced)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _hf(path: str) -> dict:
-    """Greedy ids and their logprobs from HF transformers on the dequantized file, and the
-    logprob of every token of each prompt followed by those ids."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
-    ).eval()
-    ids, logprobs = [], []
-    for p in PROMPTS:
-        seq, lps = list(p), []
-        with torch.no_grad():
-            for _ in range(MAX_TOKENS):
-                logits = model(torch.tensor([seq])).logits[0, -1]
-                lp = torch.log_softmax(logits.double(), -1)
-                tok = int(lp.argmax())
-                seq.append(tok)
-                lps.append(float(lp[tok]))
-        ids.append(seq[len(p) :])
-        logprobs.append(lps)
-    forced, forced_lps = [p + i for p, i in zip(PROMPTS, ids)], []
-    for seq in forced:
-        with torch.no_grad():
-            lp = torch.log_softmax(model(torch.tensor([seq])).logits[0].double(), -1)
-        forced_lps.append([float(lp[n, seq[n + 1]]) for n in range(len(seq) - 1)])
-    return {"ids": ids, "logprobs": logprobs, "forced": forced, "forced_lps": forced_lps}
-
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request, tmp_path_factory):
@@ -119,7 +46,7 @@ def case(request, tmp_path_factory):
         write_gguf(path, hf_model(arch, tied=tied), arch, qtype, types=head)
     else:
         write_gguf(path, hf_model(arch, tied=tied), arch, qtype, head)
-    return path, _hf(path), qtype
+    return path, hf_gguf(path), qtype
 
 
 def test_float_path_matches_hf_on_the_dequantized_weights(case):
@@ -127,11 +54,11 @@ def test_float_path_matches_hf_on_the_dequantized_weights(case):
     # HF's float32 over the dequantized weights, up to summation order.
     path, ref, qtype = case
     tol = TOL_FLOAT.get(qtype, 2e-4)
-    ours = _ours(path, "avx2", ref["forced"])
-    assert ours["ids"] == ref["ids"]
-    for a, b in zip(ours["logprobs"], ref["logprobs"]):
+    got = ours(path, "avx2", ref["forced"])
+    assert got["ids"] == ref["ids"]
+    for a, b in zip(got["logprobs"], ref["logprobs"]):
         assert a == pytest.approx(b, abs=tol)
-    for a, b in zip(ours["forced"], ref["forced_lps"]):
+    for a, b in zip(got["forced"], ref["forced_lps"]):
         assert a == pytest.approx(b, abs=tol)
 
 
@@ -139,8 +66,7 @@ def test_default_level_close_to_hf(case):
     # At the top level x is rounded to int8 per block of 32 (as llama.cpp does) for integer dot
     # products: logprobs stay close, and greedy choices agree wherever they are not near-ties.
     path, ref, _ = case
-    ours = _ours(path, None, ref["forced"])
-    diffs = [abs(a - b) for x, y in zip(ours["forced"], ref["forced_lps"]) for a, b in zip(x, y)]
+    diffs = int8_diffs(ours(path, None, ref["forced"]), ref)
     print(f"max |logprob - HF| {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
     assert max(diffs) < TOL_INT8
     assert sum(diffs) / len(diffs) < TOL_INT8 / 4
@@ -165,7 +91,9 @@ def test_quantization_argument(tmp_path):
     assert LLM(model=path, quantization="gguf", load_format="gguf", skip_tokenizer_init=True)
     with pytest.raises(ValueError, match="quantization must be None or one of"):
         LLM(model=path, quantization="int3")
-    with pytest.raises(NotImplementedError, match="quantization='awq'"):
+    with pytest.raises(NotImplementedError, match="quantization='fp8'"):
+        LLM(model=path, quantization="fp8")
+    with pytest.raises(ValueError, match="quantization='awq' contradicts the model, a GGUF file"):
         LLM(model=path, quantization="awq")
     with pytest.raises(ValueError, match="load_format='safetensors'"):
         LLM(model=path, load_format="safetensors")

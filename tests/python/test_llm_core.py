@@ -358,7 +358,7 @@ def test_llm_constructor_errors(smol_model_dir):
     with pytest.raises(NotImplementedError, match="tensor_parallel_size"):
         LLM(model=smol_model_dir, tensor_parallel_size=2)
     with pytest.raises(NotImplementedError, match="quantization"):
-        LLM(model=smol_model_dir, quantization="awq")
+        LLM(model=smol_model_dir, quantization="bitsandbytes")
     with pytest.raises(TypeError, match="not_an_arg"):
         LLM(model=smol_model_dir, not_an_arg=1)
     with pytest.raises(ValueError, match="gpu_memory_utilization"):

@@ -43,6 +43,12 @@ std::vector<uint8_t> random_blocks(QuantType t, int64_t n, int64_t k, std::vecto
     const uint16_t d = half_bits(scale(rng)), dmin = half_bits(scale(rng));
     if (t == QuantType::kQ6_K) {
       std::memcpy(&out[off + 208], &d, 2);
+    } else if (kernels::quant_zero_point(t)) {
+      // The zero point is an integer code: 0-15 for 4-bit codes, 0-255 for 8-bit.
+      const int top = kernels::quant_code_bits(t) == 4 ? 15 : 255;
+      const uint16_t z = half_bits(static_cast<float>(rng() % (top + 1)));
+      std::memcpy(&out[off], &d, 2);
+      std::memcpy(&out[off + 2], &z, 2);
     } else {
       std::memcpy(&out[off], &d, 2);
       std::memcpy(&out[off + 2], &dmin, 2);
@@ -214,8 +220,10 @@ TEST_P(QuantLinear, WiderLayoutsKeepTheValues) {
   std::vector<uint8_t> packed(kernels::quant_packed_bytes(own, c.n, c.k));
   cpu::pack_quant_weight(c.type, own, blocks.data(), packed.data(), c.n, c.k);
   cpu::unpack_quant_weight(own, packed.data(), want.data(), false, c.n, c.k);
-  for (QuantType layout : {QuantType::kQ4_0, QuantType::kQ8_0, QuantType::kQ6_K}) {
-    if (kernels::quant_common_layout(c.type, layout) != layout) {
+  for (QuantType layout :
+       {QuantType::kQ4_0, QuantType::kQ8_0, QuantType::kQ6_K, QuantType::kQ4_Z, QuantType::kQ8_Z}) {
+    if (!kernels::quant_can_share(c.type, layout) ||
+        kernels::quant_common_layout(c.type, layout) != layout) {
       std::vector<uint8_t> none(kernels::quant_packed_bytes(layout, c.n, c.k));
       EXPECT_THROW(cpu::pack_quant_weight(c.type, layout, blocks.data(), none.data(), c.n, c.k),
                    std::invalid_argument);
@@ -274,7 +282,11 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantLinear,
                                            Case{QuantType::kQ5_K, DType::kFloat32, 2, 21, 768},
                                            Case{QuantType::kQ5_K, DType::kBFloat16, 1, 64, 256},
                                            Case{QuantType::kQ6_K, DType::kFloat32, 1, 45, 512},
-                                           Case{QuantType::kQ6_K, DType::kBFloat16, 5, 8, 256}),
+                                           Case{QuantType::kQ6_K, DType::kBFloat16, 5, 8, 256},
+                                           Case{QuantType::kQ4_Z, DType::kFloat32, 3, 37, 576},
+                                           Case{QuantType::kQ4_Z, DType::kBFloat16, 1, 64, 128},
+                                           Case{QuantType::kQ8_Z, DType::kFloat32, 1, 21, 256},
+                                           Case{QuantType::kQ8_Z, DType::kBFloat16, 4, 48, 96}),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            const Case& c = info.param;
                            return std::string(kernels::quant_type_name(c.type)) + "_" +

@@ -15,7 +15,10 @@
 //   Q6_K (210 bytes): 6-bit q (ql[128] low nibbles, qh[64] two high bits each), int8 scales per
 //                     16 values, fp16 d; w = d * scale * (q - 32)
 // These are the byte layouts GGUF files (and llama.cpp) use, so a file's tensor data is a
-// ready weight.
+// ready weight. Two more 32-value blocks carry the zero points of group-quantized checkpoints
+// (AWQ, GPTQ with zero points), read exactly:
+//   Q4_Z (20 bytes): fp16 d, fp16 z (an integer), uint8 qs[16];  w[i] = d * (nibble(i) - z)
+//   Q8_Z (36 bytes): fp16 d, fp16 z (an integer), uint8 q[32];   w[i] = d * (q[i] - z)
 #pragma once
 
 #include <cstdint>
@@ -26,7 +29,7 @@
 
 namespace taco::kernels {
 
-enum class QuantType { kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ4_K, kQ5_K, kQ6_K };
+enum class QuantType { kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ4_K, kQ5_K, kQ6_K, kQ4_Z, kQ8_Z };
 
 constexpr int64_t kQuantBlock = 32;  // values per block of the packed layout, every type
 
@@ -55,6 +58,10 @@ constexpr int64_t quant_block_bytes(QuantType t) {
       return 176;
     case QuantType::kQ6_K:
       return 210;
+    case QuantType::kQ4_Z:
+      return 20;
+    case QuantType::kQ8_Z:
+      return 36;
   }
   return 0;
 }
@@ -82,6 +89,10 @@ constexpr const char* quant_type_name(QuantType t) {
       return "Q5_K";
     case QuantType::kQ6_K:
       return "Q6_K";
+    case QuantType::kQ4_Z:
+      return "Q4_Z";
+    case QuantType::kQ8_Z:
+      return "Q8_Z";
   }
   return "unknown";
 }
@@ -93,31 +104,46 @@ constexpr const char* quant_type_name(QuantType t) {
 // Q5_K as q, Q6_K as q with m = -32 d). Each block has one d and m per row, d[4] then m[4],
 // except Q6_K, whose scales change every 16 values: d[8] then m[8], row r's two halves at 2r and
 // 2r + 1. A K-quant's d = d * scale and m = -dmin * min are rounded to fp16 at packing (relative
-// error at most 2^-11). Rows past n are zero.
+// error at most 2^-11). The zero-point layouts (Q4_Z, Q8_Z) hold z in m's place and the kernels
+// take m = -z d, exactly. Rows past n are zero.
 constexpr int64_t kQuantTileRows = 4;
 
 constexpr int64_t quant_code_bits(QuantType t) {
-  return t == QuantType::kQ4_0 || t == QuantType::kQ4_1 || t == QuantType::kQ4_K ? 4 : 8;
+  return t == QuantType::kQ4_0 || t == QuantType::kQ4_1 || t == QuantType::kQ4_K ||
+                 t == QuantType::kQ4_Z
+             ? 4
+             : 8;
+}
+
+// Whether the packed m slots hold zero points z (m = -z d).
+constexpr bool quant_zero_point(QuantType t) {
+  return t == QuantType::kQ4_Z || t == QuantType::kQ8_Z;
 }
 
 // Scale groups per 32-value block of the packed layout: 2 for Q6_K, else 1.
 constexpr int64_t quant_groups(QuantType t) { return t == QuantType::kQ6_K ? 2 : 1; }
 
 // Packed layouts are named by a type that has them: kQ4_0 (4-bit codes), kQ8_0 (8-bit codes),
-// kQ6_K (8-bit codes, two scale groups). A type packs into its own layout or a wider one (4-bit
-// codes widen to 8 bits exactly, one scale serves both groups), so parts of a weight stored in
-// different types (llama.cpp's mixed files) can share one packed weight.
-constexpr QuantType quant_layout_of(int64_t bits, int64_t groups) {
+// kQ6_K (8-bit codes, two scale groups), kQ4_Z and kQ8_Z (zero points). A type packs into its
+// own layout or a wider one (4-bit codes widen to 8 bits exactly, one scale serves both groups),
+// so parts of a weight stored in different types (llama.cpp's mixed files) can share one packed
+// weight; zero-point types share only with zero-point types.
+constexpr QuantType quant_layout_of(int64_t bits, int64_t groups, bool zero_point) {
+  if (zero_point) return bits == 4 ? QuantType::kQ4_Z : QuantType::kQ8_Z;
   return groups == 2 ? QuantType::kQ6_K : bits == 4 ? QuantType::kQ4_0 : QuantType::kQ8_0;
 }
 constexpr QuantType quant_layout(QuantType t) {
-  return quant_layout_of(quant_code_bits(t), quant_groups(t));
+  return quant_layout_of(quant_code_bits(t), quant_groups(t), quant_zero_point(t));
 }
+constexpr bool quant_can_share(QuantType a, QuantType b) {
+  return quant_zero_point(a) == quant_zero_point(b);
+}
+// The narrowest layout both fit; only for types that quant_can_share.
 constexpr QuantType quant_common_layout(QuantType a, QuantType b) {
   const int64_t bits =
       quant_code_bits(a) > quant_code_bits(b) ? quant_code_bits(a) : quant_code_bits(b);
   const int64_t groups = quant_groups(a) > quant_groups(b) ? quant_groups(a) : quant_groups(b);
-  return quant_layout_of(groups == 2 ? 8 : bits, groups);
+  return quant_layout_of(groups == 2 ? 8 : bits, groups, quant_zero_point(a));
 }
 
 // Bytes of one tile's block: codes of the four rows, then d and m.
