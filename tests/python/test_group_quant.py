@@ -19,6 +19,10 @@ CASES = {
     "gptq-4bit-sym-g64": dict(method="gptq", bits=4, group_size=64, sym=True),
     "gptq-4bit-asym-g32": dict(method="gptq", bits=4, group_size=32, sym=False),
     "gptq-4bit-act-order": dict(method="gptq", bits=4, group_size=64, sym=True, act_order=True),
+    # Each projection its own input order: fused parts that disagree are served dequantized.
+    "gptq-4bit-act-order-unshared": dict(
+        method="gptq", bits=4, group_size=32, sym=False, act_order=True, shared_order=False
+    ),
     "gptq-4bit-per-channel": dict(method="gptq", bits=4, group_size=-1, sym=False),
     "gptq-8bit-sym": dict(method="gptq", bits=8, group_size=64, sym=True),
     "gptq-8bit-asym": dict(method="gptq", bits=8, group_size=128, sym=False),
