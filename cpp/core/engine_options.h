@@ -40,8 +40,9 @@ enum class LogprobsMode : uint8_t {
 // follow. `ok` is a predicate over the value `v`; `rule` says it in words for the error message.
 #define TACO_ENGINE_OPTIONS(X)                                                                  \
   X(std::string, model, "", true, "a model directory or GGUF file")                             \
-  X(std::string, quantization, "", one_of(v, {"", "awq", "gptq", "gguf"}),                      \
-    "one of '' (the checkpoint's own), 'awq', 'gptq', 'gguf'")                                  \
+  X(std::string, quantization, "",                                                              \
+    one_of(v, {"", "awq", "gptq", "fp8", "compressed-tensors", "gguf"}),                        \
+    "one of '' (the checkpoint's own), 'awq', 'gptq', 'fp8', 'compressed-tensors', 'gguf'")     \
   X(std::string, dtype, "auto", one_of(v, {"auto", "float32", "bfloat16", "float16"}),          \
     "one of 'auto', 'float32', 'bfloat16', 'float16'")                                          \
   X(std::string, device, "auto", one_of(v, {"auto", "cpu", "cuda"}),                            \

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cpu/activation.h"
+#include "cpu/fp8_linear.h"
 #include "cpu/kv_cache.h"
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"

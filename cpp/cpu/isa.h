@@ -18,6 +18,7 @@
 
 #include "taco/kernels/activation.h"
 #include "taco/kernels/attention.h"
+#include "taco/kernels/fp8.h"
 #include "taco/kernels/kv_cache.h"
 #include "taco/kernels/norm.h"
 #include "taco/kernels/quant.h"
@@ -65,7 +66,13 @@ struct SkinnyGemmParams {
     (t, raw, out, n, k))                                                                        \
   X(unpack_quant_weight, void,                                                                  \
     (kernels::QuantType t, const void* packed, void* out, bool bf16_out, int64_t n, int64_t k), \
-    (t, packed, out, bf16_out, n, k))
+    (t, packed, out, bf16_out, n, k))                                                           \
+  X(pack_fp8_weight, void, (const void* codes, void* packed, int64_t n, int64_t k),             \
+    (codes, packed, n, k))                                                                      \
+  X(unpack_fp8_weight, void,                                                                    \
+    (const void* packed, const float* scale, void* out, bool bf16_out, int64_t n, int64_t k),   \
+    (packed, scale, out, bf16_out, n, k))                                                       \
+  X(fp8_linear, void, (const kernels::Fp8LinearParams& p), (p))
 
 // One level's entry points.
 struct KernelTable {

@@ -1,6 +1,7 @@
 // One instruction-set level's table of entry points (compiled once per level, see isa.h), the
 // only symbol its library exports.
 #include "cpu/activation.h"
+#include "cpu/fp8_linear.h"
 #include "cpu/isa.h"
 #include "cpu/kv_cache.h"
 #include "cpu/norm.h"

@@ -1,5 +1,6 @@
 // What model builders read weights through, by HF tensor name: a safetensors directory
-// (safetensors.h) or a GGUF file (gguf_checkpoint.h).
+// (safetensors.h), a GGUF file (gguf_checkpoint.h), an AWQ / GPTQ directory (group_quant.h) or an
+// FP8 one (fp8_checkpoint.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -27,6 +28,11 @@ class Checkpoint {
   // The stored blocks when the tensor is block-quantized in a type the quantized linears take;
   // nullopt when it is stored as floats.
   virtual std::optional<ops::QuantizedRows> quantized(const std::string& /*name*/) const {
+    return std::nullopt;
+  }
+  // The E4M3 codes and per-row scales when the tensor is an FP8 projection weight (stored so, or
+  // quantized at load); nullopt otherwise.
+  virtual std::optional<ops::Fp8Rows> fp8(const std::string& /*name*/) const {
     return std::nullopt;
   }
 };

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/fp8_checkpoint.h"
 #include "model/gguf_checkpoint.h"
 #include "model/group_quant.h"
 #include "model/llama.h"
@@ -88,9 +89,10 @@ void resolve_limits(EngineOptions& opts, const ModelConfig& c) {
 }
 
 // The quantization option, when given, must be the checkpoint's own method (vLLM's rule for
-// pre-quantized checkpoints).
+// pre-quantized checkpoints); "fp8" also quantizes a float checkpoint at load.
 void check_quantization(const std::string& asked, const std::string& stored) {
   if (asked.empty() || asked == stored) return;
+  if (asked == "fp8" && stored.empty()) return;
   if (stored.empty()) {
     throw std::invalid_argument("quantization \"" + asked +
                                 "\": the checkpoint is not quantized (it has no "
@@ -124,6 +126,10 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   std::unique_ptr<Checkpoint> weights;
   if (gguf) {
     weights = std::make_unique<GgufCheckpoint>(gguf, config);
+  } else if (opts.quantization == "fp8" || config.quant.method == "fp8" ||
+             config.quant.method == "compressed-tensors") {
+    weights = std::make_unique<Fp8Checkpoint>(WeightStore::open_dir(opts.model),
+                                              config.quant.method.empty());
   } else if (!config.quant.method.empty()) {
     weights =
         std::make_unique<GroupQuantCheckpoint>(WeightStore::open_dir(opts.model), config.quant);

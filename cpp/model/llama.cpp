@@ -28,8 +28,8 @@ class Loader {
   }
 
   // Stacks several projections of the same input into one GEMM weight [sum(out), in]. Parts all
-  // stored block-quantized stay quantized (in one packed layout); a mix with float parts is
-  // loaded as dtype.
+  // stored block-quantized stay quantized (in one packed layout), parts all FP8 stay FP8; a mix
+  // is loaded as dtype.
   Linear fused(const std::string& prefix, const std::vector<std::string>& parts,
                const std::vector<int64_t>& outs, int64_t in, bool bias) const {
     std::vector<std::string> names;
@@ -74,6 +74,13 @@ class Loader {
     if (parts.size() == names.size()) {
       return ops::prepare_quant_linear_weight(parts, in, dtype_, device_);
     }
+    std::vector<ops::Fp8Rows> fp8;
+    for (const std::string& n : names) {
+      std::optional<ops::Fp8Rows> f = w_.fp8(n);
+      if (!f) break;
+      fp8.push_back(std::move(*f));
+    }
+    if (fp8.size() == names.size()) return ops::prepare_fp8_linear_weight(fp8, in, dtype_, device_);
     std::vector<at::Tensor> ws;
     for (const std::string& n : names) ws.push_back(w_.load(n, dtype_).to(device_));
     return ops::prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));

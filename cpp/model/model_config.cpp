@@ -137,7 +137,48 @@ RopeConfig read_rope(const Fields& f, const std::string& source) {
   return rope;
 }
 
-// quantization_config: AWQ (GEMM) and GPTQ; other methods are named in the error.
+// compressed-tensors: every scheme of config_groups must be FP8 weights (8-bit floats, one scale
+// per tensor or per output channel); activations, when the scheme names them, are 8-bit floats
+// too (the CPU keeps them in the model dtype).
+void read_compressed_tensors(const Fields& p, const std::string& source) {
+  const std::string format = p.string("format", "float-quantized");
+  if (format != "float-quantized" && format != "naive-quantized") {
+    p.fail("quantization_config: compressed-tensors format \"" + format +
+           "\" is not supported (float-quantized: FP8 weights)");
+  }
+  const json::Value* groups = p.get("config_groups");
+  if (!groups || !groups->is_object() || groups->size() == 0) {
+    p.fail("quantization_config: compressed-tensors needs \"config_groups\"");
+  }
+  for (size_t i = 0; i < groups->size(); ++i) {
+    const std::string where = "quantization_config: config_groups." + groups->keys()[i];
+    if (!groups->items()[i].is_object()) p.fail(where + " must be an object");
+    Fields g(groups->items()[i], source);
+    const json::Value* w = g.get("weights");
+    if (!w || !w->is_object()) p.fail(where + " has no \"weights\" scheme");
+    Fields wf(*w, source);
+    const std::string type = wf.string("type", "int");
+    const int64_t bits = wf.integer("num_bits", 0);
+    const std::string strategy = wf.string("strategy", "tensor");
+    if (type != "float" || bits != 8) {
+      p.fail(where + ": weights of " + std::to_string(bits) + "-bit " + type +
+             " are not supported (FP8: 8-bit float)");
+    }
+    if (strategy != "tensor" && strategy != "channel") {
+      p.fail(where + ": weight strategy \"" + strategy + "\" is not supported (tensor or channel)");
+    }
+    if (const json::Value* a = g.get("input_activations")) {
+      if (!a->is_object()) p.fail(where + ".input_activations must be an object");
+      Fields af(*a, source);
+      if (af.string("type", "int") != "float" || af.integer("num_bits", 0) != 8) {
+        p.fail(where + ": input activations other than 8-bit float are not supported");
+      }
+    }
+  }
+}
+
+// quantization_config: AWQ (GEMM), GPTQ, FP8 and compressed-tensors FP8; other methods are named
+// in the error.
 QuantConfig read_quant(const Fields& f, const std::string& source) {
   QuantConfig q;
   const json::Value* v = f.get("quantization_config");
@@ -145,9 +186,28 @@ QuantConfig read_quant(const Fields& f, const std::string& source) {
   if (!v->is_object()) f.fail("\"quantization_config\" must be an object");
   Fields p(*v, source);
   q.method = p.string("quant_method", "");
+  if (q.method == "fp8") {
+    const std::string scheme = p.string("activation_scheme", "dynamic");
+    if (scheme != "static" && scheme != "dynamic") {
+      f.fail("quantization_config: activation_scheme \"" + scheme +
+             "\" is not supported (static or dynamic)");
+    }
+    if (p.get("weight_block_size")) {
+      f.fail(
+          "quantization_config: block-wise FP8 (weight_block_size) is not supported (one "
+          "scale per tensor or per output channel)");
+    }
+    q.bits = 8;
+    return q;
+  }
+  if (q.method == "compressed-tensors") {
+    read_compressed_tensors(p, source);
+    q.bits = 8;
+    return q;
+  }
   if (q.method != "awq" && q.method != "gptq") {
     f.fail("quantization_config: quant_method \"" + q.method +
-           "\" is not supported (supported: awq, gptq)");
+           "\" is not supported (supported: awq, gptq, fp8, compressed-tensors)");
   }
   q.bits = p.integer("bits", p.integer("w_bit", 4));
   q.group_size = p.integer("group_size", p.integer("q_group_size", 128));
@@ -216,7 +276,7 @@ void read_shapes(const Fields& f, ModelConfig& c) {
 
 }  // namespace
 
-std::string supported_quantizations() { return "awq, gptq, gguf"; }
+std::string supported_quantizations() { return "awq, gptq, fp8, compressed-tensors, gguf"; }
 
 std::string supported_architectures() {
   std::string s;

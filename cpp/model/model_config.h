@@ -24,11 +24,13 @@ struct RopeConfig {
 
 enum class ModelFamily : uint8_t { kLlama, kQwen2, kQwen3 };
 
-// A checkpoint's quantization_config (config.json), for the int4/int8 group-quantized formats:
-// AWQ (GEMM layout: 4-bit, zero points) and GPTQ (4 or 8 bits, symmetric or with zero points,
-// act-order through g_idx).
+// A checkpoint's quantization_config (config.json): the int4/int8 group-quantized formats AWQ
+// (GEMM layout: 4-bit, zero points) and GPTQ (4 or 8 bits, symmetric or with zero points,
+// act-order through g_idx), and FP8 weights ("fp8", or compressed-tensors' FP8 schemes) with a
+// scale per tensor or per output channel.
 struct QuantConfig {
-  std::string method;      // "" (none), "awq", "gptq", "gguf" (set by the GGUF reader)
+  // "" (none), "awq", "gptq", "fp8", "compressed-tensors", "gguf" (set by the GGUF reader)
+  std::string method;
   int64_t bits = 0;        // 4, or 8 (GPTQ)
   int64_t group_size = 0;  // values per scale along the input; the whole input when -1
   bool zero_point = true;  // AWQ: zero points stored (true in every GEMM checkpoint)

@@ -41,7 +41,8 @@ bool float_dtype(const std::string& dtype, at::ScalarType* out) {
   return true;
 }
 
-// The dtypes view() returns: the float ones, and the integer ones quantized checkpoints use.
+// The dtypes view() returns: the float ones, and the integer and FP8 ones quantized checkpoints
+// use.
 bool stored_dtype(const std::string& dtype, at::ScalarType* out) {
   if (dtype == "I32") {
     *out = at::kInt;
@@ -53,6 +54,8 @@ bool stored_dtype(const std::string& dtype, at::ScalarType* out) {
     *out = at::kByte;
   } else if (dtype == "I16") {
     *out = at::kShort;
+  } else if (dtype == "F8_E4M3") {
+    *out = at::kFloat8_e4m3fn;
   } else {
     return float_dtype(dtype, out);
   }
@@ -214,7 +217,7 @@ at::Tensor WeightStore::view(const std::string& name) const {
   at::ScalarType st;
   if (!stored_dtype(e.dtype, &st)) {
     fail(file->path(), "tensor \"" + name + "\" has dtype " + e.dtype +
-                           " (supported: F32, BF16, F16, I32, I64, I16, I8, U8)");
+                           " (supported: F32, BF16, F16, F8_E4M3, I32, I64, I16, I8, U8)");
   }
   void* ptr = const_cast<uint8_t*>(file->data(e));
   const auto opts = at::TensorOptions().dtype(st);

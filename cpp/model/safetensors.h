@@ -60,8 +60,8 @@ class WeightStore : public Checkpoint {
   // A float32/bfloat16/float16 tensor as a contiguous copy in `dtype`. Throws
   // std::invalid_argument naming the tensor and file when absent or of another dtype.
   at::Tensor load(const std::string& name, at::ScalarType dtype) const override;
-  // The tensor with its stored dtype (float, or I32/I64/I16/I8/U8); a zero-copy view of the mapping
-  // when suitably aligned (the view keeps the mapping alive), else a copy.
+  // The tensor with its stored dtype (float, F8_E4M3, or I32/I64/I16/I8/U8); a zero-copy view of
+  // the mapping when suitably aligned (the view keeps the mapping alive), else a copy.
   at::Tensor view(const std::string& name) const;
 
  private:

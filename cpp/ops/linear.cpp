@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 
+#include "cpu/fp8_linear.h"
 #include "cpu/quant_linear.h"
 #include "cpu/skinny_gemm.h"
 #include "ops/ops_cuda.h"
@@ -106,6 +107,36 @@ at::Tensor quant_linear(const at::Tensor& x_in, const LinearWeight& w, bool floa
   return out.to(x_in.scalar_type());
 }
 
+// x [T, in] float32 or bfloat16 (anything else computed in float32) against a packed FP8 weight.
+at::Tensor fp8_linear(const at::Tensor& x_in, const LinearWeight& w, bool float_out) {
+  if (x_in.scalar_type() == at::kBFloat16 && x_in.size(0) >= quant_dense_rows() &&
+      packing_enabled()) {
+    at::Tensor dense = at::empty({w.out_features, w.in_features}, x_in.options());
+    cpu::unpack_fp8_weight(w.fp8.data_ptr(), w.fp8_scale.data_ptr<float>(), dense.data_ptr(), true,
+                           w.out_features, w.in_features);
+    at::Tensor y = at::linear(x_in, dense);
+    return float_out ? y.to(at::kFloat) : y;
+  }
+  const bool keep = x_in.scalar_type() == at::kBFloat16 && !float_out;
+  at::Tensor x = keep ? x_in : x_in.to(at::kFloat);
+  if (x.stride(1) != 1) x = x.contiguous();
+  at::Tensor out = at::empty({x.size(0), w.out_features}, x.options());
+  kernels::Fp8LinearParams p;
+  p.out = out.data_ptr();
+  p.x = x.data_ptr();
+  p.w = w.fp8.data_ptr();
+  p.scale = w.fp8_scale.data_ptr<float>();
+  p.m = x.size(0);
+  p.n = w.out_features;
+  p.k = w.in_features;
+  p.x_stride = x.stride(0);
+  p.out_stride = out.stride(0);
+  p.dtype = keep ? kernels::DType::kBFloat16 : kernels::DType::kFloat32;
+  cpu::fp8_linear(p);
+  if (float_out || x_in.scalar_type() == at::kFloat) return out;
+  return out.to(x_in.scalar_type());
+}
+
 // The weight as given, no packed forms.
 LinearWeight plain_weight(const at::Tensor& w) {
   TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
@@ -186,6 +217,41 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
   return lw;
 }
 
+at::Tensor dequantize_fp8(const Fp8Rows& f) {
+  TORCH_CHECK(f.codes.dim() == 2 && f.codes.scalar_type() == at::kByte && f.codes.is_cpu() &&
+                  f.scale.dim() == 1 && f.scale.scalar_type() == at::kFloat &&
+                  f.scale.size(0) == f.codes.size(0),
+              "dequantize_fp8: codes must be uint8 [n, k] and scale float32 [n]");
+  return f.codes.contiguous().view(at::kFloat8_e4m3fn).to(at::kFloat) * f.scale.unsqueeze(1);
+}
+
+LinearWeight prepare_fp8_linear_weight(const std::vector<Fp8Rows>& parts, int64_t in,
+                                       at::ScalarType dtype, const at::Device& device) {
+  TORCH_CHECK(!parts.empty(), "prepare_fp8_linear_weight: no parts");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    TORCH_CHECK(parts[i].codes.dim() == 2 && parts[i].codes.size(1) == in,
+                "prepare_fp8_linear_weight: part ", i, " is not [n, ", in, "]");
+  }
+  if (!device.is_cpu() || in % kernels::kFp8Step != 0) {
+    std::vector<at::Tensor> ws;
+    for (const Fp8Rows& p : parts) ws.push_back(dequantize_fp8(p).to(device, dtype));
+    return prepare_linear_weight(ws.size() == 1 ? ws[0] : at::cat(ws, 0));
+  }
+  std::vector<at::Tensor> codes, scales;
+  for (const Fp8Rows& p : parts) {
+    codes.push_back(p.codes);
+    scales.push_back(p.scale);
+  }
+  const at::Tensor all = (codes.size() == 1 ? codes[0] : at::cat(codes, 0)).contiguous();
+  LinearWeight lw;
+  lw.out_features = all.size(0);
+  lw.in_features = in;
+  lw.fp8 = at::empty({kernels::fp8_packed_bytes(lw.out_features, in)}, at::kByte);
+  cpu::pack_fp8_weight(all.data_ptr(), lw.fp8.data_ptr(), lw.out_features, in);
+  lw.fp8_scale = (scales.size() == 1 ? scales[0] : at::cat(scales, 0)).contiguous();
+  return lw;
+}
+
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,
                   bool float_out) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.in_features, "linear: x must be [T, ", w.in_features,
@@ -203,6 +269,11 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
   if (w.quant.defined()) {
     at::Tensor y =
         quant_linear(w.in_perm.defined() ? x.index_select(1, w.in_perm) : x, w, float_out);
+    if (bias.defined()) y.add_(bias);
+    return y;
+  }
+  if (w.fp8.defined()) {
+    at::Tensor y = fp8_linear(x, w, float_out);
     if (bias.defined()) y.add_(bias);
     return y;
   }

@@ -11,8 +11,9 @@
 // Everything else (float32, float16, CUDA, a CPU without AVX512-BF16) keeps the plain weight
 // and runs ATen's GEMM, or on CUDA the CUTLASS GEMM where it applies, else cuBLAS (ops_cuda.h).
 // A block-quantized weight (taco/kernels/quant.h) stays quantized on the CPU, packed once by
-// cpu::pack_quant_weight, and runs cpu::quant_linear for every batch size; on CUDA it is
-// dequantized at load into the plain weight.
+// cpu::pack_quant_weight, and runs cpu::quant_linear below 32 rows (from there the weight is
+// widened to bf16 for the call and oneDNN's GEMM runs). An FP8 (E4M3) weight with per-row scales
+// does the same with cpu::fp8_linear. On CUDA both are dequantized at load into the plain weight.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -32,7 +33,9 @@ struct LinearWeight {
   at::Tensor onednn;  // oneDNN's blocked layout, or undefined
   at::Tensor quant;   // uint8, cpu::pack_quant_weight's layout of quant_type blocks, or undefined
   kernels::QuantType quant_type = kernels::QuantType::kQ8_0;
-  at::Tensor in_perm;  // int64 [in]: quant's columns are x's columns in this order, or undefined
+  at::Tensor in_perm;    // int64 [in]: quant's columns are x's columns in this order, or undefined
+  at::Tensor fp8;        // uint8, cpu::pack_fp8_weight's layout of E4M3 codes, or undefined
+  at::Tensor fp8_scale;  // float32 [out]: fp8's per-row scales
   int64_t out_features = 0;
   int64_t in_features = 0;
 };
@@ -61,6 +64,21 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
 
 // q's values: float32 [q.rows.size(0), q.cols], columns in the weight's order.
 at::Tensor dequantize_rows(const QuantizedRows& q);
+
+// An FP8 weight [n, k]: E4M3 codes and a scale per row (a per-tensor scale repeated).
+struct Fp8Rows {
+  at::Tensor codes;  // uint8 [n, k] (float8_e4m3fn bits), CPU
+  at::Tensor scale;  // float32 [n], CPU
+};
+
+// FP8 parts stacked by rows into one weight [sum(n), in]. On the CPU with in a multiple of 32
+// the codes are packed (cpu::pack_fp8_weight) and the scales concatenated; otherwise, and on
+// CUDA, the weight is dequantized to dtype (plain).
+LinearWeight prepare_fp8_linear_weight(const std::vector<Fp8Rows>& parts, int64_t in,
+                                       at::ScalarType dtype, const at::Device& device);
+
+// f's values: float32 [n, k].
+at::Tensor dequantize_fp8(const Fp8Rows& f);
 
 // y [T, out] in x's dtype, or float32 with float_out (logits). bias may be undefined.
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& bias,

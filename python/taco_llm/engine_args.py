@@ -34,16 +34,14 @@ _VLLM_LOAD_FORMATS = (
 )
 # quantization= values: those built (vLLM's Marlin names read the same checkpoints), and vLLM's
 # others (refused as not built yet).
-_QUANTIZATIONS = ("awq", "gptq", "gguf", "awq_marlin", "gptq_marlin")
+_QUANTIZATIONS = ("awq", "gptq", "fp8", "compressed-tensors", "gguf", "awq_marlin", "gptq_marlin")
 _QUANTIZATION_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq"}
 _VLLM_QUANTIZATIONS = (
     "aqlm",
     "bitsandbytes",
-    "compressed-tensors",
     "deepspeedfp",
     "experts_int8",
     "fbgemm_fp8",
-    "fp8",
     "gptq_marlin_24",
     "marlin",
     "modelopt",

@@ -20,7 +20,7 @@ _SCRIPT = r"""
 import json, sys
 from taco_llm import LLM, SamplingParams, _C
 path, prompts, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-llm = LLM(model=path, skip_tokenizer_init=True, dtype="float32")
+llm = LLM(model=path, skip_tokenizer_init=True, **{"dtype": "float32", **json.loads(sys.argv[5])})
 sp = SamplingParams(temperature=0, max_tokens=n, logprobs=0, detokenize=False, ignore_eos=True)
 outs = llm.generate([{"prompt_token_ids": p} for p in prompts], sp)
 # Teacher-forced: the logprob of every token of each prompt followed by the reference's tokens.
@@ -35,14 +35,16 @@ print(json.dumps({"isa": _C.cpu_isa(), "ids": [list(o.outputs[0].token_ids) for 
 """
 
 
-def ours(path: str, isa: str | None, forced: list[list[int]]) -> dict:
+def ours(path: str, isa: str | None, forced: list[list[int]], **llm_kwargs) -> dict:
+    """Our engine (dtype float32 unless llm_kwargs say otherwise) at CPU level isa (None: the
+    best)."""
     env = dict(os.environ)
     env.pop("TACO_CPU_ISA", None)
     if isa:
         env["TACO_CPU_ISA"] = isa
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, path, json.dumps(PROMPTS), str(MAX_TOKENS)]
-        + [json.dumps(forced)],
+        + [json.dumps(forced), json.dumps(llm_kwargs)],
         env=env,
         capture_output=True,
         text=True,

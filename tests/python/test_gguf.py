@@ -91,7 +91,9 @@ def test_quantization_argument(tmp_path):
     assert LLM(model=path, quantization="gguf", load_format="gguf", skip_tokenizer_init=True)
     with pytest.raises(ValueError, match="quantization must be None or one of"):
         LLM(model=path, quantization="int3")
-    with pytest.raises(NotImplementedError, match="quantization='fp8'"):
+    with pytest.raises(NotImplementedError, match="quantization='bitsandbytes'"):
+        LLM(model=path, quantization="bitsandbytes")
+    with pytest.raises(ValueError, match="quantization='fp8' contradicts the model, a GGUF file"):
         LLM(model=path, quantization="fp8")
     with pytest.raises(ValueError, match="quantization='awq' contradicts the model, a GGUF file"):
         LLM(model=path, quantization="awq")

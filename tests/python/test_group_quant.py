@@ -87,7 +87,7 @@ def test_bad_quantization_configs(tmp_path):
     base = tiny_llama()
     for i, (edit, message) in enumerate(
         [
-            (dict(quant_method="fp8"), 'quant_method "fp8" is not supported'),
+            (dict(quant_method="bitsandbytes"), 'quant_method "bitsandbytes" is not supported'),
             (dict(group_size=16), "group_size 16 is not supported"),
             (dict(bits=3), "AWQ checkpoints must have 4 bits"),
             (dict(version="gemv"), 'AWQ version "gemv" is not supported'),
