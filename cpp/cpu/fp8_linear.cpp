@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/fp8_convert.h"
 #include "cpu/half.h"
 #include "cpu/parallel.h"
 
@@ -60,12 +61,7 @@ T* row_out(const Fp8LinearParams& p, int64_t i) {
 #ifdef __AVX512F__
 // 32 codes -> 2^-8 times their values, as two vectors of 16 floats.
 inline void decode32(const uint8_t* codes, __m512& lo, __m512& hi) {
-  const __m512i u =
-      _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
-  const __m512i a = _mm512_slli_epi16(u, 7);  // sign lands on bit 14: adding it moves it to 15
-  const __m512i h = _mm512_add_epi16(a, _mm512_and_si512(a, _mm512_set1_epi16(0x4000)));
-  lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-  hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+  halves_to_float(fp8_half_bits32(codes, false), lo, hi);
 }
 
 // out[m0 .. m0 + MB, 4t .. 4t + 4) (columns past n not stored). T: x and out's type.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cpu/dispatch.h"
+#include "cpu/fp8_convert.h"
 
 namespace taco::cpu {
 inline namespace TACO_CPU_NS {
@@ -28,6 +29,24 @@ void write_kv_cache_impl(const WriteKvParams& p) {
   const int64_t row = p.head_dim;
   const int64_t head_stride = p.block_size * row;
   const int64_t block_stride = p.num_kv_heads * head_stride;
+  if (p.cache_type != kernels::KvCacheType::kModel) {
+    auto* k8 = static_cast<uint8_t*>(p.kv);
+    uint8_t* v8 = k8 + p.num_blocks * block_stride;
+    parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t slot = p.slot_mapping[t];
+        if (slot < 0) continue;
+        const int64_t base = (slot / p.block_size) * block_stride + (slot % p.block_size) * row;
+        const T* k = static_cast<const T*>(p.key) + t * p.key_stride;
+        const T* v = static_cast<const T*>(p.value) + t * p.value_stride;
+        for (int64_t h = 0; h < p.num_kv_heads; ++h) {
+          float_to_fp8(p.cache_type, k + h * row, k8 + base + h * head_stride, row, p.k_scale);
+          float_to_fp8(p.cache_type, v + h * row, v8 + base + h * head_stride, row, p.v_scale);
+        }
+      }
+    });
+    return;
+  }
   T* k_cache = static_cast<T*>(p.kv);
   T* v_cache = k_cache + p.num_blocks * block_stride;
   parallel_for(0, p.tokens, 64, [&](int64_t begin, int64_t end) {

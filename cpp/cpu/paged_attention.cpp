@@ -25,6 +25,7 @@
 #include "cpu/attention_block.h"
 #include "cpu/attention_lanes.h"
 #include "cpu/dispatch.h"
+#include "cpu/fp8_convert.h"
 #include "cpu/key_pairs.h"
 #include "cpu/vec.h"
 #include "cpu/vec_avx512.h"
@@ -145,8 +146,9 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   // Position of the tile's first token; row r's token sits at first_pos + r / group.
   const int64_t first_pos = p.seq_lens[w.seq] - q_len + (w.q_begin - p.query_start_loc[w.seq]);
   const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
+  const bool fp8 = p.cache_type != kernels::KvCacheType::kModel;
   if constexpr (std::is_same_v<T, bf16>) {
-    if (rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
+    if (!fp8 && rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
       return run_item_lanes(p, w, first_pos);
     }
   }
@@ -157,6 +159,10 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t block_elems = p.num_kv_heads * head_elems;
   const T* k_cache = static_cast<const T*>(p.kv);
   const T* v_cache = k_cache + p.num_blocks * block_elems;
+  // 8-bit caches: the same element offsets, one byte each.
+  const auto* k8 = static_cast<const uint8_t*>(p.kv);
+  const uint8_t* v8 = k8 + p.num_blocks * block_elems;
+  const int64_t elem_bytes = fp8 ? 1 : static_cast<int64_t>(sizeof(T));
   const int32_t* table = p.block_table + w.seq * p.max_blocks_per_seq;
   const AttentionRows state{
       s.q.data(), s.acc.data(), s.max.data(), s.sum.data(), s.visible.data(), rows, d};
@@ -165,9 +171,9 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   for (int64_t b = 0; b < num_blocks; ++b) {
     // Blocks are scattered, so the hardware prefetcher cannot run ahead across them.
     if (b + 1 < num_blocks) {
-      const int64_t next = table[b + 1] * block_elems + w.kv_head * head_elems;
-      prefetch(k_cache + next, head_elems * sizeof(T));
-      prefetch(v_cache + next, head_elems * sizeof(T));
+      const int64_t next = (table[b + 1] * block_elems + w.kv_head * head_elems) * elem_bytes;
+      prefetch(k8 + next, head_elems * elem_bytes);
+      prefetch(k8 + p.num_blocks * block_elems * elem_bytes + next, head_elems * elem_bytes);
     }
     const int64_t pos0 = b * p.block_size;
     for (int64_t r = 0; r < rows; ++r) {
@@ -176,6 +182,12 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
     // Only the keys some row sees are widened; the rest of the block may be unwritten.
     const int64_t keys = std::min(p.block_size, last_pos - pos0 + 1);
     const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
+    if (fp8) {
+      fp8_to_float(p.cache_type, k8 + offset, s.k.data(), keys * d, p.k_scale);
+      fp8_to_float(p.cache_type, v8 + offset, s.v.data(), keys * d, p.v_scale);
+      attend_block(state, s.k.data(), s.v.data());
+      continue;
+    }
     if constexpr (std::is_same_v<T, bf16>) {
       if (bf16_keys) {
         pair_rows_bf16(s.v_pairs.data(), v_cache + offset, keys, (keys + 1) / 2, d);

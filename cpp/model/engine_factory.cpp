@@ -117,6 +117,11 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   check_quantization(opts.quantization, gguf ? "gguf" : config.quant.method);
   const at::Device device = resolve_device(opts.device, config);
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
+  if (opts.kv_cache_dtype != "auto" && !device.is_cpu()) {
+    throw std::invalid_argument("kv_cache_dtype \"" + opts.kv_cache_dtype +
+                                "\": 8-bit KV caches are built for the CPU only (use 'auto' on "
+                                "CUDA)");
+  }
   resolve_limits(opts, config);
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);
 

@@ -77,11 +77,11 @@ at::Tensor attention_forward(const AttentionWeights& w, const AttentionShape& s,
   }
   ops::rotary_embedding(md.positions, q, k, D, rope_cache, /*is_neox=*/true);
   ops::write_kv_cache(k.view({T, s.num_kv_heads, D}), v.view({T, s.num_kv_heads, D}), kv_cache,
-                      md.slot_mapping);
+                      md.slot_mapping, w.k_scale, w.v_scale);
   at::Tensor out = at::empty({T, s.num_heads, D}, q.options());
   ops::paged_attention(out, q.view({T, s.num_heads, D}), kv_cache, md.query_start_loc, md.seq_lens,
                        md.block_table, 1.0 / std::sqrt(static_cast<double>(D)), md.max_query_len,
-                       md.max_seq_len);
+                       md.max_seq_len, w.k_scale, w.v_scale);
   return w.o(out.view({T, q_size}));
 }
 

@@ -43,6 +43,9 @@ struct AttentionWeights {
   Linear o;           // [H, Hq D]
   at::Tensor q_norm;  // [D] per-head RMSNorm weights (Qwen3), else undefined
   at::Tensor k_norm;
+  // 8-bit KV caches: K and V are stored divided by these (the checkpoint's k_scale / v_scale).
+  double k_scale = 1.0;
+  double v_scale = 1.0;
 };
 
 struct AttentionShape {

@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -118,6 +119,17 @@ LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::Scal
     l.attn.qkv =
         load.fused(p + "self_attn.", {"q_proj", "k_proj", "v_proj"}, {q, kv, kv}, H, c.qkv_bias);
     l.attn.o = load.fused(p + "self_attn.", {"o_proj"}, {H}, q, c.o_bias);
+    // KV-cache scales of FP8 checkpoints (used by 8-bit caches only).
+    for (auto [name, scale] :
+         {std::pair{"k_scale", &l.attn.k_scale}, {"v_scale", &l.attn.v_scale}}) {
+      const std::string n = p + "self_attn." + name;
+      if (!weights.has(n)) continue;
+      const at::Tensor t = weights.load(n, at::kFloat).reshape({-1});
+      *scale = t.numel() == 1 ? t[0].item<double>() : 0.0;
+      if (!(*scale > 0.0) || !std::isfinite(*scale)) {
+        throw std::invalid_argument("\"" + n + "\" must be one positive finite value");
+      }
+    }
     if (c.qk_norm) {
       l.attn.q_norm = load.get(p + "self_attn.q_norm.weight", {D});
       l.attn.k_norm = load.get(p + "self_attn.k_norm.weight", {D});

@@ -62,9 +62,17 @@ void keep_activations_on_heap() {
 
 }  // namespace
 
+at::ScalarType kv_cache_dtype(const EngineOptions& opts, at::ScalarType dtype) {
+  if (opts.kv_cache_dtype == "fp8" || opts.kv_cache_dtype == "fp8_e4m3") {
+    return at::kFloat8_e4m3fn;
+  }
+  if (opts.kv_cache_dtype == "fp8_e5m2") return at::kFloat8_e5m2;
+  return dtype;
+}
+
 double kv_block_bytes(const EngineOptions& opts, const ModelConfig& c, at::ScalarType dtype) {
   return 2.0 * c.num_layers * c.num_kv_heads * opts.block_size * c.head_dim *
-         static_cast<double>(at::elementSize(dtype));
+         static_cast<double>(at::elementSize(kv_cache_dtype(opts, dtype)));
 }
 
 int32_t swap_blocks(const EngineOptions& opts, double block_bytes) {
@@ -116,7 +124,7 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   sampler_.set_logprobs_mode(opts.logprobs_mode);
   keep_activations_on_heap();
   const ModelConfig& c = model_->config();
-  const auto options = at::TensorOptions().dtype(model_->dtype());
+  const auto options = at::TensorOptions().dtype(kv_cache_dtype(opts, model_->dtype()));
   // Uninitialized on purpose: a block is always written before attention reads it, and untouched
   // pages of a large CPU cache cost no memory.
   for (int64_t l = 0; l < c.num_layers; ++l) {

@@ -28,6 +28,8 @@ KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& config,
 
 // Bytes of one KV block over every layer, K and V (throws for block_size <= 0), and the CPU swap
 // blocks that swap_space_gib holds (throws for a negative size): shared with memory_profile.h.
+// The KV cache's element type: the model dtype, or the 8-bit float opts.kv_cache_dtype names.
+at::ScalarType kv_cache_dtype(const EngineOptions& opts, at::ScalarType dtype);
 double kv_block_bytes(const EngineOptions& opts, const ModelConfig& config, at::ScalarType dtype);
 int32_t swap_blocks(const EngineOptions& opts, double block_bytes);
 

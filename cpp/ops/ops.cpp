@@ -140,36 +140,66 @@ void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
   TACO_RUN(cuda, silu_and_mul, p, x.device(), p.check());
 }
 
+kernels::KvCacheType kv_cache_type(const at::Tensor& kv) {
+  if (kv.scalar_type() == at::kFloat8_e4m3fn) return kernels::KvCacheType::kFp8E4M3;
+  if (kv.scalar_type() == at::kFloat8_e5m2) return kernels::KvCacheType::kFp8E5M2;
+  return kernels::KvCacheType::kModel;
+}
+
+namespace {
+
+// The cache holds dtype, or an 8-bit float (CPU only).
+void check_cache_dtype(const at::Tensor& kv, const at::Tensor& x, bool cuda, const char* name) {
+  const bool fp8 = kv_cache_type(kv) != kernels::KvCacheType::kModel;
+  TORCH_CHECK(fp8 || kv.dtype() == x.dtype(), name, ": the cache holds ", kv.dtype(), ", not ",
+              x.dtype(), " or an 8-bit float");
+  TORCH_CHECK(!(fp8 && cuda), name, ": 8-bit KV caches are built for the CPU only");
+}
+
+}  // namespace
+
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
-                    const at::Tensor& slot_mapping) {
+                    const at::Tensor& slot_mapping, double k_scale, double v_scale) {
   const bool cuda = on_cuda({&key, &value, &kv, &slot_mapping}, "write_kv_cache");
   TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous(),
               "write_kv_cache: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
   TORCH_CHECK(key.dim() == 3 && key.sizes() == value.sizes() && key.size(1) == kv.size(2) &&
-                  key.size(2) == kv.size(4) && key.dtype() == kv.dtype() &&
-                  value.dtype() == kv.dtype(),
-              "write_kv_cache: key/value must be [T, kv_heads, head_dim] in the cache dtype");
+                  key.size(2) == kv.size(4) && value.dtype() == key.dtype(),
+              "write_kv_cache: key/value must be [T, kv_heads, head_dim] of one dtype");
+  check_cache_dtype(kv, key, cuda, "write_kv_cache");
   TORCH_CHECK(key.stride(2) == 1 && key.stride(1) == key.size(2) && value.stride(2) == 1 &&
                   value.stride(1) == value.size(2),
               "write_kv_cache: key/value heads must be contiguous within a token");
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous() &&
                   slot_mapping.numel() == key.size(0),
               "write_kv_cache: slot_mapping must be contiguous int64 [T]");
-  const kernels::WriteKvParams p{
-      key.data_ptr(), value.data_ptr(), kv.data_ptr(),   slot_mapping.data_ptr<int64_t>(),
-      key.size(0),    kv.size(2),       kv.size(4),      kv.size(3),
-      kv.size(1),     key.stride(0),    value.stride(0), kernel_dtype(kv, "write_kv_cache")};
+  const kernels::WriteKvParams p{key.data_ptr(),
+                                 value.data_ptr(),
+                                 kv.data_ptr(),
+                                 slot_mapping.data_ptr<int64_t>(),
+                                 key.size(0),
+                                 kv.size(2),
+                                 kv.size(4),
+                                 kv.size(3),
+                                 kv.size(1),
+                                 key.stride(0),
+                                 value.stride(0),
+                                 kernel_dtype(key, "write_kv_cache"),
+                                 kv_cache_type(kv),
+                                 static_cast<float>(k_scale),
+                                 static_cast<float>(v_scale)};
   TACO_RUN(cuda, write_kv_cache, p, kv.device(), p.check());
 }
 
 void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
                      const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
                      const at::Tensor& block_table, double scale, int64_t max_query_len,
-                     int64_t max_seq_len) {
+                     int64_t max_seq_len, double k_scale, double v_scale) {
   const bool cuda =
       on_cuda({&out, &query, &kv, &query_start_loc, &seq_lens, &block_table}, "paged_attention");
-  TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous() && kv.dtype() == query.dtype(),
+  TORCH_CHECK(kv.dim() == 5 && kv.size(0) == 2 && kv.is_contiguous(),
               "paged_attention: kv must be contiguous [2, blocks, kv_heads, block_size, head_dim]");
+  check_cache_dtype(kv, query, cuda, "paged_attention");
   TORCH_CHECK(query.dim() == 3 && query.size(2) == kv.size(4) && query.stride(2) == 1 &&
                   query.stride(1) == query.size(2),
               "paged_attention: query must be [T, heads, head_dim] with contiguous heads");
@@ -204,6 +234,9 @@ void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor&
   p.max_seq_len = max_seq_len;
   p.scale = static_cast<float>(scale);
   p.dtype = kernel_dtype(query, "paged_attention");
+  p.cache_type = kv_cache_type(kv);
+  p.k_scale = static_cast<float>(k_scale);
+  p.v_scale = static_cast<float>(v_scale);
   TACO_RUN(cuda, paged_attention, p, query.device(), p.check());
 }
 

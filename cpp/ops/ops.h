@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ops/linear.h"  // linear projections, declared with their weight layouts
+#include "taco/kernels/kv_cache.h"
 
 namespace taco::ops {
 
@@ -33,19 +34,24 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
 void silu_and_mul(at::Tensor& out, const at::Tensor& x);
 
 // Writes key/value [T, Hkv, D] into kv [2, num_blocks, Hkv, block_size, D] at slot_mapping [T]
-// (int64; a negative slot skips the token).
+// (int64; a negative slot skips the token). kv holds key's dtype, or (CPU) float8_e4m3fn /
+// float8_e5m2: then key / k_scale and value / v_scale are stored (taco/kernels/kv_cache.h).
 void write_kv_cache(const at::Tensor& key, const at::Tensor& value, at::Tensor& kv,
-                    const at::Tensor& slot_mapping);
+                    const at::Tensor& slot_mapping, double k_scale = 1.0, double v_scale = 1.0);
+
+// The kernels' cache type of a kv tensor: its dtype is the model dtype or an 8-bit float.
+kernels::KvCacheType kv_cache_type(const at::Tensor& kv);
 
 // Paged attention for a flat batch of B sequences mixing prefill chunks and decodes.
 // query [T, Hq, D]; out [T, Hq, D]; kv as above; query_start_loc [B+1] int32 (prefix sums of
 // query lengths); seq_lens [B] int32 (context length including this step's tokens); block_table
 // [B, max_blocks] int32. Query token i of sequence b sits at position seq_lens[b] - q_len_b + i
 // and attends causally to positions <= its own. GQA: q head h reads kv head h / (Hq / Hkv).
+// An 8-bit kv reads K as code value * k_scale and V as code value * v_scale.
 void paged_attention(at::Tensor& out, const at::Tensor& query, const at::Tensor& kv,
                      const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
                      const at::Tensor& block_table, double scale, int64_t max_query_len,
-                     int64_t max_seq_len);
+                     int64_t max_seq_len, double k_scale = 1.0, double v_scale = 1.0);
 
 // Block moves over every layer's kv tensor: copy (CoW) within the device, swap between device
 // and CPU caches with identical shapes per layer.

@@ -60,8 +60,11 @@ def is_gguf(path: str) -> bool:
         return False
 
 
-# Arguments whose features are not built: any value other than this default is refused.
 _LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "raw_logits")
+# "auto": the model dtype; the 8-bit floats store K / k_scale and V / v_scale (CPU).
+_KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+# Arguments whose features are not built: any value other than this default is refused.
 
 _NOT_BUILT: dict[str, Any] = {
     "tensor_parallel_size": 1,
@@ -70,7 +73,6 @@ _NOT_BUILT: dict[str, Any] = {
     "code_revision": None,
     "tokenizer_revision": None,
     "cpu_offload_gb": 0,
-    "kv_cache_dtype": "auto",
     "quantization_param_path": None,
     "rope_scaling": None,
     "rope_theta": None,
@@ -302,6 +304,11 @@ class EngineArgs:
                 "preemption_mode must be None, 'recompute' or 'swap', "
                 f"got {self.preemption_mode!r}."
             )
+        if self.kv_cache_dtype not in _KV_CACHE_DTYPES:
+            raise ValueError(
+                f"kv_cache_dtype must be one of {', '.join(map(repr, _KV_CACHE_DTYPES))}, "
+                f"got {self.kv_cache_dtype!r}."
+            )
         if self.logprobs_mode not in _LOGPROBS_MODES:
             raise ValueError(
                 f"logprobs_mode must be one of {', '.join(map(repr, _LOGPROBS_MODES))}, "
@@ -320,6 +327,7 @@ class EngineArgs:
         o.quantization = _QUANTIZATION_ALIASES.get(q, q)
         o.dtype = self.dtype
         o.device = self.device
+        o.kv_cache_dtype = self.kv_cache_dtype
         o.seed = self.seed % 2**64
         o.block_size = self.block_size
         o.max_num_seqs = self.max_num_seqs

@@ -82,7 +82,6 @@ def test_unknown_kwargs_type_error(model_dir):
         ({"revision": "main"}, "revision"),
         ({"tokenizer_revision": "v1"}, "tokenizer_revision"),
         ({"cpu_offload_gb": 1}, "cpu_offload_gb"),
-        ({"kv_cache_dtype": "fp8"}, "kv_cache_dtype"),
         ({"enable_lora": True}, "enable_lora"),
         ({"enable_prompt_adapter": True}, "enable_prompt_adapter"),
         ({"speculative_model": "x"}, "speculative_model"),

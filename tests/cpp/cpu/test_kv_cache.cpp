@@ -55,6 +55,42 @@ TEST_P(WriteKvCache, ValuesLandAtTheirSlotsAndNegativeSlotsAreSkipped) {
   EXPECT_TRUE(kv.isnan().logical_not().equal(written));
 }
 
+// 8-bit caches store x / scale rounded to nearest even and saturated at the format's largest
+// value: the codes torch's conversion gives for the clamped quotient, subnormals and ties
+// included.
+TEST(WriteKvCacheFp8, CodesMatchTorchsConversion) {
+  at::manual_seed(5);
+  const int64_t tokens = 5;
+  for (const auto& [cache, max] :
+       {std::pair{at::kFloat8_e4m3fn, 448.0}, std::pair{at::kFloat8_e5m2, 57344.0}}) {
+    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      SCOPED_TRACE(std::string(c10::toString(cache)) + " from " + c10::toString(dtype));
+      // Magnitudes from subnormal to past the largest value, and exact ties.
+      at::Tensor key = (at::randn({tokens, kKvHeads, kHeadDim}) *
+                        at::pow(2.0, at::randint(-20, 18, {tokens, kKvHeads, kHeadDim})))
+                           .to(dtype);
+      key[0][0] = at::arange(kHeadDim, at::kFloat).mul(0.0625).add(1.03125).to(dtype);  // ties
+      at::Tensor value = at::randn({tokens, kKvHeads, kHeadDim}).mul(1000).to(dtype);
+      const double k_scale = 0.25, v_scale = 3.0;
+      at::Tensor kv = at::zeros({2, kBlocks, kKvHeads, kBlockSize, kHeadDim}, cache);
+      const std::vector<int64_t> slots = {3, 9, -1, 0, 22};
+      ops::write_kv_cache(key, value, kv, at::tensor(slots, at::kLong), k_scale, v_scale);
+      auto expect = [&](const at::Tensor& x, double scale) {
+        return (x.to(at::kFloat) / scale).clamp(-max, max).to(cache);
+      };
+      for (int64_t t = 0; t < tokens; ++t) {
+        if (slots[t] < 0) continue;
+        EXPECT_TRUE(at::equal(slot_view(kv, 0, slots[t]).view(at::kByte),
+                              expect(key[t], k_scale).view(at::kByte)))
+            << "K of token " << t;
+        EXPECT_TRUE(at::equal(slot_view(kv, 1, slots[t]).view(at::kByte),
+                              expect(value[t], v_scale).view(at::kByte)))
+            << "V of token " << t;
+      }
+    }
+  }
+}
+
 TEST_P(WriteKvCache, SlotBeyondTheCacheThrows) {
   const at::ScalarType dtype = GetParam();
   at::Tensor key = at::randn({2, kKvHeads, kHeadDim}).to(dtype);
@@ -73,13 +109,22 @@ INSTANTIATE_TEST_SUITE_P(Kernels, WriteKvCache,
                            return std::string(c10::toString(info.param));
                          });
 
-std::vector<at::Tensor> random_layers(int64_t layers, int64_t blocks) {
+std::vector<at::Tensor> random_layers(int64_t layers, int64_t blocks,
+                                      at::ScalarType dtype = at::kBFloat16) {
   std::vector<at::Tensor> kv;
   for (int64_t l = 0; l < layers; ++l) {
-    kv.push_back(at::randn({2, blocks, kKvHeads, kBlockSize, kHeadDim}).to(at::kBFloat16));
+    kv.push_back(at::randn({2, blocks, kKvHeads, kBlockSize, kHeadDim}).to(dtype));
   }
   return kv;
 }
+
+// Bitwise equality (8-bit float caches included).
+bool same(const at::Tensor& a, const at::Tensor& b) {
+  return at::equal(a.contiguous().view(at::kByte), b.contiguous().view(at::kByte));
+}
+
+// The cache dtypes block moves see: the model's and the 8-bit floats.
+const at::ScalarType kCacheDtypes[] = {at::kBFloat16, at::kFloat8_e4m3fn, at::kFloat8_e5m2};
 
 // expected[l][:, dst] = before[l][:, src] for every pair; all else unchanged.
 std::vector<at::Tensor> moved(const std::vector<at::Tensor>& src,
@@ -95,36 +140,41 @@ std::vector<at::Tensor> moved(const std::vector<at::Tensor>& src,
 }
 
 TEST(CopyBlocks, MovesExactlyTheListedBlocksInEveryLayer) {
-  at::manual_seed(5);
-  std::vector<at::Tensor> kv = random_layers(3, kBlocks);
-  const std::vector<std::pair<int32_t, int32_t>> pairs = {{1, 4}, {2, 0}, {1, 5}};
-  const std::vector<at::Tensor> expected = moved(kv, kv, pairs);
-  ops::copy_blocks(kv, pairs);
-  for (size_t l = 0; l < kv.size(); ++l)
-    EXPECT_TRUE(at::equal(kv[l], expected[l])) << "layer " << l;
+  for (const at::ScalarType dtype : kCacheDtypes) {
+    SCOPED_TRACE(c10::toString(dtype));
+    at::manual_seed(5);
+    std::vector<at::Tensor> kv = random_layers(3, kBlocks, dtype);
+    const std::vector<std::pair<int32_t, int32_t>> pairs = {{1, 4}, {2, 0}, {1, 5}};
+    const std::vector<at::Tensor> expected = moved(kv, kv, pairs);
+    ops::copy_blocks(kv, pairs);
+    for (size_t l = 0; l < kv.size(); ++l) EXPECT_TRUE(same(kv[l], expected[l])) << "layer " << l;
+  }
 }
 
 TEST(SwapBlocks, MovesExactlyTheListedBlocksInEveryLayer) {
-  at::manual_seed(6);
-  // A device cache of kBlocks blocks and a smaller CPU cache, as vLLM sizes them.
-  const std::vector<at::Tensor> device = random_layers(3, kBlocks);
-  std::vector<at::Tensor> host = random_layers(3, 4);
-  std::vector<at::Tensor> device_before;
-  for (const auto& t : device) device_before.push_back(t.clone());
-  const std::vector<std::pair<int32_t, int32_t>> out_pairs = {{5, 0}, {2, 3}};
-  const std::vector<at::Tensor> expected_host = moved(device, host, out_pairs);
-  ops::swap_blocks(device, host, out_pairs);
-  for (size_t l = 0; l < host.size(); ++l) {
-    EXPECT_TRUE(at::equal(host[l], expected_host[l])) << "host layer " << l;
-    EXPECT_TRUE(at::equal(device[l], device_before[l])) << "source layer " << l << " changed";
-  }
+  for (const at::ScalarType dtype : kCacheDtypes) {
+    SCOPED_TRACE(c10::toString(dtype));
+    at::manual_seed(6);
+    // A device cache of kBlocks blocks and a smaller CPU cache, as vLLM sizes them.
+    const std::vector<at::Tensor> device = random_layers(3, kBlocks, dtype);
+    std::vector<at::Tensor> host = random_layers(3, 4, dtype);
+    std::vector<at::Tensor> device_before;
+    for (const auto& t : device) device_before.push_back(t.clone());
+    const std::vector<std::pair<int32_t, int32_t>> out_pairs = {{5, 0}, {2, 3}};
+    const std::vector<at::Tensor> expected_host = moved(device, host, out_pairs);
+    ops::swap_blocks(device, host, out_pairs);
+    for (size_t l = 0; l < host.size(); ++l) {
+      EXPECT_TRUE(same(host[l], expected_host[l])) << "host layer " << l;
+      EXPECT_TRUE(same(device[l], device_before[l])) << "source layer " << l << " changed";
+    }
 
-  std::vector<at::Tensor> device_mut = device;
-  const std::vector<std::pair<int32_t, int32_t>> in_pairs = {{3, 1}, {0, 4}};
-  const std::vector<at::Tensor> expected_device = moved(host, device, in_pairs);
-  ops::swap_blocks(host, device_mut, in_pairs);
-  for (size_t l = 0; l < device_mut.size(); ++l) {
-    EXPECT_TRUE(at::equal(device_mut[l], expected_device[l])) << "device layer " << l;
+    std::vector<at::Tensor> device_mut = device;
+    const std::vector<std::pair<int32_t, int32_t>> in_pairs = {{3, 1}, {0, 4}};
+    const std::vector<at::Tensor> expected_device = moved(host, device, in_pairs);
+    ops::swap_blocks(host, device_mut, in_pairs);
+    for (size_t l = 0; l < device_mut.size(); ++l) {
+      EXPECT_TRUE(same(device_mut[l], expected_device[l])) << "device layer " << l;
+    }
   }
 }
 

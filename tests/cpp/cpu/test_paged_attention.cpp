@@ -35,6 +35,9 @@ struct Shape {
   int64_t head_dim;
   int64_t block_size;
   bool strided_query;  // query as a view of a wider [T, heads + 3, D] tensor
+  // An 8-bit cache (float8_e4m3fn / float8_e5m2) read with these scales; Undefined: dtype.
+  at::ScalarType cache = at::ScalarType::Undefined;
+  double k_scale = 1.0, v_scale = 1.0;
 };
 
 // The inputs of one call. kv [2, blocks, Hkv, bs, D]; query [T, Hq, D]; out [T, Hq, D].
@@ -87,7 +90,7 @@ at::Tensor poisoned_cache(const Shape& sh, const at::Tensor& slots, int64_t num_
   at::Tensor used = at::zeros({num_blocks * sh.block_size}, at::kBool).index_fill_(0, slots, true);
   at::Tensor kv = at::randn({2, num_blocks, sh.num_kv_heads, sh.block_size, sh.head_dim});
   kv.masked_fill_(used.logical_not().view({1, num_blocks, 1, sh.block_size, 1}), kNaN);
-  return kv.to(sh.dtype);
+  return kv.to(sh.cache == at::ScalarType::Undefined ? sh.dtype : sh.cache);
 }
 
 Batch make_batch(const Shape& sh, const std::vector<SeqSpec>& seqs, std::mt19937& rng) {
@@ -147,7 +150,7 @@ at::Tensor reference(const Shape& sh, const Batch& batch, double scale) {
   auto gather = [&](int64_t which) {  // [sum of seq_len, Hkv, D]
     at::Tensor flat =
         batch.kv[which].permute({0, 2, 1, 3}).reshape({cache_rows, sh.num_kv_heads, sh.head_dim});
-    return flat.index_select(0, slots).to(at::kDouble);
+    return flat.index_select(0, slots).to(at::kDouble) * (which == 0 ? sh.k_scale : sh.v_scale);
   };
   const at::Tensor k = gather(0), v = gather(1), q = batch.query.to(at::kDouble);
   at::Tensor ref = at::empty(q.sizes(), q.options());
@@ -187,7 +190,8 @@ void expect_matches_reference(const Shape& sh, const std::vector<SeqSpec>& seqs,
   {
     ThreadCount kernel_threads(pool);
     ops::paged_attention(batch.out, batch.query, batch.kv, batch.query_start_loc, batch.seq_lens,
-                         batch.block_table, scale, batch.max_query_len, batch.max_seq_len);
+                         batch.block_table, scale, batch.max_query_len, batch.max_seq_len,
+                         sh.k_scale, sh.v_scale);
   }
   const at::Tensor out = batch.out.to(at::kDouble);
   ASSERT_EQ(out.isnan().sum().item<int64_t>(), 0) << "NaN leaked into the output";
@@ -234,6 +238,23 @@ INSTANTIATE_TEST_SUITE_P(Kernels, PagedAttentionMixed,
                          [](const ::testing::TestParamInfo<at::ScalarType>& info) {
                            return std::string(c10::toString(info.param));
                          });
+
+// 8-bit caches (E4M3, E5M2) with K and V scales: the kernel reads code value * scale; the
+// reference attends over the same dequantized values. Float and bf16 queries (bf16 prefill
+// tiles would otherwise take the lane kernel).
+TEST(PagedAttentionFp8Cache, MatchesReferenceOverTheDequantizedCache) {
+  for (const at::ScalarType cache : {at::kFloat8_e4m3fn, at::kFloat8_e5m2}) {
+    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      for (const int64_t group : {1, 3}) {
+        SCOPED_TRACE(std::string(c10::toString(cache)) + " " + c10::toString(dtype) + ", gqa " +
+                     std::to_string(group));
+        std::mt19937 rng(static_cast<uint32_t>(group));
+        const Shape sh{dtype, 2, group, 64, 16, true, cache, 0.5, 2.0};
+        expect_matches_reference(sh, mixed_seqs(16, rng), static_cast<uint64_t>(group * 7));
+      }
+    }
+  }
+}
 
 // bf16 prefill tiles of 8 or more query rows run the lane kernel (attention_lanes.h): every head
 // size it takes, with tiles of 1 to 4 lane groups (GQA 1 to 4 times 16 tokens).

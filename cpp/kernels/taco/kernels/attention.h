@@ -1,9 +1,10 @@
 // Paged attention params: one call over a flat batch that mixes prefill chunks and decodes.
 //
-// KV cache layout: see taco/kernels/kv_cache.h. Query token i of sequence b (q_len_b =
-// query_start_loc[b+1] - query_start_loc[b]) sits at position seq_lens[b] - q_len_b + i and
-// attends to the cached positions <= its own (causal); only slots below seq_lens[b] are read, so
-// unused slots may hold anything. GQA: query head h reads kv head h / (num_heads / num_kv_heads).
+// KV cache layout and element types: see taco/kernels/kv_cache.h. Query token i of sequence b
+// (q_len_b = query_start_loc[b+1] - query_start_loc[b]) sits at position seq_lens[b] - q_len_b + i
+// and attends to the cached positions <= its own (causal); only slots below seq_lens[b] are read,
+// so unused slots may hold anything. GQA: query head h reads kv head h / (num_heads /
+// num_kv_heads).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 
 #include "taco/kernels/check.h"
 #include "taco/kernels/dtype.h"
+#include "taco/kernels/kv_cache.h"
 
 namespace taco::kernels {
 
@@ -36,7 +38,10 @@ struct PagedAttentionParams {
   int64_t max_query_len = 0;  // host-side bounds that size the CUDA grid (the CPU kernel plans
   int64_t max_seq_len = 0;    //   from query_start_loc)
   float scale = 1.0f;
-  DType dtype = DType::kBFloat16;
+  DType dtype = DType::kBFloat16;  // query and out; the cache's too unless cache_type says 8-bit
+  KvCacheType cache_type = KvCacheType::kModel;  // 8-bit caches: CPU only
+  float k_scale = 1.0f;                          // 8-bit caches: K = code value * k_scale
+  float v_scale = 1.0f;
   // CUDA tuning knobs for benchmarks and tests; 0 means the library's choice. decode_variant
   // picks a decode-kernel configuration (paged_attention_decode_variant_name), -1 forces the
   // mixed kernel for a decode batch; decode_partition_keys > 0 fixes the keys per split.

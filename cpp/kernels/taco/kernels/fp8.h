@@ -1,13 +1,15 @@
-// FP8 (OCP E4M3, "float8_e4m3fn") weights: 1 sign bit, 4 exponent bits (bias 7), 3 mantissa
-// bits, no infinities, 0x7F / 0xFF NaN; largest finite value 448. A weight W [n, k] is its fp8
-// codes times a float32 scale per row (a per-tensor scale is the same scale on every row):
-// w[r, c] = e4m3(code[r, c]) * scale[r].
+// 8-bit floats: E4M3 ("float8_e4m3fn": 1 sign bit, 4 exponent bits with bias 7, 3 mantissa bits,
+// no infinities, 0x7F / 0xFF NaN, largest finite value 448) for weights and KV caches, and E5M2
+// (the top byte of an IEEE half) for KV caches.
 //
-// Packed layout (fp8_packed_bytes): W's rows in tiles of kFp8TileRows; tile t holds, for each step
-// of 32 columns, the tile's four rows' 32 codes: [ceil(n / 4)][k / 32][4][32] bytes, rows past n
-// zero. The scales stay a separate float32 [n] array.
+// FP8 weights: a weight W [n, k] is its E4M3 codes times a float32 scale per row (a per-tensor
+// scale is the same scale on every row): w[r, c] = e4m3(code[r, c]) * scale[r]. Packed layout
+// (fp8_packed_bytes): W's rows in tiles of kFp8TileRows; tile t holds, for each step of 32
+// columns, the tile's four rows' 32 codes: [ceil(n / 4)][k / 32][4][32] bytes, rows past n zero.
+// The scales stay a separate float32 [n] array.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -39,6 +41,52 @@ inline float fp8_e4m3_value(uint8_t code) {
   }
   return (code & 0x80) ? -v : v;
 }
+
+// The value of an E5M2 code (1 sign, 5 exponent bits with bias 15, 2 mantissa bits: the top byte
+// of an IEEE half, with its infinities and NaNs).
+inline float fp8_e5m2_value(uint8_t code) {
+  const int e = (code >> 2) & 31, m = code & 3;
+  float v;
+  if (e == 31) {
+    const uint32_t bits = m == 0 ? 0x7F800000u : 0x7FC00000u;
+    std::memcpy(&v, &bits, 4);
+  } else if (e == 0) {
+    v = static_cast<float>(m) * (1.0f / 65536.0f);  // subnormal: m / 4 * 2^-14
+  } else {
+    v = static_cast<float>(4 + m) * (1.0f / 4.0f);
+    for (int i = 15; i < e; ++i) v *= 2.0f;
+    for (int i = e; i < 15; ++i) v *= 0.5f;
+  }
+  return (code & 0x80) ? -v : v;
+}
+
+// f rounded to nearest even into an 8-bit float of `mbits` mantissa bits and exponent bias
+// `bias`, saturating at +-max (the largest finite value; NaN becomes nan_code).
+inline uint8_t float_to_fp8(float f, int mbits, int bias, float max, uint8_t nan_code) {
+  if (f != f) return nan_code;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  float a = std::fabs(f);
+  if (a > max) a = max;
+  const int min_exp = 1 - bias;  // exponent of the smallest normal
+  int e;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
+  e -= 1;             // a = 1.x * 2^e
+  if (a == 0.0f || e < min_exp) {
+    // Subnormal: multiples of 2^(min_exp - mbits); a count of 2^mbits is the smallest normal.
+    const int q = static_cast<int>(std::nearbyint(std::ldexp(a, mbits - min_exp)));
+    return static_cast<uint8_t>(sign | q);
+  }
+  int q = static_cast<int>(std::nearbyint(std::ldexp(a, mbits - e))) - (1 << mbits);
+  if (q == (1 << mbits)) {
+    q = 0;
+    e += 1;
+  }
+  return static_cast<uint8_t>(sign | ((e + bias) << mbits) | q);
+}
+
+inline uint8_t fp8_e4m3_from_float(float f) { return float_to_fp8(f, 3, 7, kFp8E4M3Max, 0x7F); }
+constexpr float kFp8E5M2Max = 57344.0f;
+inline uint8_t fp8_e5m2_from_float(float f) { return float_to_fp8(f, 2, 15, kFp8E5M2Max, 0x7E); }
 
 constexpr int64_t fp8_packed_bytes(int64_t n, int64_t k) {
   return (n + kFp8TileRows - 1) / kFp8TileRows * kFp8TileRows * k;

@@ -4,6 +4,11 @@
 // holds K, kv[1] holds V. The token at position p of a sequence lives in block
 // block_table[p / block_size], row p % block_size; a slot id is block * block_size + row. The
 // CPU and CUDA backends use the same layout.
+//
+// The cache holds the model dtype, or (CPU) 8-bit floats: an element is stored as
+// fp8(x / scale) (round to nearest even, saturating at the format's largest value) and read as
+// value * scale, with one scale for K and one for V per layer (1 unless the checkpoint gives
+// them).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +18,12 @@
 #include "taco/kernels/dtype.h"
 
 namespace taco::kernels {
+
+enum class KvCacheType : uint8_t { kModel, kFp8E4M3, kFp8E5M2 };
+
+constexpr int64_t kv_cache_elem_bytes(KvCacheType t, DType model) {
+  return t == KvCacheType::kModel ? dtype_size(model) : 1;
+}
 
 struct WriteKvParams {
   const void* key = nullptr;    // [tokens, num_kv_heads, head_dim] dtype, row stride key_stride
@@ -26,7 +37,10 @@ struct WriteKvParams {
   int64_t num_blocks = 0;
   int64_t key_stride = 0;  // elements between tokens, >= num_kv_heads * head_dim
   int64_t value_stride = 0;
-  DType dtype = DType::kBFloat16;
+  DType dtype = DType::kBFloat16;  // key and value; the cache's too unless cache_type says 8-bit
+  KvCacheType cache_type = KvCacheType::kModel;
+  float k_scale = 1.0f;
+  float v_scale = 1.0f;
 
   std::string check() const {
     using namespace detail;
