@@ -4,12 +4,14 @@ scored given the ones before it in that window, and perplexity = exp(mean negati
 
     python bench/perplexity.py [--model DIR] [--gguf FILE] [--text FILE] [--window 512]
                                [--engines taco-gguf,llamacpp,taco,hf] [--dtype bfloat16]
+                               [--quantization fp8]
                                [--llama-python /path/to/venv/bin/python]
 
 Engines: taco-gguf serves the GGUF file --gguf (weights as stored, activations in --dtype),
 llamacpp the same file through llama-cpp-python; taco (in --dtype) and hf (float32) serve the
-HF directory --model, the reference for what the quantized weights cost. Every engine scores the
-same token ids (the HF tokenizer of --model). The default text is the first part of the "standard
+HF directory --model (taco with --quantization when given, e.g. fp8 at load), the reference for
+what the quantized weights cost. Every engine scores the same token ids (the HF tokenizer of
+--model). The default text is the first part of the "standard
 type hierarchy" chapter of the Python 3.11 reference (PSF license), bench/data/python-types.txt.
 """
 
@@ -47,7 +49,12 @@ def windows(args) -> list[list[int]]:
 def run_taco(args, model: str) -> list[float]:
     from taco_llm import LLM, SamplingParams, TokensPrompt
 
-    llm = LLM(model=model, dtype=args.dtype, max_model_len=args.window + 8)
+    llm = LLM(
+        model=model,
+        dtype=args.dtype,
+        max_model_len=args.window + 8,
+        quantization=args.quantization if model == args.model else None,
+    )
     outs = llm.generate(
         [TokensPrompt(prompt_token_ids=w) for w in windows(args)],
         SamplingParams(max_tokens=1, prompt_logprobs=0),
@@ -101,6 +108,7 @@ def main() -> None:
     ap.add_argument("--text", default=os.path.join(HERE, "data", "python-types.txt"))
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--quantization", default=None, help='engine taco only, e.g. "fp8"')
     ap.add_argument("--engines", default="taco-gguf,llamacpp,taco,hf")
     ap.add_argument("--llama-python", default=os.environ.get("LLAMA_PYTHON", ""))
     ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)

@@ -43,6 +43,8 @@ cudaError_t launch(const WriteKvParams& p, cudaStream_t stream) {
 cudaError_t write_kv_cache(const WriteKvParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
   if (!p.check().empty()) return cudaErrorInvalidValue;
+  // 8-bit caches are built for the CPU kernels only.
+  if (p.cache_type != kernels::KvCacheType::kModel) return cudaErrorInvalidValue;
   return dispatch(p.dtype, [&]<typename T>() {
     constexpr int n = kVec<T>;
     const bool vec = p.head_dim % n == 0 && p.key_stride % n == 0 && p.value_stride % n == 0 &&

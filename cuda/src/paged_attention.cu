@@ -210,6 +210,8 @@ cudaError_t paged_attention(const PagedAttentionParams& p, cudaStream_t stream) 
   if (p.tokens == 0 || p.num_seqs == 0) return cudaSuccess;
   if (!p.check().empty()) return cudaErrorInvalidValue;
   if (!supported(p)) return cudaErrorInvalidValue;
+  // 8-bit caches are built for the CPU kernels only.
+  if (p.cache_type != kernels::KvCacheType::kModel) return cudaErrorInvalidValue;
   int sms = 0;
   if (const cudaError_t err = device_sms(&sms); err != cudaSuccess) return err;
   if (use_decode_path(p)) return paged_attention_decode(p, sms, stream);
