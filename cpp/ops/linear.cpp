@@ -178,6 +178,47 @@ at::Tensor dequantize_rows(const QuantizedRows& q) {
   return ordered;
 }
 
+namespace {
+
+// A 4-bit block type the W4A16 layout holds exactly.
+bool w4_type(kernels::QuantType t) {
+  return t == kernels::QuantType::kQ4_0 || t == kernels::QuantType::kQ4_1 ||
+         t == kernels::QuantType::kQ4_Z;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> w4a16_layout(const QuantizedRows& q) {
+  TORCH_CHECK(w4_type(q.type) && q.rows.dim() == 2 && q.cols % kernels::kQuantBlock == 0 &&
+                  q.rows.size(1) == kernels::quant_row_bytes(q.type, q.cols),
+              "w4a16_layout: rows must be Q4_0, Q4_1 or Q4_Z blocks of ", q.cols, " columns");
+  const int64_t n = q.rows.size(0), nb = q.cols / kernels::kQuantBlock;
+  const int64_t bytes = kernels::quant_block_bytes(q.type);
+  const at::Tensor blk = q.rows.contiguous().view({n, nb, bytes});
+  auto half_at = [&](int64_t off) {
+    return blk.slice(2, off, off + 2).contiguous().view(at::kHalf).view({n, nb});
+  };
+  const int64_t qs_off = bytes - 16;  // the 16 code bytes end every 4-bit block
+  const at::Tensor qs = blk.slice(2, qs_off, bytes);
+  // Stored: byte j holds column j (low nibble) and j + 16 (high). Wanted: column 2j low, 2j + 1
+  // high.
+  const at::Tensor cols = at::cat({at::bitwise_and(qs, 15), at::bitwise_right_shift(qs, 4)}, 2);
+  const at::Tensor codes =
+      at::bitwise_or(cols.slice(2, 0, 32, 2), at::bitwise_left_shift(cols.slice(2, 1, 32, 2), 4))
+          .reshape({n, q.cols / 2});
+  const at::Tensor d = half_at(0);
+  at::Tensor m = at::zeros({n, nb}, at::kHalf), z;
+  if (q.type == kernels::QuantType::kQ4_0) {
+    z = at::full({n, nb}, 8, at::kByte);
+  } else if (q.type == kernels::QuantType::kQ4_1) {
+    m = half_at(2);
+    z = at::zeros({n, nb}, at::kByte);
+  } else {
+    z = half_at(2).to(at::kByte);
+  }
+  return {codes, d, m, z};
+}
+
 LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
                                          at::ScalarType dtype, const at::Device& device) {
   TORCH_CHECK(!parts.empty(), "prepare_quant_linear_weight: no parts");
@@ -192,6 +233,31 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
     tiled &= i + 1 == parts.size() || parts[i].rows.size(0) % kernels::kQuantTileRows == 0;
     const at::Tensor& p = parts[i].in_perm;
     tiled &= p.defined() == perm.defined() && (!p.defined() || at::equal(p, perm));
+  }
+  bool w4 = device.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
+            in % kernels::kQuantBlock == 0;
+  for (const QuantizedRows& q : parts) {
+    w4 &= w4_type(q.type) && q.in_perm.defined() == perm.defined() &&
+          (!perm.defined() || at::equal(q.in_perm, perm));
+  }
+  if (w4) {
+    std::vector<std::vector<at::Tensor>> fields(4);
+    for (const QuantizedRows& q : parts) {
+      const std::vector<at::Tensor> f = w4a16_layout(q);
+      for (size_t i = 0; i < 4; ++i) fields[i].push_back(f[i]);
+    }
+    auto stacked = [&](size_t i) {
+      return (fields[i].size() == 1 ? fields[i][0] : at::cat(fields[i], 0)).contiguous().to(device);
+    };
+    LinearWeight lw;
+    lw.w4_codes = stacked(0);
+    lw.w4_d = stacked(1);
+    lw.w4_m = stacked(2);
+    lw.w4_z = stacked(3);
+    lw.out_features = lw.w4_codes.size(0);
+    lw.in_features = in;
+    if (perm.defined()) lw.in_perm = perm.to(device);
+    return lw;
   }
   if (!device.is_cpu() || !tiled) {
     std::vector<at::Tensor> ws;
@@ -257,6 +323,12 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
   TORCH_CHECK(x.dim() == 2 && x.size(1) == w.in_features, "linear: x must be [T, ", w.in_features,
               "], got ", x.sizes());
 #if TACO_WITH_CUDA
+  if (x.is_cuda() && w.w4_codes.defined()) {
+    at::Tensor y = cuda_impl::w4a16_linear(w.in_perm.defined() ? x.index_select(1, w.in_perm) : x,
+                                           w.w4_codes, w.w4_d, w.w4_m, w.w4_z, w.out_features);
+    if (bias.defined()) y.add_(bias);
+    return float_out ? y.to(at::kFloat) : y;
+  }
   if (x.is_cuda()) {
     TORCH_CHECK(w.plain.defined() && w.plain.device() == x.device() &&
                     (!bias.defined() || bias.device() == x.device()),

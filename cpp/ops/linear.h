@@ -13,7 +13,9 @@
 // A block-quantized weight (taco/kernels/quant.h) stays quantized on the CPU, packed once by
 // cpu::pack_quant_weight, and runs cpu::quant_linear below 32 rows (from there the weight is
 // widened to bf16 for the call and oneDNN's GEMM runs). An FP8 (E4M3) weight with per-row scales
-// does the same with cpu::fp8_linear. On CUDA both are dequantized at load into the plain weight.
+// does the same with cpu::fp8_linear. On CUDA a weight of 4-bit blocks (Q4_0, Q4_1, AWQ / GPTQ
+// 4-bit) in a bf16 / fp16 model becomes a W4A16 weight (cuda/include/taco/cuda/w4a16.h); other
+// quantized weights are dequantized at load into the plain weight.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -36,6 +38,11 @@ struct LinearWeight {
   at::Tensor in_perm;    // int64 [in]: quant's columns are x's columns in this order, or undefined
   at::Tensor fp8;        // uint8, cpu::pack_fp8_weight's layout of E4M3 codes, or undefined
   at::Tensor fp8_scale;  // float32 [out]: fp8's per-row scales
+  // CUDA: a 4-bit weight in the W4A16 layout (taco/kernels/w4a16.h), or undefined.
+  at::Tensor w4_codes;  // uint8 [out, in / 2]
+  at::Tensor w4_d;      // float16 [out, in / 32]
+  at::Tensor w4_m;      // float16 [out, in / 32]
+  at::Tensor w4_z;      // uint8 [out, in / 32]
   int64_t out_features = 0;
   int64_t in_features = 0;
 };
@@ -58,12 +65,17 @@ struct QuantizedRows {
 // Block-quantized parts stacked by rows into one weight [sum(n), in] (q, k, v; gate, up), each
 // part in its own type. On the CPU the parts are packed into one layout they all fit
 // (quant_common_layout) when every part but the last fills whole row tiles and all share one
-// column order; otherwise, and on CUDA, the weight is dequantized to dtype (plain).
+// column order. On CUDA, 4-bit parts sharing one column order in a bf16 / fp16 model become a
+// W4A16 weight. Otherwise the weight is dequantized to dtype (plain).
 LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts, int64_t in,
                                          at::ScalarType dtype, const at::Device& device);
 
 // q's values: float32 [q.rows.size(0), q.cols], columns in the weight's order.
 at::Tensor dequantize_rows(const QuantizedRows& q);
+
+// Q4_0 / Q4_1 / Q4_Z rows in the W4A16 layout (taco/kernels/w4a16.h), on the CPU: codes uint8
+// [n, k / 2], d and m float16 [n, k / 32], z uint8 [n, k / 32]; columns in the stored order.
+std::vector<at::Tensor> w4a16_layout(const QuantizedRows& q);
 
 // An FP8 weight [n, k]: E4M3 codes and a scale per row (a per-tensor scale repeated).
 struct Fp8Rows {

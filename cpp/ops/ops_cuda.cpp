@@ -17,6 +17,7 @@
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
+#include "taco/cuda/w4a16.h"
 
 namespace taco::ops::cuda_impl {
 namespace {
@@ -74,6 +75,38 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     }
   }
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+}
+
+at::Tensor w4a16_linear(const at::Tensor& x_in, const at::Tensor& codes, const at::Tensor& d,
+                        const at::Tensor& m, const at::Tensor& z, int64_t n) {
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  at::Tensor x = x_in;
+  // The kernel reads x in 16-byte packs (k is a multiple of 32).
+  if (x.stride(1) != 1 || x.stride(0) % 8 != 0 ||
+      reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) {
+    x = x.clone(at::MemoryFormat::Contiguous);
+  }
+  cuda::W4A16Params p;
+  p.x = x.data_ptr();
+  p.codes = codes.data_ptr<uint8_t>();
+  p.d = reinterpret_cast<const uint16_t*>(d.data_ptr());
+  p.mofs = reinterpret_cast<const uint16_t*>(m.data_ptr());
+  p.z = z.data_ptr<uint8_t>();
+  p.m = x.size(0);
+  p.n = n;
+  p.k = codes.size(1) * 2;
+  p.x_stride = x.stride(0);
+  p.dtype = kernel_dtype(x, "w4a16_linear");
+  if (p.m > cuda::kW4GemvMaxRows) {
+    at::Tensor dense = at::empty({n, p.k}, x.options());
+    check(cuda::w4a16_dequantize(p, dense.data_ptr(), stream_of(x)), "w4a16_linear");
+    return linear(x_in, dense, at::Tensor());
+  }
+  at::Tensor out = at::empty({p.m, n}, x.options());
+  p.out = out.data_ptr();
+  p.out_stride = out.stride(0);
+  check(cuda::w4a16_gemv(p, stream_of(x)), "w4a16_linear");
+  return out;
 }
 
 namespace {

@@ -24,6 +24,12 @@ namespace taco::ops::cuda_impl {
 // TACO_GEMM=cublas sends everything to cuBLAS (for comparisons).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
+// y = x W^T for a W4A16 weight (taco/kernels/w4a16.h: codes, d, m, z on x's device; x bf16 or
+// fp16): the GEMV kernel up to kW4GemvMaxRows rows, else the weight widened into a dense buffer
+// for linear() above.
+at::Tensor w4a16_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& d,
+                        const at::Tensor& m, const at::Tensor& z, int64_t n);
+
 // Launchers for params that ops.cpp filled and checked: each runs on the current stream of
 // `device` and turns the kernel's cudaError_t into a torch error naming the op.
 void rms_norm(const kernels::RmsNormParams& p, const at::Device& device);

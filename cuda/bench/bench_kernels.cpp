@@ -5,7 +5,8 @@
 // Decode attention runs at batch 64 x 2048 and 8192 context and batch 1 x 32768 (Llama-3-8B heads:
 // 32 q, 8 kv, head_dim 128, bf16, block 16), sweeping the decode-kernel variants and split sizes
 // (default first, the old mixed kernel last); its bytes are the K/V it must read plus queries and
-// outputs. Sampling runs at batch 64 x SmolLM2's vocab and 256 x Llama-3's.
+// outputs. Sampling runs at batch 64 x SmolLM2's vocab and 256 x Llama-3's. W4A16 GEMV runs at
+// batch 1, 4 and 8 beside the dense bf16 GEMM of the same weight.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -20,10 +21,12 @@
 #include "sample_buffers.h"
 #include "taco/cuda/activation.h"
 #include "taco/cuda/attention.h"
+#include "taco/cuda/gemm.h"
 #include "taco/cuda/kv_cache.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
 #include "taco/cuda/sampling.h"
+#include "taco/cuda/w4a16.h"
 
 namespace taco::cuda::testing {
 namespace {
@@ -203,6 +206,62 @@ void bench_activation() {
          static_cast<double>((x.size() + out.size()) * sizeof(bf16)));
 }
 
+// W4A16 GEMV at decode batch sizes on a Llama-3-8B projection (n 14336, k 4096): its bytes are the
+// 4-bit weight with its per-32 scales, offsets and zero points, x and out; the dense bf16 GEMM
+// (gemm.h) over the same weight widened, next to it, reads four times the weight bytes.
+void bench_w4a16() {
+  const int64_t n = 14336, k = 4096;
+  DeviceBuffer<uint8_t> codes(n * k / 2), z(n * k / 32);
+  DeviceBuffer<uint16_t> d(n * k / 32), m(n * k / 32);
+  fill_random(reinterpret_cast<bf16*>(codes.get()), codes.size() / 2, 14);
+  check(cudaMemset(z.get(), 8, z.size()), "fill");
+  check(cudaMemset(m.get(), 0, m.size() * 2), "fill");
+  {
+    const std::vector<__half> scale(d.size(), __float2half_rn(0.01f));
+    check(cudaMemcpy(d.get(), scale.data(), d.size() * 2, cudaMemcpyHostToDevice), "fill");
+  }
+  DeviceBuffer<bf16> dense(n * k);
+  W4A16Params p;
+  p.codes = codes.get();
+  p.d = d.get();
+  p.mofs = m.get();
+  p.z = z.get();
+  p.n = n;
+  p.k = k;
+  p.x_stride = k;
+  p.out_stride = n;
+  p.dtype = DType::kBFloat16;
+  check(w4a16_dequantize(p, dense.get(), nullptr), "dequantize");
+  const double weight_bytes = static_cast<double>(codes.size() + z.size() + 4 * d.size());
+  for (const int64_t rows : {1, 4, 8}) {
+    DeviceBuffer<bf16> x(rows * k), out(rows * n);
+    fill_random(x.get(), x.size(), 15);
+    p.x = x.get();
+    p.out = out.get();
+    p.m = rows;
+    const double io = static_cast<double>((x.size() + out.size()) * sizeof(bf16));
+    const std::string shape = "m" + std::to_string(rows) + " n14336 k4096 bf16";
+    report("w4a16_gemv", shape, time_ms([&] { return w4a16_gemv(p, nullptr); }), weight_bytes + io);
+    GemmParams g;
+    g.out = out.get();
+    g.x = x.get();
+    g.w = dense.get();
+    g.bias = nullptr;
+    g.workspace = nullptr;
+    g.m = rows;
+    g.n = n;
+    g.k = k;
+    g.out_stride = n;
+    g.x_stride = k;
+    g.w_stride = k;
+    g.dtype = DType::kBFloat16;
+    if (gemm_supported(g)) {
+      report("gemm_bf16_dense", shape, time_ms([&] { return gemm(g, nullptr); }),
+             static_cast<double>(dense.size() * sizeof(bf16)) + io);
+    }
+  }
+}
+
 // Sampling over rows x vocab float32 logits, every row with the same settings; its bytes are the
 // logits read once, so pct_of_copy near 100% / (passes over the row) is the kernel's ceiling.
 void bench_sampling(int64_t rows, int64_t vocab) {
@@ -241,6 +300,7 @@ int main() {
     bench_norms();
     bench_rotary_and_cache();
     bench_activation();
+    bench_w4a16();
     bench_sampling(64, 49152);    // SmolLM2's vocab at batch 64
     bench_sampling(256, 128256);  // Llama-3's vocab at batch 256
   } catch (const std::exception& e) {

@@ -256,3 +256,45 @@ def test_device_sampling_agrees_with_the_cpu_sampler(smol_model_dir, prompts):
             for tok, lp in step_c.items():
                 assert step_g[tok].rank == lp.rank
                 assert abs(step_g[tok].logprob - lp.logprob) < 2e-3
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@needs_gpu
+def test_gguf_4bit_weights_on_gpu_close_to_fp32(smol_model_dir, prompts, hf_fp32, dtype):
+    # The default GGUF's Q4_1 projections run the W4A16 kernels (GEMV for the 4-row decodes, the
+    # widened weight for prefill); the HF directory holds the same weights dequantized.
+    from taco_llm.default_model import default_gguf
+
+    llm = LLM(model=default_gguf(), device="cuda", dtype=dtype, seed=0)
+    try:
+        got = engine_greedy(llm, prompts, 4)
+    finally:
+        del llm
+        _release()
+    for (ids, lps), (want_ids, want_lps) in zip(got, hf_fp32):
+        assert ids[:2] == want_ids[:2]
+        assert abs(lps[0] - want_lps[0]) < 0.1
+
+
+@needs_gpu
+def test_awq_checkpoint_on_gpu_close_to_hf(smol_model_dir, prompts, tmp_path):
+    from group_quant_models import save_quantized
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smol_model_dir, dtype=torch.float32).eval()
+    path = str(tmp_path / "awq")
+    save_quantized(path, model, method="awq", group_size=64)  # model now holds the dequantized
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = model.cuda()
+    want = [hf_greedy_full(model, p, 4) for p in prompts]
+    del model
+    _release()
+    llm = LLM(model=path, device="cuda", dtype="float16", seed=0, skip_tokenizer_init=True)
+    try:
+        got = engine_greedy(llm, prompts, 4)
+    finally:
+        del llm
+        _release()
+    for (ids, lps), (want_ids, want_lps) in zip(got, want):
+        assert ids[:2] == want_ids[:2]
+        assert abs(lps[0] - want_lps[0]) < 0.1
