@@ -29,27 +29,19 @@ void write_kv_cache_impl(const WriteKvParams& p) {
   const int64_t row = p.head_dim;
   const int64_t head_stride = p.block_size * row;
   const int64_t block_stride = p.num_kv_heads * head_stride;
-  if (p.cache_type != kernels::KvCacheType::kModel) {
-    auto* k8 = static_cast<uint8_t*>(p.kv);
-    uint8_t* v8 = k8 + p.num_blocks * block_stride;
-    parallel_for(0, p.tokens, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t slot = p.slot_mapping[t];
-        if (slot < 0) continue;
-        const int64_t base = (slot / p.block_size) * block_stride + (slot % p.block_size) * row;
-        const T* k = static_cast<const T*>(p.key) + t * p.key_stride;
-        const T* v = static_cast<const T*>(p.value) + t * p.value_stride;
-        for (int64_t h = 0; h < p.num_kv_heads; ++h) {
-          float_to_fp8(p.cache_type, k + h * row, k8 + base + h * head_stride, row, p.k_scale);
-          float_to_fp8(p.cache_type, v + h * row, v8 + base + h * head_stride, row, p.v_scale);
-        }
-      }
-    });
-    return;
-  }
-  T* k_cache = static_cast<T*>(p.kv);
-  T* v_cache = k_cache + p.num_blocks * block_stride;
-  parallel_for(0, p.tokens, 64, [&](int64_t begin, int64_t end) {
+  const bool fp8 = p.cache_type != kernels::KvCacheType::kModel;
+  const int64_t elem = fp8 ? 1 : static_cast<int64_t>(sizeof(T));  // bytes per cached value
+  auto* k_cache = static_cast<uint8_t*>(p.kv);
+  uint8_t* v_cache = k_cache + p.num_blocks * block_stride * elem;
+  // One head's row: copied, or rounded to the 8-bit format.
+  auto put = [&](const T* src, uint8_t* dst, float scale) {
+    if (fp8) {
+      float_to_fp8(p.cache_type, src, dst, row, scale);
+    } else {
+      std::memcpy(dst, src, row * sizeof(T));
+    }
+  };
+  parallel_for(0, p.tokens, fp8 ? 16 : 64, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t slot = p.slot_mapping[t];
       if (slot < 0) continue;
@@ -57,8 +49,8 @@ void write_kv_cache_impl(const WriteKvParams& p) {
       const T* k = static_cast<const T*>(p.key) + t * p.key_stride;
       const T* v = static_cast<const T*>(p.value) + t * p.value_stride;
       for (int64_t h = 0; h < p.num_kv_heads; ++h) {
-        std::memcpy(k_cache + base + h * head_stride, k + h * row, row * sizeof(T));
-        std::memcpy(v_cache + base + h * head_stride, v + h * row, row * sizeof(T));
+        put(k + h * row, k_cache + (base + h * head_stride) * elem, p.k_scale);
+        put(v + h * row, v_cache + (base + h * head_stride) * elem, p.v_scale);
       }
     }
   });

@@ -76,14 +76,17 @@ int64_t quant_dense_rows() {
   return rows;
 }
 
-// x [T, in] float32 or bfloat16 (anything else computed in float32) against a packed quantized
-// weight.
-at::Tensor quant_linear(const at::Tensor& x_in, const LinearWeight& w, bool float_out) {
+// x [T, in] float32 or bfloat16 (anything else computed in float32) against a weight kept
+// compressed on the CPU (block-quantized or FP8). From quant_dense_rows() bf16 rows, widen(dense)
+// writes the weight into a bf16 buffer for oneDNN's GEMM; below, kernel(p) runs with p's x and
+// output fields filled (its weight fields set by the caller).
+template <typename Params, typename Widen, typename Kernel>
+at::Tensor compressed_linear(const at::Tensor& x_in, const LinearWeight& w, bool float_out,
+                             Params p, const Widen& widen, const Kernel& kernel) {
   if (x_in.scalar_type() == at::kBFloat16 && x_in.size(0) >= quant_dense_rows() &&
       packing_enabled()) {
     at::Tensor dense = at::empty({w.out_features, w.in_features}, x_in.options());
-    cpu::unpack_quant_weight(w.quant_type, w.quant.data_ptr(), dense.data_ptr(), true,
-                             w.out_features, w.in_features);
+    widen(dense.data_ptr());
     at::Tensor y = at::linear(x_in, dense);
     return float_out ? y.to(at::kFloat) : y;
   }
@@ -91,50 +94,43 @@ at::Tensor quant_linear(const at::Tensor& x_in, const LinearWeight& w, bool floa
   at::Tensor x = keep ? x_in : x_in.to(at::kFloat);
   if (x.stride(1) != 1) x = x.contiguous();
   at::Tensor out = at::empty({x.size(0), w.out_features}, x.options());
-  kernels::QuantLinearParams p;
   p.out = out.data_ptr();
   p.x = x.data_ptr();
-  p.w = w.quant.data_ptr();
   p.m = x.size(0);
   p.n = w.out_features;
   p.k = w.in_features;
   p.x_stride = x.stride(0);
   p.out_stride = out.stride(0);
-  p.wtype = w.quant_type;
   p.dtype = keep ? kernels::DType::kBFloat16 : kernels::DType::kFloat32;
-  cpu::quant_linear(p);
+  kernel(p);
   if (float_out || x_in.scalar_type() == at::kFloat) return out;
   return out.to(x_in.scalar_type());
 }
 
-// x [T, in] float32 or bfloat16 (anything else computed in float32) against a packed FP8 weight.
-at::Tensor fp8_linear(const at::Tensor& x_in, const LinearWeight& w, bool float_out) {
-  if (x_in.scalar_type() == at::kBFloat16 && x_in.size(0) >= quant_dense_rows() &&
-      packing_enabled()) {
-    at::Tensor dense = at::empty({w.out_features, w.in_features}, x_in.options());
-    cpu::unpack_fp8_weight(w.fp8.data_ptr(), w.fp8_scale.data_ptr<float>(), dense.data_ptr(), true,
-                           w.out_features, w.in_features);
-    at::Tensor y = at::linear(x_in, dense);
-    return float_out ? y.to(at::kFloat) : y;
-  }
-  const bool keep = x_in.scalar_type() == at::kBFloat16 && !float_out;
-  at::Tensor x = keep ? x_in : x_in.to(at::kFloat);
-  if (x.stride(1) != 1) x = x.contiguous();
-  at::Tensor out = at::empty({x.size(0), w.out_features}, x.options());
+at::Tensor quant_linear(const at::Tensor& x, const LinearWeight& w, bool float_out) {
+  kernels::QuantLinearParams p;
+  p.w = w.quant.data_ptr();
+  p.wtype = w.quant_type;
+  return compressed_linear(
+      x, w, float_out, p,
+      [&](void* dense) {
+        cpu::unpack_quant_weight(w.quant_type, w.quant.data_ptr(), dense, true, w.out_features,
+                                 w.in_features);
+      },
+      [](const kernels::QuantLinearParams& q) { cpu::quant_linear(q); });
+}
+
+at::Tensor fp8_linear(const at::Tensor& x, const LinearWeight& w, bool float_out) {
   kernels::Fp8LinearParams p;
-  p.out = out.data_ptr();
-  p.x = x.data_ptr();
   p.w = w.fp8.data_ptr();
   p.scale = w.fp8_scale.data_ptr<float>();
-  p.m = x.size(0);
-  p.n = w.out_features;
-  p.k = w.in_features;
-  p.x_stride = x.stride(0);
-  p.out_stride = out.stride(0);
-  p.dtype = keep ? kernels::DType::kBFloat16 : kernels::DType::kFloat32;
-  cpu::fp8_linear(p);
-  if (float_out || x_in.scalar_type() == at::kFloat) return out;
-  return out.to(x_in.scalar_type());
+  return compressed_linear(
+      x, w, float_out, p,
+      [&](void* dense) {
+        cpu::unpack_fp8_weight(w.fp8.data_ptr(), w.fp8_scale.data_ptr<float>(), dense, true,
+                               w.out_features, w.in_features);
+      },
+      [](const kernels::Fp8LinearParams& q) { cpu::fp8_linear(q); });
 }
 
 // The weight as given, no packed forms.

@@ -56,35 +56,38 @@ TEST_P(WriteKvCache, ValuesLandAtTheirSlotsAndNegativeSlotsAreSkipped) {
 }
 
 // 8-bit caches store x / scale rounded to nearest even and saturated at the format's largest
-// value: the codes torch's conversion gives for the clamped quotient, subnormals and ties
-// included.
+// value: the codes torch's conversion gives for the clamped quotient, over thousands of values
+// from subnormal to past the largest, exact ties, zeros of both signs and rows long enough for the
+// vector path.
 TEST(WriteKvCacheFp8, CodesMatchTorchsConversion) {
   at::manual_seed(5);
-  const int64_t tokens = 5;
+  const int64_t tokens = 100, heads = 2, dim = 72, bs = 16, blocks = 8;
   for (const auto& [cache, max] :
        {std::pair{at::kFloat8_e4m3fn, 448.0}, std::pair{at::kFloat8_e5m2, 57344.0}}) {
     for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
       SCOPED_TRACE(std::string(c10::toString(cache)) + " from " + c10::toString(dtype));
-      // Magnitudes from subnormal to past the largest value, and exact ties.
-      at::Tensor key = (at::randn({tokens, kKvHeads, kHeadDim}) *
-                        at::pow(2.0, at::randint(-20, 18, {tokens, kKvHeads, kHeadDim})))
+      at::Tensor key = (at::randn({tokens, heads, dim}) *
+                        at::pow(2.0, at::randint(-24, 18, {tokens, heads, dim})))
                            .to(dtype);
-      key[0][0] = at::arange(kHeadDim, at::kFloat).mul(0.0625).add(1.03125).to(dtype);  // ties
-      at::Tensor value = at::randn({tokens, kKvHeads, kHeadDim}).mul(1000).to(dtype);
+      // Ties between neighbouring codes (1 + (2j + 1) / 16: halfway for 3 mantissa bits) and
+      // signed zeros.
+      key[0][0] = at::arange(dim, at::kFloat).mul(0.125).add(1.0625).to(dtype);
+      key[1][1].fill_(-0.0);
+      at::Tensor value = at::randn({tokens, heads, dim}).mul(1000).to(dtype);
       const double k_scale = 0.25, v_scale = 3.0;
-      at::Tensor kv = at::zeros({2, kBlocks, kKvHeads, kBlockSize, kHeadDim}, cache);
-      const std::vector<int64_t> slots = {3, 9, -1, 0, 22};
+      at::Tensor kv = at::zeros({2, blocks, heads, bs, dim}, cache);
+      std::vector<int64_t> slots(tokens);
+      for (int64_t t = 0; t < tokens; ++t) slots[t] = t % 9 == 4 ? -1 : (t * 37) % (blocks * bs);
       ops::write_kv_cache(key, value, kv, at::tensor(slots, at::kLong), k_scale, v_scale);
       auto expect = [&](const at::Tensor& x, double scale) {
-        return (x.to(at::kFloat) / scale).clamp(-max, max).to(cache);
+        return (x.to(at::kFloat) / scale).clamp(-max, max).to(cache).view(at::kByte);
       };
       for (int64_t t = 0; t < tokens; ++t) {
         if (slots[t] < 0) continue;
-        EXPECT_TRUE(at::equal(slot_view(kv, 0, slots[t]).view(at::kByte),
-                              expect(key[t], k_scale).view(at::kByte)))
+        const int64_t b = slots[t] / bs, r = slots[t] % bs;
+        EXPECT_TRUE(at::equal(kv[0][b].select(1, r).view(at::kByte), expect(key[t], k_scale)))
             << "K of token " << t;
-        EXPECT_TRUE(at::equal(slot_view(kv, 1, slots[t]).view(at::kByte),
-                              expect(value[t], v_scale).view(at::kByte)))
+        EXPECT_TRUE(at::equal(kv[1][b].select(1, r).view(at::kByte), expect(value[t], v_scale)))
             << "V of token " << t;
       }
     }
