@@ -19,6 +19,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -109,17 +110,52 @@ void load_queries(const PagedAttentionParams& p, const WorkItem& w, int64_t grou
   std::fill(s.sum.begin(), s.sum.begin() + rows, 0.0f);
 }
 
-// The item's rows in groups of kLaneRows through the lane kernel (bf16 caches).
-void run_item_lanes(const PagedAttentionParams& p, const WorkItem& w, int64_t first_pos) {
+// The keys of the item's (sequence, kv head) for the lane kernel: the bf16 cache itself, or for
+// an 8-bit cache the blocks the item reads widened into bf16 scratch (value * scale rounded to
+// bf16, as a bf16 cache holds them; rows past the last key zero).
+LaneKeys lane_keys(const PagedAttentionParams& p, const WorkItem& w, int64_t last_pos) {
+  const int64_t d = p.head_dim;
+  const int64_t head_elems = p.block_size * d;
+  const int64_t block_elems = p.num_kv_heads * head_elems;
+  const int32_t* table = p.block_table + w.seq * p.max_blocks_per_seq;
+  if (p.cache_type == kernels::KvCacheType::kModel) {
+    const auto* k_cache = static_cast<const bf16*>(p.kv);
+    return {k_cache + w.kv_head * head_elems,
+            k_cache + p.num_blocks * block_elems + w.kv_head * head_elems, table, block_elems,
+            p.block_size};
+  }
+  thread_local std::vector<bf16> k, v;
+  thread_local std::vector<float> row;
+  thread_local std::vector<int32_t> order;
+  const int64_t blocks = last_pos / p.block_size + 1;
+  k.resize(blocks * head_elems);
+  v.resize(blocks * head_elems);
+  row.resize(head_elems);
+  order.resize(blocks);
+  const auto* k8 = static_cast<const uint8_t*>(p.kv);
+  const uint8_t* v8 = k8 + p.num_blocks * block_elems;
+  for (int64_t b = 0; b < blocks; ++b) {
+    order[b] = static_cast<int32_t>(b);
+    const int64_t keys = std::min(p.block_size, last_pos - b * p.block_size + 1);
+    const int64_t offset = table[b] * block_elems + w.kv_head * head_elems;
+    for (auto [src, dst, scale] :
+         {std::tuple{k8, k.data(), p.k_scale}, {v8, v.data(), p.v_scale}}) {
+      fp8_to_float(p.cache_type, src + offset, row.data(), keys * d, scale);
+      bf16* out = dst + b * head_elems;
+      for (int64_t i = 0; i < keys * d; ++i) out[i] = bf16(row[i]);
+      std::fill(out + keys * d, out + head_elems, bf16(0.0f));
+    }
+  }
+  return {k.data(), v.data(), order.data(), head_elems, p.block_size};
+}
+
+// The item's rows in groups of kLaneRows through the lane kernel (bf16 queries).
+void run_item_lanes(const PagedAttentionParams& p, const WorkItem& w, int64_t first_pos,
+                    int64_t last_pos) {
   const int64_t d = p.head_dim;
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t rows = group * (w.q_end - w.q_begin);
-  const int64_t head_elems = p.block_size * d;
-  const auto* k_cache = static_cast<const bf16*>(p.kv);
-  const int64_t block_elems = p.num_kv_heads * head_elems;
-  const LaneKeys keys{k_cache + w.kv_head * head_elems,
-                      k_cache + p.num_blocks * block_elems + w.kv_head * head_elems,
-                      p.block_table + w.seq * p.max_blocks_per_seq, block_elems, p.block_size};
+  const LaneKeys keys = lane_keys(p, w, last_pos);
   const bf16* q_ptr[kLaneRows];
   bf16* out_ptr[kLaneRows];
   int64_t pos[kLaneRows];
@@ -148,8 +184,8 @@ void run_item(const PagedAttentionParams& p, const WorkItem& w, Scratch& s) {
   const int64_t last_pos = first_pos + (w.q_end - w.q_begin) - 1;
   const bool fp8 = p.cache_type != kernels::KvCacheType::kModel;
   if constexpr (std::is_same_v<T, bf16>) {
-    if (!fp8 && rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
-      return run_item_lanes(p, w, first_pos);
+    if (rows >= kLaneMinRows && attention_lanes_supported(d, p.block_size)) {
+      return run_item_lanes(p, w, first_pos, last_pos);
     }
   }
   s.resize(rows, p.block_size, d);
