@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   const std::string only = argc > 2 ? argv[2] : "bf16,q8,q4,fp8";
   std::printf("level %s, m = %lld\n", cpu::active_isa().c_str(), static_cast<long long>(m));
   std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
   struct Layer {
     Shape s;
     std::vector<uint16_t> bf16;  // packed for the skinny kernel
@@ -67,7 +68,8 @@ int main(int argc, char** argv) {
       cpu::pack_quant_weight(kernels::QuantType::kQ4_1, kernels::QuantType::kQ4_0, q4.data(),
                              l.q4.data(), s.n, s.k);
       std::vector<uint8_t> f8(s.n * s.k);
-      for (auto& b : f8) b = static_cast<uint8_t>(rng() & 0x77);  // finite codes
+      // Gaussian weights at a per-tensor scale (max |w| about 5 -> 448), as FP8 checkpoints hold.
+      for (auto& b : f8) b = kernels::fp8_e4m3_from_float(normal(rng) * 448.0f / 5.0f);
       l.fp8.resize(kernels::fp8_packed_bytes(s.n, s.k));
       cpu::pack_fp8_weight(f8.data(), l.fp8.data(), s.n, s.k);
       layers.push_back(std::move(l));
