@@ -49,6 +49,8 @@ enum class LogprobsMode : uint8_t {
     "one of 'auto', 'cpu', 'cuda'")                                                             \
   X(std::string, kv_cache_dtype, "auto", one_of(v, {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}),    \
     "one of 'auto' (the model dtype), 'fp8' (= 'fp8_e4m3'), 'fp8_e4m3', 'fp8_e5m2'")            \
+  X(std::string, quantization_param_path, "", true,                                             \
+    "a JSON file of KV cache scaling factors, or empty")                                        \
   X(uint64_t, seed, 0, true, "an integer")                                                      \
   /* KV cache and scheduling. */                                                                \
   X(int32_t, block_size, 16, v > 0, "a positive number of tokens")                              \

@@ -8,6 +8,7 @@
 #include "model/fp8_checkpoint.h"
 #include "model/gguf_checkpoint.h"
 #include "model/group_quant.h"
+#include "model/kv_scales.h"
 #include "model/llama.h"
 #include "model/memory_profile.h"
 #include "model/model_config.h"
@@ -142,6 +143,11 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
     weights = std::make_unique<WeightStore>(WeightStore::open_dir(opts.model));
   }
   auto model = std::make_unique<LlamaModel>(config, *weights, dtype, opts.max_model_len, device);
+  // vLLM applies the file's scales to 8-bit caches only (and warns otherwise).
+  if (!opts.quantization_param_path.empty() && opts.kv_cache_dtype != "auto") {
+    model->set_kv_cache_scales(
+        read_kv_cache_scales(opts.quantization_param_path, config.num_layers));
+  }
   if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model, initial_free);
   auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);
   if (info != nullptr) {

@@ -140,6 +140,16 @@ LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::Scal
   rope_cache_ = build_rope_cache(c.rope, D, max_positions).to(device);
 }
 
+void LlamaModel::set_kv_cache_scales(const std::vector<double>& scales) {
+  if (scales.size() != layers_.size()) {
+    throw std::invalid_argument("KV cache scales: " + std::to_string(scales.size()) +
+                                " given for " + std::to_string(layers_.size()) + " layers");
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    layers_[l].attn.k_scale = layers_[l].attn.v_scale = scales[l];
+  }
+}
+
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetadata& md,
                                std::vector<at::Tensor>& kv_caches) const {
   // residual carries the running sum of the stream; hidden is the normalized input of each block.

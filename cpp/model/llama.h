@@ -31,6 +31,10 @@ class LlamaModel {
   // hidden [N, H] -> logits [N, V] float32 (the projection runs in the model dtype, as HF's).
   at::Tensor compute_logits(const at::Tensor& hidden) const;
 
+  // 8-bit KV caches: layer l stores K / scales[l] and V / scales[l] (quantization_param_path),
+  // replacing the checkpoint's scales. One scale per layer.
+  void set_kv_cache_scales(const std::vector<double>& scales);
+
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
   const at::Device& device() const { return device_; }

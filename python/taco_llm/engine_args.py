@@ -8,6 +8,7 @@ is never silently given something else than what they asked for."""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -73,7 +74,6 @@ _NOT_BUILT: dict[str, Any] = {
     "code_revision": None,
     "tokenizer_revision": None,
     "cpu_offload_gb": 0,
-    "quantization_param_path": None,
     "rope_scaling": None,
     "rope_theta": None,
     "enable_lora": False,
@@ -304,6 +304,19 @@ class EngineArgs:
                 "preemption_mode must be None, 'recompute' or 'swap', "
                 f"got {self.preemption_mode!r}."
             )
+        if self.quantization_param_path is not None:
+            path = self.quantization_param_path
+            if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+                raise ValueError(
+                    "quantization_param_path must be a JSON file of KV cache scaling factors, "
+                    f"got {path!r}."
+                )
+            if self.kv_cache_dtype == "auto":
+                warnings.warn(
+                    "quantization_param_path gives KV cache scaling factors, but kv_cache_dtype "
+                    "is 'auto': they are not used.",
+                    stacklevel=3,
+                )
         if self.kv_cache_dtype not in _KV_CACHE_DTYPES:
             raise ValueError(
                 f"kv_cache_dtype must be one of {', '.join(map(repr, _KV_CACHE_DTYPES))}, "
@@ -328,6 +341,7 @@ class EngineArgs:
         o.dtype = self.dtype
         o.device = self.device
         o.kv_cache_dtype = self.kv_cache_dtype
+        o.quantization_param_path = os.fspath(self.quantization_param_path or "")
         o.seed = self.seed % 2**64
         o.block_size = self.block_size
         o.max_num_seqs = self.max_num_seqs
