@@ -133,6 +133,12 @@ at::Tensor fp8_linear(const at::Tensor& x, const LinearWeight& w, bool float_out
       [](const kernels::Fp8LinearParams& q) { cpu::fp8_linear(q); });
 }
 
+// x's columns in the order perm gives (act-order weights): advanced indexing, whose parallel
+// gather runs about twice as fast as index_select along dim 1 on the CPU.
+at::Tensor permute_columns(const at::Tensor& x, const at::Tensor& perm) {
+  return at::index(x, {c10::optional<at::Tensor>(), c10::optional<at::Tensor>(perm)});
+}
+
 // The weight as given, no packed forms.
 LinearWeight plain_weight(const at::Tensor& w) {
   TORCH_CHECK(w.dim() == 2, "linear: weight must be [out, in]");
@@ -320,7 +326,7 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
               "], got ", x.sizes());
 #if TACO_WITH_CUDA
   if (x.is_cuda() && w.w4_codes.defined()) {
-    at::Tensor y = cuda_impl::w4a16_linear(w.in_perm.defined() ? x.index_select(1, w.in_perm) : x,
+    at::Tensor y = cuda_impl::w4a16_linear(w.in_perm.defined() ? permute_columns(x, w.in_perm) : x,
                                            w.w4_codes, w.w4_d, w.w4_m, w.w4_z, w.out_features);
     if (bias.defined()) y.add_(bias);
     return float_out ? y.to(at::kFloat) : y;
@@ -336,7 +342,7 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const at::Tensor& 
   TORCH_CHECK(x.device().is_cpu(), "linear: expected a CPU or CUDA tensor, got ", x.device());
   if (w.quant.defined()) {
     at::Tensor y =
-        quant_linear(w.in_perm.defined() ? x.index_select(1, w.in_perm) : x, w, float_out);
+        quant_linear(w.in_perm.defined() ? permute_columns(x, w.in_perm) : x, w, float_out);
     if (bias.defined()) y.add_(bias);
     return y;
   }
