@@ -20,11 +20,15 @@
 namespace taco::cpu {
 inline namespace TACO_CPU_NS {
 
-// Half bits of 32 codes: E4M3 as 2^-8 * value (NaN codes read as +-480), E5M2 as value.
 #ifdef __AVX512F__
-inline __m512i fp8_half_bits32(const uint8_t* codes, bool e5m2) {
-  const __m512i u =
-      _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
+// 32 codes as 16-bit lanes.
+inline __m512i fp8_codes32(const uint8_t* codes) {
+  return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
+}
+
+// Half bits of 32 codes u (fp8_codes32): E4M3 as 2^-8 * value (NaN codes read as +-480), E5M2
+// as value.
+inline __m512i fp8_half_bits32(__m512i u, bool e5m2) {
   if (e5m2) return _mm512_slli_epi16(u, 8);
   const __m512i a = _mm512_slli_epi16(u, 7);  // the sign lands on bit 14: adding it moves it to 15
   return _mm512_add_epi16(a, _mm512_and_si512(a, _mm512_set1_epi16(0x4000)));
@@ -44,13 +48,12 @@ inline void fp8_to_float(kernels::KvCacheType t, const uint8_t* src, float* dst,
 #ifdef __AVX512F__
   const __m512 s = _mm512_set1_ps(e5m2 ? scale : scale * 256.0f);
   for (; i + 32 <= n; i += 32) {
+    const __m512i u = fp8_codes32(src + i);
     __m512 lo, hi;
-    halves_to_float(fp8_half_bits32(src + i, e5m2), lo, hi);
+    halves_to_float(fp8_half_bits32(u, e5m2), lo, hi);
     lo = _mm512_mul_ps(lo, s);
     hi = _mm512_mul_ps(hi, s);
     if (!e5m2) {  // E4M3's NaN codes
-      const __m512i u =
-          _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
       const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(u, _mm512_set1_epi16(0x7F)),
                                                     _mm512_set1_epi16(0x7F));
       if (nan) {

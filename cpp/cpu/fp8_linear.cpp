@@ -14,13 +14,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "cpu/fp8_convert.h"
 #include "cpu/half.h"
 #include "cpu/parallel.h"
+#include "cpu/row_tiles.h"
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -61,7 +61,7 @@ T* row_out(const Fp8LinearParams& p, int64_t i) {
 #ifdef __AVX512F__
 // 32 codes -> 2^-8 times their values, as two vectors of 16 floats.
 inline void decode32(const uint8_t* codes, __m512& lo, __m512& hi) {
-  halves_to_float(fp8_half_bits32(codes, false), lo, hi);
+  halves_to_float(fp8_half_bits32(fp8_codes32(codes), false), lo, hi);
 }
 
 // out[m0 .. m0 + MB, 4t .. 4t + 4) (columns past n not stored). T: x and out's type.
@@ -176,27 +176,9 @@ void unpack(const uint8_t* packed, const float* scale, T* out, int64_t n, int64_
 
 }  // namespace
 
-void pack_fp8_weight(const void* codes, void* packed_out, int64_t n, int64_t k) {
+void pack_fp8_weight(const void* codes, void* packed, int64_t n, int64_t k) {
   check_k("pack_fp8_weight", n, k);
-  const auto* w = static_cast<const uint8_t*>(codes);
-  auto* packed = static_cast<uint8_t*>(packed_out);
-  const int64_t tiles = (n + R - 1) / R;
-  parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      uint8_t* tile = packed + t * R * k;
-      for (int64_t c = 0; c < k; c += kFp8Step) {
-        for (int64_t r = 0; r < R; ++r) {
-          uint8_t* dst = tile + c * R + r * kFp8Step;
-          const int64_t row = t * R + r;
-          if (row < n) {
-            std::memcpy(dst, w + row * k + c, kFp8Step);
-          } else {
-            std::memset(dst, 0, kFp8Step);
-          }
-        }
-      }
-    }
-  });
+  pack_row_tiles(codes, packed, n, k, 1, R, kFp8Step);
 }
 
 void unpack_fp8_weight(const void* packed, const float* scale, void* out, bool bf16_out, int64_t n,

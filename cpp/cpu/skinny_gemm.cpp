@@ -8,9 +8,9 @@
 #include "cpu/isa.h"
 
 #include "cpu/parallel.h"
+#include "cpu/row_tiles.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #ifdef __AVX512BF16__
@@ -26,27 +26,9 @@ int64_t skinny_packed_elems(int64_t n, int64_t k) {
   return (n + kSkinnyTileRows - 1) / kSkinnyTileRows * kSkinnyTileRows * k;
 }
 
-void pack_skinny_weight(const void* weight, void* packed_out, int64_t n, int64_t k) {
+void pack_skinny_weight(const void* weight, void* packed, int64_t n, int64_t k) {
   if (!skinny_gemm_supported(k)) throw std::invalid_argument("pack_skinny_weight: k % 32 != 0");
-  const bf16* w = static_cast<const bf16*>(weight);
-  bf16* packed = static_cast<bf16*>(packed_out);
-  const int64_t tiles = (n + kSkinnyTileRows - 1) / kSkinnyTileRows;
-  parallel_for(0, tiles, 64, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      bf16* tile = packed + t * kSkinnyTileRows * k;
-      for (int64_t c = 0; c < k; c += kStep) {
-        for (int64_t r = 0; r < kSkinnyTileRows; ++r) {
-          bf16* dst = tile + c * kSkinnyTileRows + r * kStep;
-          const int64_t row = t * kSkinnyTileRows + r;
-          if (row < n) {
-            std::memcpy(dst, w + row * k + c, kStep * sizeof(bf16));
-          } else {
-            std::memset(static_cast<void*>(dst), 0, kStep * sizeof(bf16));
-          }
-        }
-      }
-    }
-  });
+  pack_row_tiles(weight, packed, n, k, sizeof(bf16), kSkinnyTileRows, kStep);
 }
 
 #ifdef __AVX512BF16__

@@ -2,18 +2,15 @@
 
 #include <stdexcept>
 
+#include "taco/kernels/fp8.h"
+
 namespace taco {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // A decoder layer's projection: "model.layers.<i>.<block>.<name>_proj.weight".
 bool is_projection(const std::string& name) {
-  return name.rfind("model.layers.", 0) == 0 && ends_with(name, "_proj.weight");
+  return name.starts_with("model.layers.") && name.ends_with("_proj.weight");
 }
 
 }  // namespace
@@ -60,9 +57,12 @@ std::optional<ops::Fp8Rows> Fp8Checkpoint::fp8(const std::string& name) const {
   const at::Tensor w = store_.load(name, at::kFloat);
   if (w.dim() != 2) return std::nullopt;
   const float amax = w.abs().max().item<float>();
-  const float s = amax > 0 ? amax / 448.0f : 1.0f;
-  const at::Tensor codes =
-      (w / s).clamp(-448.0, 448.0).to(at::kFloat8_e4m3fn).view(at::kByte).contiguous();
+  const float s = amax > 0 ? amax / kernels::kFp8E4M3Max : 1.0f;
+  const at::Tensor codes = (w / s)
+                               .clamp(-kernels::kFp8E4M3Max, kernels::kFp8E4M3Max)
+                               .to(at::kFloat8_e4m3fn)
+                               .view(at::kByte)
+                               .contiguous();
   return ops::Fp8Rows{codes, at::full({w.size(0)}, s, at::kFloat)};
 }
 

@@ -36,10 +36,7 @@ void GroupQuantCheckpoint::fail(const std::string& p, const std::string& what) c
 
 std::string GroupQuantCheckpoint::prefix(const std::string& name) const {
   const std::string suffix = ".weight";
-  if (name.size() <= suffix.size() ||
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    return "";
-  }
+  if (name.size() <= suffix.size() || !name.ends_with(suffix)) return "";
   const std::string p = name.substr(0, name.size() - suffix.size());
   return store_.has(p + ".qweight") ? p : "";
 }

@@ -225,23 +225,24 @@ LinearWeight prepare_quant_linear_weight(const std::vector<QuantizedRows>& parts
                                          at::ScalarType dtype, const at::Device& device) {
   TORCH_CHECK(!parts.empty(), "prepare_quant_linear_weight: no parts");
   kernels::QuantType layout = kernels::quant_layout(parts[0].type);
-  bool tiled = true;
   const at::Tensor& perm = parts[0].in_perm;
+  // Every part's columns in one order (act-order weights: the same permutation of x).
+  bool one_order = true;
+  bool tiled = true;
+  bool w4 = device.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
+            in % kernels::kQuantBlock == 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     TORCH_CHECK(parts[i].cols == in, "prepare_quant_linear_weight: part ", i, " has ",
                 parts[i].cols, " columns, not ", in);
     tiled &= kernels::quant_can_share(layout, parts[i].type);
     if (tiled) layout = kernels::quant_common_layout(layout, parts[i].type);
     tiled &= i + 1 == parts.size() || parts[i].rows.size(0) % kernels::kQuantTileRows == 0;
+    w4 &= w4_type(parts[i].type);
     const at::Tensor& p = parts[i].in_perm;
-    tiled &= p.defined() == perm.defined() && (!p.defined() || at::equal(p, perm));
+    one_order &= p.defined() == perm.defined() && (!p.defined() || at::equal(p, perm));
   }
-  bool w4 = device.is_cuda() && (dtype == at::kBFloat16 || dtype == at::kHalf) &&
-            in % kernels::kQuantBlock == 0;
-  for (const QuantizedRows& q : parts) {
-    w4 &= w4_type(q.type) && q.in_perm.defined() == perm.defined() &&
-          (!perm.defined() || at::equal(q.in_perm, perm));
-  }
+  tiled &= one_order;
+  w4 &= one_order;
   if (w4) {
     std::vector<std::vector<at::Tensor>> fields(4);
     for (const QuantizedRows& q : parts) {
