@@ -180,17 +180,19 @@ def quantized_step_bytes(path: str, cfg: dict, dtype_bytes: int) -> int:
     tensors as stored (qweight, qzeros, scales; FP8 weights) and the output layer in the serving
     dtype."""
     import glob
+    import math
 
     from safetensors import safe_open
 
+    elem_bytes = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "F8_E4M3": 1, "I8": 1, "U8": 1}
     total = cfg["vocab_size"] * cfg["hidden_size"] * dtype_bytes
     for f in glob.glob(os.path.join(path, "*.safetensors")):
         with safe_open(f, "pt") as st:
             for name in st.keys():
-                t = st.get_slice(name)
+                t = st.get_slice(name)  # the header only: no tensor is read
                 shape = t.get_shape()
                 if ".layers." in name and len(shape) == 2:
-                    total += st.get_tensor(name).nbytes
+                    total += math.prod(shape) * elem_bytes[t.get_dtype()]
     return total
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 PROMPTS = [[5, 17, 99, 3, 42, 7], [200, 1, 64, 64, 9], list(range(30, 70))]
@@ -92,3 +93,21 @@ def int8_diffs(ours_result: dict, ref: dict) -> list[float]:
     return [
         abs(a - b) for x, y in zip(ours_result["forced"], ref["forced_lps"]) for a, b in zip(x, y)
     ]
+
+
+def assert_matches(got: dict, ref: dict, tol: float) -> None:
+    """The float level: the same greedy ids, every teacher-forced logprob within tol of HF's."""
+    assert got["ids"] == ref["ids"]
+    diffs = int8_diffs(got, ref)
+    print(f"{got['isa']}: max |logprob - HF| {max(diffs):.6f}")
+    for a, b in zip(got["forced"], ref["forced_lps"]):
+        assert a == pytest.approx(b, abs=tol)
+
+
+def assert_int8_close(got: dict, ref: dict) -> None:
+    """Activations rounded to int8 (or bf16): logprobs close to HF's, greedy choices free to
+    differ at near-ties."""
+    diffs = int8_diffs(got, ref)
+    print(f"max |logprob - HF| {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
+    assert max(diffs) < TOL_INT8
+    assert sum(diffs) / len(diffs) < TOL_INT8 / 4

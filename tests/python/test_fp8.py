@@ -12,7 +12,7 @@ import pytest
 import torch
 from fp8_models import dequantize_, save_fp8
 from group_quant_models import save_quantized, tiny_llama
-from quant_oracle import TOL_INT8, int8_diffs, ours, reference
+from quant_oracle import assert_int8_close, assert_matches, int8_diffs, ours, reference
 from safetensors.torch import load_file, save_file
 
 CASES = {
@@ -37,20 +37,12 @@ def case(request, tmp_path_factory):
 @pytest.mark.parametrize("isa", [None, "avx2"])
 def test_float32_matches_hf_on_the_dequantized_weights(case, isa):
     path, ref = case
-    got = ours(path, isa, ref["forced"])
-    assert got["ids"] == ref["ids"]
-    diffs = int8_diffs(got, ref)
-    print(f"{got['isa']}: max |logprob - HF| {max(diffs):.6f}")
-    for a, b in zip(got["forced"], ref["forced_lps"]):
-        assert a == pytest.approx(b, abs=TOL_FLOAT)
+    assert_matches(ours(path, isa, ref["forced"]), ref, TOL_FLOAT)
 
 
 def test_bfloat16_close_to_hf(case):
     path, ref = case
-    diffs = int8_diffs(ours(path, None, ref["forced"], dtype="bfloat16"), ref)
-    print(f"bf16: max |logprob - HF| {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
-    assert max(diffs) < TOL_INT8
-    assert sum(diffs) / len(diffs) < TOL_INT8 / 4
+    assert_int8_close(ours(path, None, ref["forced"], dtype="bfloat16"), ref)
 
 
 def test_quantization_fp8_quantizes_a_float_checkpoint_at_load(tmp_path):
@@ -60,10 +52,7 @@ def test_quantization_fp8_quantizes_a_float_checkpoint_at_load(tmp_path):
     dequantize_(model)  # what per-tensor FP8 at load makes of the projections
     ref = reference(model)
     for isa in (None, "generic"):
-        got = ours(path, isa, ref["forced"], quantization="fp8")
-        assert got["ids"] == ref["ids"], isa
-        for a, b in zip(got["forced"], ref["forced_lps"]):
-            assert a == pytest.approx(b, abs=TOL_FLOAT)
+        assert_matches(ours(path, isa, ref["forced"], quantization="fp8"), ref, TOL_FLOAT)
     # Without quantization= the same directory serves its float weights: different logprobs.
     plain = ours(path, None, ref["forced"])
     assert max(int8_diffs(plain, ref)) > TOL_FLOAT

@@ -10,7 +10,7 @@ import os
 
 import pytest
 from group_quant_models import save_quantized, tiny_llama
-from quant_oracle import TOL_INT8, int8_diffs, ours, reference
+from quant_oracle import assert_int8_close, assert_matches, ours, reference
 
 CASES = {
     "awq-g64": dict(method="awq", group_size=64),
@@ -44,20 +44,12 @@ def case(request, tmp_path_factory):
 
 def test_float_path_matches_hf_on_the_dequantized_weights(case):
     path, ref, _ = case
-    got = ours(path, "avx2", ref["forced"])
-    assert got["ids"] == ref["ids"]
-    diffs = int8_diffs(got, ref)
-    print(f"float level: max |logprob - HF| {max(diffs):.5f}, mean {sum(diffs) / len(diffs):.5f}")
-    for a, b in zip(got["forced"], ref["forced_lps"]):
-        assert a == pytest.approx(b, abs=TOL_FLOAT)
+    assert_matches(ours(path, "avx2", ref["forced"]), ref, TOL_FLOAT)
 
 
 def test_default_level_close_to_hf(case):
     path, ref, _ = case
-    diffs = int8_diffs(ours(path, None, ref["forced"]), ref)
-    print(f"max |logprob - HF| {max(diffs):.4f}, mean {sum(diffs) / len(diffs):.4f}")
-    assert max(diffs) < TOL_INT8
-    assert sum(diffs) / len(diffs) < TOL_INT8 / 4
+    assert_int8_close(ours(path, None, ref["forced"]), ref)
 
 
 def test_quantization_argument_must_match_the_checkpoint(case):
