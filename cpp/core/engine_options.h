@@ -68,6 +68,12 @@ enum class LogprobsMode : uint8_t {
   X(bool, enforce_eager, false, true, "a bool")                                                 \
   X(int32_t, max_seq_len_to_capture, 8192, v > 0, "positive")                                   \
   X(int32_t, num_threads, 0, v >= 0, ">= 0 CPU threads (0: all cores)")                         \
+  /* Tensor parallelism: the ranks' process group is registered by the Python frontend. */      \
+  X(int32_t, tensor_parallel_size, 1, v >= 1, ">= 1")                                           \
+  X(std::string, distributed_group, "", true,                                                   \
+    "the registered torch.distributed group of the ranks, or empty")                            \
+  X(bool, disable_custom_all_reduce, false, true, "a bool")                                     \
+  X(double, cpu_offload_gb, 0.0, v >= 0, ">= 0 GiB of weights kept in host memory (CUDA)")      \
   X(LogprobsMode, logprobs_mode, LogprobsMode::kProcessedLogprobs, true,                        \
     "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")
 

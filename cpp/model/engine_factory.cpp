@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +15,8 @@
 #include "model/model_config.h"
 #include "model/model_runner.h"
 #include "model/safetensors.h"
+#include "model/tensor_parallel.h"
+#include "ops/communicator.h"
 #include "ops/device_memory.h"
 
 namespace taco {
@@ -107,27 +110,68 @@ void check_quantization(const std::string& asked, const std::string& stored) {
 
 bool cuda_device_available() { return ops::cuda_available(); }
 
-std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* info) {
-  EngineOptions opts = options;
+namespace {
+
+// What create_engine and a tensor-parallel worker share: the options resolved against the model,
+// and this rank's runner.
+struct Built {
+  EngineOptions opts;
+  ModelConfig config;  // the whole model's
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  std::unique_ptr<ModelRunner> runner;
+};
+
+// The ranks' communicator when tensor_parallel_size > 1 (null otherwise).
+std::unique_ptr<ops::Communicator> tensor_parallel_group(const EngineOptions& opts) {
+  if (opts.tensor_parallel_size == 1) return nullptr;
+  if (opts.distributed_group.empty()) {
+    throw std::invalid_argument(
+        "tensor_parallel_size " + std::to_string(opts.tensor_parallel_size) +
+        " needs the ranks' process group (distributed_group); the Python LLM starts the ranks "
+        "and creates it");
+  }
+  return ops::resolve_communicator(opts.distributed_group, opts.tensor_parallel_size);
+}
+
+Built build(const EngineOptions& options) {
+  Built b;
+  EngineOptions& opts = b.opts;
+  opts = options;
   validate(opts);
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
   // A GGUF file, or an HF directory with config.json and safetensors.
   std::shared_ptr<const GgufFile> gguf;
   if (is_gguf_file(opts.model)) gguf = std::make_shared<const GgufFile>(opts.model);
-  ModelConfig config = gguf ? gguf_model_config(*gguf) : load_model_config(opts.model);
+  b.config = gguf ? gguf_model_config(*gguf) : load_model_config(opts.model);
+  const ModelConfig& config = b.config;
   check_quantization(opts.quantization, gguf ? "gguf" : config.quant.method);
+  std::unique_ptr<ops::Communicator> comm = tensor_parallel_group(opts);
+  std::optional<TensorParallel> tp;
+  if (comm) {
+    tp = plan_tensor_parallel(config, comm->rank(), comm->world_size());
+    tp->comm = comm.get();
+  }
   const at::Device device = resolve_device(opts.device, config);
+  b.device = device;
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
+  b.dtype = dtype;
   if (opts.kv_cache_dtype != "auto" && !device.is_cpu()) {
     throw std::invalid_argument("kv_cache_dtype \"" + opts.kv_cache_dtype +
                                 "\": 8-bit KV caches are built for the CPU only (use 'auto' on "
                                 "CUDA)");
   }
+  if (opts.cpu_offload_gb > 0 && !device.is_cpu()) {
+    throw std::invalid_argument(
+        "cpu_offload_gb: offloading weights to host memory is not built "
+        "for CUDA yet (on the CPU the weights are in host memory "
+        "already and the option has no effect)");
+  }
   resolve_limits(opts, config);
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);
 
   KvCacheSize size;
-  if (device.is_cpu()) size = kv_cache_size(opts, config, dtype);
+  if (device.is_cpu()) size = kv_cache_size(opts, tp ? local_config(config, *tp) : config, dtype);
   const int64_t initial_free = device.is_cpu() ? 0 : ops::device_memory(device).free_bytes;
   std::unique_ptr<Checkpoint> weights;
   if (gguf) {
@@ -142,26 +186,72 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
   } else {
     weights = std::make_unique<WeightStore>(WeightStore::open_dir(opts.model));
   }
-  auto model = std::make_unique<LlamaModel>(config, *weights, dtype, opts.max_model_len, device);
+  auto model = std::make_unique<LlamaModel>(config, *weights, dtype, opts.max_model_len, device,
+                                            tp ? &*tp : nullptr);
   // vLLM applies the file's scales to 8-bit caches only (and warns otherwise).
   if (!opts.quantization_param_path.empty() && opts.kv_cache_dtype != "auto") {
     model->set_kv_cache_scales(
         read_kv_cache_scales(opts.quantization_param_path, config.num_layers));
   }
+  // Every rank profiles the same step (its collectives included).
   if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model, initial_free);
-  auto runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids);
+  if (comm) {
+    // All ranks take the smallest count; this is also the barrier at which rank 0 learns that
+    // every rank has loaded its shard (or that one failed: its connections are closed).
+    at::Tensor blocks = at::tensor({int64_t{size.num_device_blocks}}, at::kLong);
+    comm->all_reduce_min(blocks);
+    size.num_device_blocks = static_cast<int32_t>(blocks.item<int64_t>());
+  }
+  b.runner = std::make_unique<ModelRunner>(std::move(model), opts, size, config.eos_token_ids,
+                                           std::move(comm));
+  return b;
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* info) {
+  Built b = build(options);
+  if (b.opts.tensor_parallel_size > 1 && b.runner->tensor_parallel_rank() != 0) {
+    throw std::invalid_argument(
+        "create_engine runs on tensor-parallel rank 0; other ranks call "
+        "run_tensor_parallel_worker");
+  }
+  const ModelConfig& config = b.config;
   if (info != nullptr) {
     info->vocab_size = static_cast<int32_t>(config.vocab_size);
-    info->max_model_len = opts.max_model_len;
+    info->max_model_len = b.opts.max_model_len;
     info->eos_token_ids = config.eos_token_ids;
-    info->dtype = dtype_name(dtype);
-    info->device = device.is_cpu() ? "cpu" : "cuda";
+    info->dtype = dtype_name(b.dtype);
+    info->device = b.device.is_cpu() ? "cpu" : "cuda";
     info->architecture = config.architecture;
-    info->num_device_blocks = runner->num_device_blocks();
-    info->num_cpu_blocks = runner->num_cpu_blocks();
+    info->num_device_blocks = b.runner->num_device_blocks();
+    info->num_cpu_blocks = b.runner->num_cpu_blocks();
   }
-  return std::make_unique<Engine>(opts, std::move(runner), static_cast<int32_t>(config.vocab_size),
-                                  config.eos_token_ids, opts.max_model_len);
+  return std::make_unique<Engine>(b.opts, std::move(b.runner),
+                                  static_cast<int32_t>(config.vocab_size), config.eos_token_ids,
+                                  b.opts.max_model_len);
+}
+
+void check_tensor_parallel(const EngineOptions& options) {
+  EngineOptions opts = options;
+  validate(opts);
+  if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
+  const ModelConfig config = is_gguf_file(opts.model) ? gguf_model_config(GgufFile(opts.model))
+                                                      : load_model_config(opts.model);
+  plan_tensor_parallel(config, 0, opts.tensor_parallel_size);
+}
+
+void run_tensor_parallel_worker(const EngineOptions& options) {
+  if (options.tensor_parallel_size < 2) {
+    throw std::invalid_argument("run_tensor_parallel_worker needs tensor_parallel_size > 1");
+  }
+  Built b = build(options);
+  if (b.runner->tensor_parallel_rank() == 0) {
+    throw std::invalid_argument(
+        "rank 0 of a tensor-parallel group runs the engine "
+        "(create_engine), not a worker");
+  }
+  b.runner->serve();
 }
 
 }  // namespace taco

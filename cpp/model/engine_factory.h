@@ -25,6 +25,15 @@ struct ModelInfo {
 // max_model_len sequence.
 std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
 
+// Throws std::invalid_argument when the model (config only; no weights are read) cannot be
+// split in options.tensor_parallel_size ranks: checked before any rank starts.
+void check_tensor_parallel(const EngineOptions& options);
+
+// Tensor-parallel ranks 1 .. size-1 (options.distributed_group names the ranks' process group):
+// loads this rank's shard, then runs rank 0's steps until its engine is destroyed. Throws when
+// the options or the model are bad (as create_engine) or a collective fails.
+void run_tensor_parallel_worker(const EngineOptions& options);
+
 // True when this build has the CUDA backend and sees a CUDA device of compute capability 8.0 or
 // newer (device "cuda" works).
 bool cuda_device_available();

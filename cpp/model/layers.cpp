@@ -6,7 +6,13 @@
 
 namespace taco {
 
-at::Tensor Linear::operator()(const at::Tensor& x) const { return ops::linear(x, weight, bias); }
+at::Tensor Linear::operator()(const at::Tensor& x) const {
+  if (reduce == nullptr) return ops::linear(x, weight, bias);
+  at::Tensor y = ops::linear(x, weight, at::Tensor());
+  reduce->all_reduce_sum(y);
+  if (bias.defined()) y.add_(bias);
+  return y;
+}
 
 namespace {
 

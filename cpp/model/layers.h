@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/model_config.h"
+#include "ops/communicator.h"
 #include "ops/linear.h"
 
 namespace taco {
@@ -24,10 +25,12 @@ struct AttentionMetadata {
 };
 
 // y = x W^T + b with W [out, in] in the layouts the GEMMs read (ops/linear.h); b optional
-// (undefined when absent).
+// (undefined when absent). A row-parallel shard (tensor parallelism) has `reduce`: x W^T is this
+// rank's partial sum, all-reduced before b is added.
 struct Linear {
   ops::LinearWeight weight;
   at::Tensor bias;
+  ops::Communicator* reduce = nullptr;
   at::Tensor operator()(const at::Tensor& x) const;
 };
 

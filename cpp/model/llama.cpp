@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "ops/communicator.h"
 #include "ops/ops.h"
 
 namespace taco {
@@ -94,18 +95,30 @@ class Loader {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::ScalarType dtype,
-                       int64_t max_positions, const at::Device& device)
-    : config_(c), dtype_(dtype), device_(device) {
+LlamaModel::LlamaModel(const ModelConfig& full, const Checkpoint& whole, at::ScalarType dtype,
+                       int64_t max_positions, const at::Device& device, const TensorParallel* tp)
+    : config_(full), dtype_(dtype), device_(device) {
+  std::optional<ShardedCheckpoint> shard;
+  int64_t vocab_rows = full.vocab_size;
+  ops::Communicator* reduce = nullptr;
+  if (tp != nullptr && tp->size > 1) {
+    tp_ = *tp;
+    config_ = local_config(full, tp_);
+    shard.emplace(whole, full, tp_);
+    vocab_rows = tp_.vocab_rows;
+    reduce = tp_.comm;
+  }
+  const Checkpoint& weights = shard ? static_cast<const Checkpoint&>(*shard) : whole;
+  const ModelConfig& c = config_;
   attn_shape_ = {c.num_heads, c.num_kv_heads, c.head_dim, c.rms_norm_eps};
   Loader load(weights, dtype, device);
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
   const int64_t q = c.num_heads * D, kv = c.num_kv_heads * D;
-  embed_ = load.get("model.embed_tokens.weight", {c.vocab_size, H});
+  embed_ = load.get("model.embed_tokens.weight", {vocab_rows, H});
   if (!c.tie_word_embeddings) {
-    lm_head_ = load.single("lm_head.weight", {c.vocab_size, H});
+    lm_head_ = load.single("lm_head.weight", {vocab_rows, H});
   } else if (weights.quantized("model.embed_tokens.weight")) {
-    lm_head_ = load.single("model.embed_tokens.weight", {c.vocab_size, H});
+    lm_head_ = load.single("model.embed_tokens.weight", {vocab_rows, H});
   } else {
     lm_head_ = ops::prepare_linear_weight(embed_);
   }
@@ -119,6 +132,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::Scal
     l.attn.qkv =
         load.fused(p + "self_attn.", {"q_proj", "k_proj", "v_proj"}, {q, kv, kv}, H, c.qkv_bias);
     l.attn.o = load.fused(p + "self_attn.", {"o_proj"}, {H}, q, c.o_bias);
+    l.attn.o.reduce = reduce;
     // KV-cache scales of FP8 checkpoints (used by 8-bit caches only).
     for (auto [name, scale] :
          {std::pair{"k_scale", &l.attn.k_scale}, {"v_scale", &l.attn.v_scale}}) {
@@ -136,6 +150,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, const Checkpoint& weights, at::Scal
     }
     l.mlp.gate_up = load.fused(p + "mlp.", {"gate_proj", "up_proj"}, {I, I}, H, c.mlp_bias);
     l.mlp.down = load.fused(p + "mlp.", {"down_proj"}, {H}, I, c.mlp_bias);
+    l.mlp.down.reduce = reduce;
   }
   rope_cache_ = build_rope_cache(c.rope, D, max_positions).to(device);
 }
@@ -153,7 +168,7 @@ void LlamaModel::set_kv_cache_scales(const std::vector<double>& scales) {
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetadata& md,
                                std::vector<at::Tensor>& kv_caches) const {
   // residual carries the running sum of the stream; hidden is the normalized input of each block.
-  at::Tensor residual = at::embedding(embed_, input_ids);
+  at::Tensor residual = embed(input_ids);
   at::Tensor hidden = at::empty_like(residual);
   ops::rms_norm(hidden, residual, layers_[0].input_norm, config_.rms_norm_eps);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -167,8 +182,31 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetad
   return hidden;
 }
 
+// A rank holds vocabulary rows [vocab_start, vocab_start + vocab_rows): ids outside look up row
+// 0 and are zeroed, and the sum over the ranks is the embedding.
+at::Tensor LlamaModel::embed(const at::Tensor& input_ids) const {
+  if (tp_.size == 1) return at::embedding(embed_, input_ids);
+  const at::Tensor local = input_ids - tp_.vocab_start;
+  const at::Tensor outside = at::logical_or(local < 0, local >= tp_.vocab_rows);
+  at::Tensor e = at::embedding(embed_, local.masked_fill(outside, 0));
+  e.masked_fill_(outside.unsqueeze(1), 0);
+  tp_.comm->all_reduce_sum(e);
+  return e;
+}
+
+// Each rank projects onto its vocabulary slice, padded to vocab_per_rank columns; the gathered
+// [size * N, per] blocks are laid side by side and the padding dropped.
 at::Tensor LlamaModel::compute_logits(const at::Tensor& hidden) const {
-  return ops::linear(hidden, lm_head_, at::Tensor(), /*float_out=*/true);
+  at::Tensor logits = ops::linear(hidden, lm_head_, at::Tensor(), /*float_out=*/true);
+  if (tp_.size == 1) return logits;
+  const int64_t N = hidden.size(0), per = tp_.vocab_per_rank;
+  if (logits.size(1) < per) logits = at::constant_pad_nd(logits, {0, per - logits.size(1)});
+  const at::Tensor all = tp_.comm->all_gather(logits.contiguous());  // [size * N, per]
+  return all.view({tp_.size, N, per})
+      .permute({1, 0, 2})
+      .reshape({N, tp_.size * per})
+      .narrow(1, 0, config_.vocab_size)
+      .contiguous();
 }
 
 }  // namespace taco

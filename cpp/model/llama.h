@@ -11,6 +11,7 @@
 #include "model/checkpoint.h"
 #include "model/layers.h"
 #include "model/model_config.h"
+#include "model/tensor_parallel.h"
 
 namespace taco {
 
@@ -19,9 +20,12 @@ class LlamaModel {
   // Loads and converts every weight to `dtype` on `device`; shapes are checked against the config
   // and a mismatch names the tensor. Linear weights stored block-quantized stay quantized on the
   // CPU (ops::prepare_quant_linear_weight); the embedding is dequantized. The rope cache covers
-  // positions [0, max_positions).
+  // positions [0, max_positions). With `tp` (size > 1) the model holds that rank's shard
+  // (tensor_parallel.h): config() is then the local one (heads, KV heads, MLP width; the
+  // vocabulary stays whole), and forward / compute_logits run the collectives of every rank.
   LlamaModel(const ModelConfig& config, const Checkpoint& weights, at::ScalarType dtype,
-             int64_t max_positions, const at::Device& device = at::kCPU);
+             int64_t max_positions, const at::Device& device = at::kCPU,
+             const TensorParallel* tp = nullptr);
 
   // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into
   // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D].
@@ -29,6 +33,7 @@ class LlamaModel {
                      std::vector<at::Tensor>& kv_caches) const;
 
   // hidden [N, H] -> logits [N, V] float32 (the projection runs in the model dtype, as HF's).
+  // Every rank gets the whole rows.
   at::Tensor compute_logits(const at::Tensor& hidden) const;
 
   // 8-bit KV caches: layer l stores K / scales[l] and V / scales[l] (quantization_param_path),
@@ -47,11 +52,14 @@ class LlamaModel {
     MlpWeights mlp;
   };
 
+  at::Tensor embed(const at::Tensor& input_ids) const;
+
   ModelConfig config_;
+  TensorParallel tp_;
   at::ScalarType dtype_;
   at::Device device_;
   AttentionShape attn_shape_;
-  at::Tensor embed_;           // [V, H]
+  at::Tensor embed_;           // [V, H] (this rank's vocabulary rows)
   ops::LinearWeight lm_head_;  // [V, H], the embedding itself when tied
   at::Tensor norm_;            // [H]
   at::Tensor rope_cache_;

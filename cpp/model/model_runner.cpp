@@ -92,17 +92,15 @@ KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::S
   return s;
 }
 
-// Flat batch buffers, reused across steps (clear() keeps their capacity).
-struct ModelRunner::Batch {
-  std::vector<int64_t> input_ids, positions, slot_mapping;
-  std::vector<int32_t> query_start_loc, seq_lens, block_table;
-  int64_t max_blocks = 0, max_query_len = 0, max_seq_len = 0;
-  std::vector<int64_t> logit_rows;  // sampled rows first, then prompt-logprob rows
+// Flat batch buffers, reused across steps (clear() keeps their capacity). The StepPlan part is
+// what every tensor-parallel rank runs; the rest is rank 0's sampling bookkeeping.
+struct ModelRunner::Batch : StepPlan {
   std::vector<size_t> sample_seqs;  // index into out.seqs per sampled row
   std::vector<size_t> prompt_seqs;  // per seq with prompt logprobs: index into out.seqs
   std::vector<int32_t> prompt_counts, prompt_targets;
 
   void clear() {
+    kind = Kind::kStep;
     input_ids.clear(), positions.clear(), slot_mapping.clear();
     query_start_loc.assign(1, 0), seq_lens.clear(), block_table.clear();
     max_blocks = max_query_len = max_seq_len = 0;
@@ -112,7 +110,8 @@ struct ModelRunner::Batch {
 };
 
 ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts,
-                         KvCacheSize size, std::vector<int32_t> eos_token_ids)
+                         KvCacheSize size, std::vector<int32_t> eos_token_ids,
+                         std::unique_ptr<ops::Communicator> comm)
     : model_(std::move(model)),
       device_(model_->device()),
       block_size_(opts.block_size),
@@ -141,7 +140,12 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   }
   batch_ = std::make_unique<Batch>();
   // An empty cache fails the engine's capacity check next; capturing over it would read block 0.
-  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0) {
+  // Tensor-parallel ranks run eagerly: their collectives are not captured.
+  if (comm != nullptr && comm->world_size() > 1) {
+    comm_ = std::move(comm);
+    if (comm_->rank() == 0) driver_ = std::make_unique<TpDriver>(*comm_);
+  }
+  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && comm_ == nullptr) {
     graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
   }
 }
@@ -153,7 +157,7 @@ at::Tensor ModelRunner::to_device(at::Tensor host) const {
 }
 
 // Order: swap out (frees device blocks), swap in, then copy-on-write copies.
-void ModelRunner::move_blocks(const SchedulerOutput& out) {
+void ModelRunner::move_blocks(const StepPlan& out) {
   if (!out.swap_out.empty()) ops::swap_blocks(kv_caches_, cpu_caches_, out.swap_out);
   if (!out.swap_in.empty()) ops::swap_blocks(cpu_caches_, kv_caches_, out.swap_in);
   if (!out.copy.empty()) ops::copy_blocks(kv_caches_, out.copy);
@@ -177,6 +181,7 @@ void ModelRunner::check_scheduled(const ScheduledSeq& s) const {
 
 void ModelRunner::build_batch(const SchedulerOutput& out, Batch& b) const {
   b.clear();
+  b.swap_in = out.swap_in, b.swap_out = out.swap_out, b.copy = out.copy;
   for (const ScheduledSeq& s : out.seqs) {
     b.max_blocks = std::max<int64_t>(b.max_blocks, s.block_table.size());
   }
@@ -236,7 +241,7 @@ void ModelRunner::fill_prompt_logprobs(const SchedulerOutput& out, const Batch& 
 }
 
 // A decode-only batch replays a captured graph when one fits; anything else runs eagerly.
-at::Tensor ModelRunner::forward(const Batch& b) {
+at::Tensor ModelRunner::forward(const StepPlan& b) {
   const auto B = static_cast<int64_t>(b.seq_lens.size());
   if (graphs_ && b.max_query_len == 1 && graphs_->fits(B, b.max_seq_len)) {
     return graphs_->run(
@@ -253,19 +258,45 @@ at::Tensor ModelRunner::forward(const Batch& b) {
   return model_->forward(to_device(long_tensor(b.input_ids)), md, kv_caches_);
 }
 
+// The forward and the logits every rank computes for one plan: the rows of logit_rows, or an
+// undefined tensor when none.
+at::Tensor ModelRunner::run_plan(const StepPlan& plan) {
+  move_blocks(plan);
+  if (plan.seq_lens.empty()) return {};
+  const at::Tensor hidden = forward(plan);
+  if (plan.logit_rows.empty()) return {};
+  return model_->compute_logits(hidden.index_select(0, to_device(long_tensor(plan.logit_rows))));
+}
+
+void ModelRunner::serve() {
+  if (comm_ == nullptr || comm_->rank() == 0) {
+    throw std::logic_error("ModelRunner::serve runs on tensor-parallel ranks other than 0");
+  }
+  c10::InferenceMode guard;
+  for (;;) {
+    const StepPlan plan = receive_step_plan(*comm_);
+    if (plan.kind == StepPlan::Kind::kStop) return;
+    if (plan.kind == StepPlan::Kind::kStep) run_plan(plan);
+  }
+}
+
 std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   c10::InferenceMode guard;
-  move_blocks(out);
   std::vector<SeqStepResult> results(out.seqs.size());
   for (size_t i = 0; i < out.seqs.size(); ++i) results[i].seq_id = out.seqs[i].seq_id;
-  if (out.seqs.empty()) return results;
-
   Batch& b = *batch_;
   build_batch(out, b);
-  const at::Tensor hidden = forward(b);
-  if (b.logit_rows.empty()) return results;
-  at::Tensor logits =
-      model_->compute_logits(hidden.index_select(0, to_device(long_tensor(b.logit_rows))));
+  // The whole step holds the driver: the other ranks run this plan's collectives in this order.
+  std::unique_lock<std::mutex> step;
+  if (driver_) step = driver_->begin_step(b);
+  at::Tensor logits;
+  try {
+    logits = run_plan(b);
+  } catch (const std::exception& e) {
+    if (driver_) driver_->fail(e.what());
+    throw;
+  }
+  if (!logits.defined()) return results;
   const auto num_sampled = static_cast<int64_t>(b.sample_seqs.size());
   std::vector<const ScheduledSeq*> rows;
   std::vector<SeqStepResult*> res;

@@ -12,6 +12,9 @@
 #include "model/decode_graphs.h"
 #include "model/llama.h"
 #include "model/sampler.h"
+#include "model/step_plan.h"
+#include "model/tp_driver.h"
+#include "ops/communicator.h"
 
 namespace taco {
 
@@ -35,8 +38,11 @@ int32_t swap_blocks(const EngineOptions& opts, double block_bytes);
 
 class ModelRunner : public Executor {
  public:
+  // With `comm` (tensor parallelism, the model holding this rank's shard and using `comm`): rank 0
+  // is the engine's executor and sends each step's plan to the other ranks, which call serve().
   ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions& opts, KvCacheSize size,
-              std::vector<int32_t> eos_token_ids);
+              std::vector<int32_t> eos_token_ids,
+              std::unique_ptr<ops::Communicator> comm = nullptr);
   ~ModelRunner() override;
 
   int32_t num_device_blocks() const override { return num_device_blocks_; }
@@ -44,12 +50,18 @@ class ModelRunner : public Executor {
   int32_t block_size() const override { return block_size_; }
   std::vector<SeqStepResult> execute(const SchedulerOutput& out) override;
 
+  // Tensor-parallel ranks other than 0: runs rank 0's plans until it sends the stop plan. Throws
+  // when a collective fails (a rank died or timed out).
+  void serve();
+  int tensor_parallel_rank() const { return comm_ ? comm_->rank() : 0; }
+
  private:
   struct Batch;
   void check_scheduled(const ScheduledSeq& s) const;
   void build_batch(const SchedulerOutput& out, Batch& batch) const;
-  void move_blocks(const SchedulerOutput& out);
-  at::Tensor forward(const Batch& batch);
+  void move_blocks(const StepPlan& plan);
+  at::Tensor forward(const StepPlan& plan);
+  at::Tensor run_plan(const StepPlan& plan);
   void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
                             const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
 
@@ -65,8 +77,10 @@ class ModelRunner : public Executor {
   std::vector<at::Tensor> cpu_caches_;  // swap space, same shape with num_cpu_blocks (pinned
                                         // when the device is a GPU)
   Sampler sampler_;
-  std::unique_ptr<Batch> batch_;          // reused buffers of the flat batch
-  std::unique_ptr<DecodeGraphs> graphs_;  // CUDA devices unless enforce_eager
+  std::unique_ptr<Batch> batch_;             // reused buffers of the flat batch
+  std::unique_ptr<DecodeGraphs> graphs_;     // CUDA devices unless enforce_eager
+  std::unique_ptr<ops::Communicator> comm_;  // tensor parallelism (the model's shard uses it)
+  std::unique_ptr<TpDriver> driver_;         // rank 0 of a tensor-parallel group
 };
 
 }  // namespace taco

@@ -97,6 +97,12 @@ struct PyEngine {
     hook.reset();
   }
 
+  // The engine, or a RuntimeError once close() has destroyed it.
+  taco::Engine& live() const {
+    if (!engine) throw std::runtime_error("the engine is closed");
+    return *engine;
+  }
+
   // Python errors met during a step (a logits processor's, the test core's script) are raised
   // once the step is whole.
   std::function<void()> raise_pending;
@@ -219,16 +225,16 @@ void bind_engine(py::module_& m) {
           "add_request",
           [](PyEngine& e, const std::string& id, std::vector<int32_t> prompt,
              const taco::SamplingOptions& opts) {
-            e.engine->add_request(id, std::move(prompt), opts);
+            e.live().add_request(id, std::move(prompt), opts);
           },
           py::arg("request_id"), py::arg("prompt_token_ids"), py::arg("options"))
       .def(
-          "abort", [](PyEngine& e, const std::string& id) { return e.engine->abort(id); },
+          "abort", [](PyEngine& e, const std::string& id) { return e.live().abort(id); },
           py::arg("request_id"))
       .def(
           "finish_sequence",
           [](PyEngine& e, const std::string& id, int32_t index) {
-            e.engine->finish_sequence(id, index, taco::FinishReason::kStop);
+            e.live().finish_sequence(id, index, taco::FinishReason::kStop);
           },
           py::arg("request_id"), py::arg("index"))
       .def("step",
@@ -236,14 +242,22 @@ void bind_engine(py::module_& m) {
              std::vector<taco::RequestDelta> out;
              {
                py::gil_scoped_release release;
-               out = e.engine->step();
+               out = e.live().step();
              }
              e.raise_hook_error();
              return out;
            })
-      .def("has_unfinished", [](const PyEngine& e) { return e.engine->has_unfinished(); })
-      .def("num_unfinished", [](const PyEngine& e) { return e.engine->num_unfinished(); })
-      .def("metrics", [](const PyEngine& e) { return metrics_dict(e.engine->metrics()); });
+      .def("has_unfinished", [](const PyEngine& e) { return e.live().has_unfinished(); })
+      .def("num_unfinished", [](const PyEngine& e) { return e.live().num_unfinished(); })
+      .def("metrics", [](const PyEngine& e) { return metrics_dict(e.live().metrics()); })
+      .def(
+          "close",
+          [](PyEngine& e) {
+            py::gil_scoped_release release;
+            e.engine.reset();
+          },
+          "Destroys the engine now (a tensor-parallel rank 0 tells the other ranks to stop); "
+          "every later call raises RuntimeError.");
 }
 
 #if TACO_WITH_TESTING
@@ -327,6 +341,17 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isa", &taco::cpu::active_isa,
         "The instruction-set level the CPU kernels run at (avx512bf16, avx512, avx2, generic): "
         "the best this CPU supports, or the one the TACO_CPU_ISA environment variable names.");
+  m.def(
+      "run_tensor_parallel_worker",
+      [](const taco::EngineOptions& opts) {
+        py::gil_scoped_release release;
+        taco::run_tensor_parallel_worker(opts);
+      },
+      py::arg("options"),
+      "Tensor-parallel ranks other than 0: loads this rank's shard and runs rank 0's steps until "
+      "its engine is destroyed.");
+  m.def("check_tensor_parallel", &taco::check_tensor_parallel, py::arg("options"),
+        "Raises ValueError when the model cannot be split in options.tensor_parallel_size ranks.");
   m.def("cuda_available", &taco::cuda_device_available,
         "True when this build has the CUDA backend and sees a CUDA device.");
 }

@@ -61,6 +61,10 @@ def is_gguf(path: str) -> bool:
         return False
 
 
+# Where the ranks of tensor parallelism run: "mp", local processes (the default); "ray", Ray
+# actors; "uni", this process only (tensor_parallel_size 1).
+_BACKENDS = ("mp", "ray", "uni")
+
 _LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "raw_logits")
 # "auto": the model dtype; the 8-bit floats store K / k_scale and V / v_scale (CPU).
 _KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
@@ -68,12 +72,10 @@ _KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 # Arguments whose features are not built: any value other than this default is refused.
 
 _NOT_BUILT: dict[str, Any] = {
-    "tensor_parallel_size": 1,
     "pipeline_parallel_size": 1,
     "revision": None,
     "code_revision": None,
     "tokenizer_revision": None,
-    "cpu_offload_gb": 0,
     "rope_scaling": None,
     "rope_theta": None,
     "enable_lora": False,
@@ -83,7 +85,6 @@ _NOT_BUILT: dict[str, Any] = {
     "num_scheduler_steps": 1,
     "limit_mm_per_prompt": None,
     "mm_processor_kwargs": None,
-    "worker_use_ray": False,
     "disable_sliding_window": False,
     "override_neuron_config": None,
 }
@@ -182,6 +183,7 @@ class EngineArgs:
         self._check_device()
         self._check_memory()
         self._check_scheduling()
+        self._check_parallel()
         if self.max_context_len_to_capture is not None:
             # Deprecated vLLM name of max_seq_len_to_capture; it wins when given.
             _positive_int("max_context_len_to_capture", self.max_context_len_to_capture, False)
@@ -207,11 +209,6 @@ class EngineArgs:
         if self.tokenizer_mode not in ("auto", "slow"):
             raise NotImplementedError(
                 f"tokenizer_mode={self.tokenizer_mode!r} is not supported (use 'auto' or 'slow')."
-            )
-        if self.distributed_executor_backend not in (None, "mp", "uni"):
-            raise NotImplementedError(
-                f"distributed_executor_backend={self.distributed_executor_backend!r} is not "
-                "supported yet (only None, 'mp' or 'uni' with tensor_parallel_size=1)."
             )
         if self.load_format in _VLLM_LOAD_FORMATS:
             raise NotImplementedError(
@@ -293,6 +290,38 @@ class EngineArgs:
             raise ValueError(f"block_size must be one of {_BLOCK_SIZES}, got {self.block_size!r}.")
         _positive_int("num_gpu_blocks_override", self.num_gpu_blocks_override, True)
 
+    def _check_parallel(self) -> None:
+        _positive_int("tensor_parallel_size", self.tensor_parallel_size, False)
+        backend = self.distributed_executor_backend
+        if isinstance(backend, type):
+            raise NotImplementedError(
+                "distributed_executor_backend as an executor class is not supported "
+                f"(use one of {_BACKENDS}), got {backend!r}."
+            )
+        if backend not in (None, *_BACKENDS):
+            raise ValueError(
+                f"distributed_executor_backend must be None or one of {_BACKENDS}, got {backend!r}."
+            )
+        if self.worker_use_ray:
+            # vLLM's deprecated spelling of the Ray backend.
+            if backend not in (None, "ray"):
+                raise ValueError(
+                    f"worker_use_ray=True contradicts distributed_executor_backend={backend!r}."
+                )
+            self.distributed_executor_backend = backend = "ray"
+        if backend == "uni" and self.tensor_parallel_size > 1:
+            raise ValueError(
+                "distributed_executor_backend='uni' runs one rank in this process; "
+                f"tensor_parallel_size={self.tensor_parallel_size} needs 'mp' or 'ray'."
+            )
+        gib = self.cpu_offload_gb
+        if not isinstance(gib, (int, float)) or isinstance(gib, bool) or not gib >= 0:
+            raise ValueError(f"cpu_offload_gb must be a number of GiB >= 0, got {gib!r}.")
+        if not isinstance(self.disable_custom_all_reduce, bool):
+            raise ValueError(
+                f"disable_custom_all_reduce must be a bool, got {self.disable_custom_all_reduce!r}."
+            )
+
     def _check_scheduling(self) -> None:
         _positive_int("max_num_seqs", self.max_num_seqs, False)
         _positive_int("max_num_batched_tokens", self.max_num_batched_tokens, True)
@@ -358,4 +387,7 @@ class EngineArgs:
         o.max_seq_len_to_capture = self.max_seq_len_to_capture
         o.num_threads = self.num_threads
         o.logprobs_mode = self.logprobs_mode
+        o.tensor_parallel_size = self.tensor_parallel_size
+        o.disable_custom_all_reduce = self.disable_custom_all_reduce
+        o.cpu_offload_gb = float(self.cpu_offload_gb)
         return o

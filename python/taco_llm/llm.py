@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -28,6 +30,34 @@ def _load_engine_module() -> Any:
     from taco_llm import _C
 
     return _C
+
+
+def start_ranks(C: Any, options: Any, backend: str | None) -> Any:
+    """Starts ranks 1 .. N-1 of a tensor-parallel engine, after checking that the model splits
+    (a ValueError before any process starts)."""
+    C.check_tensor_parallel(options)
+    from taco_llm.parallel.ranks import TensorParallelRanks
+
+    device = options.device
+    if device == "auto":
+        device = "cuda" if C.cuda_available() else "cpu"
+    if device == "cuda" and backend != "ray":
+        import torch
+
+        count = torch.cuda.device_count()
+        if options.tensor_parallel_size > count:
+            raise ValueError(
+                f"tensor_parallel_size={options.tensor_parallel_size} exceeds the "
+                f"{count} CUDA device(s) of this machine (one rank per device; use the Ray "
+                "backend to span machines)."
+            )
+    return TensorParallelRanks(options, backend or "mp", device)
+
+
+def _close_engine(engine: Any, ranks: Any) -> None:
+    engine.close()
+    if ranks is not None:
+        ranks.close()
 
 
 def _refuse(name: str, value: Any) -> None:
@@ -135,9 +165,24 @@ class LLM:
             )
         self._C = _load_engine_module()
         self._logits_processors = LogitsProcessorRegistry()
-        self._engine = self._C.Engine(
-            args.to_engine_options(self._C.EngineOptions), self._logits_processors
-        )
+        options = args.to_engine_options(self._C.EngineOptions)
+        self._ranks = None
+        self._failure: str | None = None
+        if args.tensor_parallel_size > 1:
+            self._ranks = start_ranks(self._C, options, args.distributed_executor_backend)
+        try:
+            self._engine = self._C.Engine(options, self._logits_processors)
+        except BaseException as e:
+            if self._ranks is None:
+                raise
+            failure = self._ranks.failure()
+            self._ranks.close(grace_s=2.0)
+            if failure and not isinstance(e, ValueError):
+                raise RuntimeError(f"tensor parallelism: {failure}") from e
+            raise
+        # Rank 0's engine is destroyed first (it tells the other ranks to stop), then the ranks
+        # are released: on `del llm`, garbage collection or interpreter exit.
+        self._closer = weakref.finalize(self, _close_engine, self._engine, self._ranks)
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
         self._request_counter = itertools.count()
         self._stats = FrontendStats()
@@ -271,6 +316,8 @@ class LLM:
             self._C.SamplingOptions,
             self._logits_processors,
         )
+        if self._failure is not None:
+            raise RuntimeError(self._failure)
         ids = [str(next(self._request_counter)) for _ in prompts]
         requests = []
         outputs = None
@@ -287,9 +334,35 @@ class LLM:
             )
             outputs = run_requests(self._engine, requests, use_tqdm, async_output)
             return outputs
+        except RuntimeError as e:
+            self._check_ranks_after(e)
+            raise
         finally:
             self._logits_processors.clear()
             self._stats.record([r.state for r in requests], outputs)
+
+    def _check_ranks_after(self, error: RuntimeError) -> None:
+        """After a failed step of a tensor-parallel engine: when a rank has failed (or a
+        collective did), the group is unusable; release every rank and the engine, and raise
+        what happened. Other errors leave the engine as it is."""
+        if self._ranks is None:
+            return
+        failure = None
+        deadline = time.monotonic() + 2.0
+        while failure is None and time.monotonic() < deadline:
+            failure = self._ranks.failure()
+            if failure is None:
+                time.sleep(0.05)
+        text = str(error)
+        collective = any(s in text for s in ("tensor parallel", "Connection closed", "gloo"))
+        if failure is None and not collective:
+            return
+        self._failure = (
+            f"tensor parallelism: {failure or text}. The engine and its ranks have been shut "
+            "down; create a new LLM."
+        )
+        self._closer()
+        raise RuntimeError(self._failure) from error
 
     # ---- engine state ----
 

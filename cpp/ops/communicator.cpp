@@ -1,0 +1,97 @@
+#include "ops/communicator.h"
+
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <vector>
+
+namespace taco::ops {
+
+namespace {
+
+// Every collective waits for its result: the forward needs it next, and an error (a peer that
+// died closes its connections) surfaces here as an exception in the step.
+class C10dCommunicator : public Communicator {
+ public:
+  explicit C10dCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> pg) : pg_(std::move(pg)) {}
+
+  ~C10dCommunicator() override {
+    const char* env = std::getenv("TACO_TP_STATS");
+    if (env != nullptr && *env == '1') {
+      std::fprintf(stderr, "taco tp rank %d: %lld collectives, %.1f MB, %.3f s\n", rank(),
+                   static_cast<long long>(stats_.calls), stats_.bytes / 1e6, stats_.seconds);
+    }
+  }
+
+  int rank() const override { return pg_->getRank(); }
+  int world_size() const override { return pg_->getSize(); }
+
+  void all_reduce_sum(at::Tensor& t) override { reduce(t, c10d::ReduceOp::SUM); }
+  void all_reduce_min(at::Tensor& t) override { reduce(t, c10d::ReduceOp::MIN); }
+
+  at::Tensor all_gather(const at::Tensor& t) override {
+    Timer timer(stats_, t.nbytes());
+    std::vector<at::Tensor> in{t.contiguous()};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < world_size(); ++r) out[0].push_back(at::empty_like(in[0]));
+    pg_->allgather(out, in)->wait();
+    return at::cat(out[0], 0);
+  }
+
+  void broadcast(at::Tensor& t, int root) override {
+    Timer timer(stats_, t.nbytes());
+    std::vector<at::Tensor> ts{t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    pg_->broadcast(ts, o)->wait();
+  }
+
+ private:
+  struct Timer {
+    Timer(CommStats& s, int64_t bytes) : s_(s), start_(std::chrono::steady_clock::now()) {
+      s_.calls += 1;
+      s_.bytes += bytes;
+    }
+    ~Timer() {
+      s_.seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    }
+    CommStats& s_;
+    std::chrono::steady_clock::time_point start_;
+  };
+
+  void reduce(at::Tensor& t, c10d::ReduceOp op) {
+    Timer timer(stats_, t.nbytes());
+    std::vector<at::Tensor> ts{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    pg_->allreduce(ts, o)->wait();
+  }
+
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> resolve_communicator(const std::string& group_name, int world_size) {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::string why = "none is registered under that name";
+  try {
+    pg = c10d::resolve_process_group(group_name);
+  } catch (const std::exception& e) {
+    why = e.what();
+    pg.reset();
+  }
+  if (!pg) throw std::invalid_argument("distributed_group \"" + group_name + "\": " + why);
+  if (pg->getSize() != world_size) {
+    throw std::invalid_argument("distributed_group \"" + group_name + "\" has " +
+                                std::to_string(pg->getSize()) + " ranks, tensor_parallel_size is " +
+                                std::to_string(world_size));
+  }
+  return std::make_unique<C10dCommunicator>(std::move(pg));
+}
+
+}  // namespace taco::ops

@@ -1,0 +1,49 @@
+// The collectives of tensor parallelism, behind one small interface: the model and the runner call
+// these and never know which library moves the bytes. The ranks' process group is created by
+// the Python frontend (torch.distributed: gloo for CPU tensors, NCCL for CUDA tensors) and
+// registered under a name; C++ resolves that name and calls c10d directly.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace taco::ops {
+
+// Time spent in collectives and how many ran, for the throughput notes (TACO_TP_STATS=1 prints
+// them when the communicator is destroyed).
+struct CommStats {
+  int64_t calls = 0;
+  int64_t bytes = 0;
+  double seconds = 0.0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+
+  // In place: t becomes the elementwise sum over the ranks (contiguous, any float dtype).
+  virtual void all_reduce_sum(at::Tensor& t) = 0;
+  // In place: the elementwise minimum (int64 tensors; KV block counts).
+  virtual void all_reduce_min(at::Tensor& t) = 0;
+  // Every rank's t [n, ...] (same shape everywhere) stacked in rank order: [world * n, ...].
+  virtual at::Tensor all_gather(const at::Tensor& t) = 0;
+  // In place: rank `root`'s t (a CPU tensor of the same shape on every rank) on every rank.
+  virtual void broadcast(at::Tensor& t, int root) = 0;
+
+  const CommStats& stats() const { return stats_; }
+
+ protected:
+  CommStats stats_;
+};
+
+// The process group registered as `group_name` (torch.distributed's _register_process_group).
+// Throws std::invalid_argument when no such group exists or its size is not world_size.
+std::unique_ptr<Communicator> resolve_communicator(const std::string& group_name, int world_size);
+
+}  // namespace taco::ops
