@@ -56,8 +56,7 @@ def start_ranks(C: Any, options: Any, backend: str | None) -> Any:
 
 def _close_engine(engine: Any, ranks: Any) -> None:
     engine.close()
-    if ranks is not None:
-        ranks.close()
+    ranks.close()
 
 
 def _refuse(name: str, value: Any) -> None:
@@ -180,9 +179,12 @@ class LLM:
             if failure and not isinstance(e, ValueError):
                 raise RuntimeError(f"tensor parallelism: {failure}") from e
             raise
-        # Rank 0's engine is destroyed first (it tells the other ranks to stop), then the ranks
-        # are released: on `del llm`, garbage collection or interpreter exit.
-        self._closer = weakref.finalize(self, _close_engine, self._engine, self._ranks)
+        # Tensor parallelism: rank 0's engine is destroyed first (it tells the other ranks to
+        # stop), then the ranks are released: on `del llm`, garbage collection or interpreter
+        # exit. One rank needs nothing: reference counting frees the engine.
+        self._closer = None
+        if self._ranks is not None:
+            self._closer = weakref.finalize(self, _close_engine, self._engine, self._ranks)
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
         self._request_counter = itertools.count()
         self._stats = FrontendStats()

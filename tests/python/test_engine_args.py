@@ -76,18 +76,15 @@ def test_unknown_kwargs_type_error(model_dir):
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        ({"tensor_parallel_size": 2}, "tensor_parallel_size"),
         ({"pipeline_parallel_size": 2}, "pipeline_parallel_size"),
         ({"quantization": "bitsandbytes"}, "quantization"),
         ({"revision": "main"}, "revision"),
         ({"tokenizer_revision": "v1"}, "tokenizer_revision"),
-        ({"cpu_offload_gb": 1}, "cpu_offload_gb"),
         ({"enable_lora": True}, "enable_lora"),
         ({"enable_prompt_adapter": True}, "enable_prompt_adapter"),
         ({"speculative_model": "x"}, "speculative_model"),
         ({"num_scheduler_steps": 8}, "num_scheduler_steps"),
         ({"tokenizer_mode": "mistral"}, "tokenizer_mode"),
-        ({"distributed_executor_backend": "ray"}, "distributed_executor_backend"),
         ({"load_format": "bitsandbytes"}, "load_format"),
         ({"device": "tpu"}, "device"),
     ],
@@ -95,6 +92,18 @@ def test_unknown_kwargs_type_error(model_dir):
 def test_not_built(model_dir, kwargs, name):
     with pytest.raises(NotImplementedError, match=name):
         EngineArgs(model=model_dir, **kwargs)
+
+
+def test_parallel_arguments(model_dir):
+    args = EngineArgs(model=model_dir, tensor_parallel_size=2, worker_use_ray=True)
+    assert args.distributed_executor_backend == "ray"  # vLLM's deprecated spelling
+    assert EngineArgs(model=model_dir, cpu_offload_gb=2.5).cpu_offload_gb == 2.5
+    with pytest.raises(ValueError, match="contradicts"):
+        EngineArgs(model=model_dir, worker_use_ray=True, distributed_executor_backend="mp")
+    with pytest.raises(ValueError, match="tensor_parallel_size must be an int >= 1"):
+        EngineArgs(model=model_dir, tensor_parallel_size=1.5)
+    with pytest.raises(NotImplementedError, match="executor class"):
+        EngineArgs(model=model_dir, distributed_executor_backend=object)
 
 
 @pytest.mark.parametrize(

@@ -355,7 +355,7 @@ def test_del_releases_engine(smol_model_dir, monkeypatch):
 
 
 def test_llm_constructor_errors(smol_model_dir):
-    with pytest.raises(NotImplementedError, match="tensor_parallel_size"):
+    with pytest.raises(ValueError, match=r"attention heads \(9\)"):
         LLM(model=smol_model_dir, tensor_parallel_size=2)
     with pytest.raises(NotImplementedError, match="quantization"):
         LLM(model=smol_model_dir, quantization="bitsandbytes")

@@ -140,6 +140,8 @@ class RayLauncher:
 
     def ended(self) -> dict[int, str]:
         out = {}
+        if not self.ray.is_initialized():
+            return {rank: "ended with Ray's shutdown" for rank in self.refs}
         for rank, ref in self.refs.items():
             done, _ = self.ray.wait([ref], timeout=0)
             if not done:
@@ -153,6 +155,8 @@ class RayLauncher:
 
     def stop(self, grace_s: float) -> None:
         ray = self.ray
+        if not ray.is_initialized():
+            return  # Ray has shut down (at interpreter exit, say): its actors went with it
         if self.refs:
             ray.wait(list(self.refs.values()), num_returns=len(self.refs), timeout=grace_s)
         for actor in self.actors.values():
