@@ -7,8 +7,10 @@ and the time each rank spends in collectives per engine step.
 Without --model, a random-weight Llama shaped like SmolLM2-135M (30 layers, hidden 512, 8 heads
 of 64 with 4 KV heads, MLP 1536, vocabulary 49152) is built once under the system's temp
 directory: SmolLM2's own 9 heads split in 3 or 9 ranks only. Each size runs in its own process,
-one after another; TACO_TP_STATS=1 makes every rank print its collectives' count and time when
-it stops, which are summed here per rank and divided by the engine steps.
+one after another, sizes above 1 twice: with the shared-memory collectives (the default on one
+machine) and with gloo alone (disable_custom_all_reduce=True). TACO_TP_STATS=1 makes every rank
+print its collectives' count and time when it stops, which are summed here per rank and divided
+by the engine steps.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pathlib import Path
 _RUN = r"""
 import json, sys, time
 from taco_llm import LLM, SamplingParams, TokensPrompt
-model, dtype, tp, decode_tokens, batch, batch_tokens = sys.argv[1:7]
+model, dtype, tp, decode_tokens, batch, batch_tokens, gloo = sys.argv[1:8]
 tp, decode_tokens, batch, batch_tokens = map(int, (tp, decode_tokens, batch, batch_tokens))
-llm = LLM(model=model, dtype=dtype, tensor_parallel_size=tp, skip_tokenizer_init=True, seed=0)
+llm = LLM(model=model, dtype=dtype, tensor_parallel_size=tp, skip_tokenizer_init=True, seed=0,
+          disable_custom_all_reduce=gloo == "1")
 
 def run(prompts, n):
     params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
@@ -86,7 +89,10 @@ def main() -> None:
     args = ap.parse_args()
     model = args.model or tiny_smol(Path(tempfile.gettempdir()))
     rows = []
+    variants = []
     for size in [int(s) for s in args.sizes.split(",")]:
+        variants += [(size, False)] if size == 1 else [(size, False), (size, True)]
+    for size, gloo in variants:
         env = dict(os.environ, TACO_TP_STATS="1")
         cmd = [
             sys.executable,
@@ -98,21 +104,22 @@ def main() -> None:
             str(args.decode_tokens),
             str(args.batch),
             str(args.batch_tokens),
+            "1" if gloo else "0",
         ]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"tensor_parallel_size={size} failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         comm = {}
-        for m in re.finditer(
-            r"taco tp rank (\d+): (\d+) collectives, ([\d.]+) MB, ([\d.]+) s", done.stderr
-        ):
-            comm[int(m.group(1))] = (int(m.group(2)), float(m.group(4)))
+        pattern = r"taco tp rank (\d+) \(\w+\): (\d+) collectives, ([\d.]+) MB, ([\d.]+) s"
+        for m in re.finditer(pattern, done.stderr):
+            calls, seconds = comm.get(int(m.group(1)), (0, 0.0))
+            comm[int(m.group(1))] = (calls + int(m.group(2)), seconds + float(m.group(4)))
         steps = max(result["steps"], 1)
         rank0 = comm.get(0, (0, 0.0))
         rows.append(
             (
-                size,
+                f"{size}{' gloo' if gloo else ''}",
                 result["decode_tok_s"],
                 result["batch_tok_s"],
                 rank0[0] / steps,
@@ -120,11 +127,11 @@ def main() -> None:
             )
         )
     print(
-        f"{'tp':>3} {'decode tok/s':>13} {'batch tok/s':>12} {'colls/step':>11} "
+        f"{'tp':>7} {'decode tok/s':>13} {'batch tok/s':>12} {'colls/step':>11} "
         f"{'comm ms/step (rank 0)':>22}"
     )
     for size, decode, batch, calls, ms in rows:
-        print(f"{size:>3} {decode:>13.1f} {batch:>12.1f} {calls:>11.1f} {ms:>22.2f}")
+        print(f"{size:>7} {decode:>13.1f} {batch:>12.1f} {calls:>11.1f} {ms:>22.2f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@
 #include "model/safetensors.h"
 #include "model/tensor_parallel.h"
 #include "ops/communicator.h"
+#include "ops/shm_communicator.h"
 #include "ops/device_memory.h"
 
 namespace taco {
@@ -131,7 +132,10 @@ std::unique_ptr<ops::Communicator> tensor_parallel_group(const EngineOptions& op
         " needs the ranks' process group (distributed_group); the Python LLM starts the ranks "
         "and creates it");
   }
-  return ops::resolve_communicator(opts.distributed_group, opts.tensor_parallel_size);
+  auto comm = ops::resolve_communicator(opts.distributed_group, opts.tensor_parallel_size);
+  // Ranks on one machine exchange CPU tensors through shared memory unless told not to.
+  if (opts.disable_custom_all_reduce) return comm;
+  return ops::with_shared_memory(std::move(comm), opts.distributed_group);
 }
 
 Built build(const EngineOptions& options) {

@@ -18,13 +18,7 @@ class C10dCommunicator : public Communicator {
  public:
   explicit C10dCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> pg) : pg_(std::move(pg)) {}
 
-  ~C10dCommunicator() override {
-    const char* env = std::getenv("TACO_TP_STATS");
-    if (env != nullptr && *env == '1') {
-      std::fprintf(stderr, "taco tp rank %d: %lld collectives, %.1f MB, %.3f s\n", rank(),
-                   static_cast<long long>(stats_.calls), stats_.bytes / 1e6, stats_.seconds);
-    }
-  }
+  ~C10dCommunicator() override { report_stats("c10d", rank(), stats_); }
 
   int rank() const override { return pg_->getRank(); }
   int world_size() const override { return pg_->getSize(); }
@@ -75,6 +69,13 @@ class C10dCommunicator : public Communicator {
 };
 
 }  // namespace
+
+void report_stats(const std::string& kind, int rank, const CommStats& s) {
+  const char* env = std::getenv("TACO_TP_STATS");
+  if (env == nullptr || *env != '1') return;
+  std::fprintf(stderr, "taco tp rank %d (%s): %lld collectives, %.1f MB, %.3f s\n", rank,
+               kind.c_str(), static_cast<long long>(s.calls), s.bytes / 1e6, s.seconds);
+}
 
 std::unique_ptr<Communicator> resolve_communicator(const std::string& group_name, int world_size) {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;

@@ -42,6 +42,9 @@ class Communicator {
   CommStats stats_;
 };
 
+// Prints "taco tp rank R (kind): N collectives, M MB, S s" to stderr when TACO_TP_STATS=1.
+void report_stats(const std::string& kind, int rank, const CommStats& stats);
+
 // The process group registered as `group_name` (torch.distributed's _register_process_group).
 // Throws std::invalid_argument when no such group exists or its size is not world_size.
 std::unique_ptr<Communicator> resolve_communicator(const std::string& group_name, int world_size);

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -35,17 +34,20 @@ SMOL_PROMPTS = [
 
 
 def child_pids() -> set[int]:
-    """Live (not zombie) processes whose parent is this one."""
+    """Live (not zombie) rank processes started by this one (Ray's own processes, children too
+    while a test's Ray instance runs, are not counted)."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+        ours = int(fields[1]) == os.getpid() and fields[0] != "Z"
+        if ours and b"taco_llm.parallel.worker" in cmdline:
             pids.add(int(entry.name))
     return pids
 
@@ -210,8 +212,12 @@ def test_smol_tp3_ray_matches_one_rank(smol_model_dir, smol_whole, ray_local):
     del llm
 
 
-@pytest.mark.parametrize("backend", ["mp", "ray"])
+@pytest.mark.parametrize("backend", ["mp", "mp-gloo", "ray"])
 def test_replicated_kv_head_tp2_matches_one_rank(qwen2_one_kv_head, backend, request):
+    """mp-gloo: the collectives through gloo alone (disable_custom_all_reduce), not the shared
+    memory ranks on one machine use by default."""
+    gloo = backend == "mp-gloo"
+    backend = backend.removesuffix("-gloo")
     if backend == "ray":
         request.getfixturevalue("ray_local")
     prompts = token_prompts()
@@ -224,6 +230,7 @@ def test_replicated_kv_head_tp2_matches_one_rank(qwen2_one_kv_head, backend, req
         skip_tokenizer_init=True,
         tensor_parallel_size=2,
         distributed_executor_backend=backend,
+        disable_custom_all_reduce=gloo,
         # A small cache: preemption (recompute) and chunked prefill run across the ranks too.
         enable_chunked_prefill=True,
         max_num_batched_tokens=32,
@@ -264,19 +271,31 @@ def test_ray_two_node_cluster_one_rank_per_node(qwen2_one_kv_head):
         cluster.shutdown()
 
 
-def test_killed_rank_raises_and_releases_everything(qwen2_one_kv_head):
+@pytest.mark.parametrize("gloo", [False, True], ids=["shm", "gloo"])
+def test_killed_rank_raises_and_releases_everything(qwen2_one_kv_head, gloo):
+    """Shared memory notices the dead process while it waits; gloo its closed connections."""
     llm = LLM(
         model=qwen2_one_kv_head,
         dtype="float32",
         skip_tokenizer_init=True,
         tensor_parallel_size=2,
+        disable_custom_all_reduce=gloo,
     )
     victim = llm._ranks.launcher.procs[1].pid
     prompts = [TokensPrompt(prompt_token_ids=[5 + i, 7, 9]) for i in range(16)]
-    long = SamplingParams(temperature=0.0, max_tokens=900, ignore_eos=True)
-    killer = threading.Timer(1.0, os.kill, (victim, signal.SIGKILL))
+    calls = []
+
+    def kill_on_tenth_step(output_ids, logits):
+        # Runs on rank 0 while the ranks are between collectives of the running generate.
+        calls.append(1)
+        if len(calls) == 10 * len(prompts):
+            os.kill(victim, signal.SIGKILL)
+        return logits
+
+    long = SamplingParams(
+        temperature=0.0, max_tokens=500, ignore_eos=True, logits_processors=[kill_on_tenth_step]
+    )
     start = time.monotonic()
-    killer.start()
     with pytest.raises(RuntimeError, match=r"rank 1 killed by SIGKILL") as info:
         llm.generate(prompts, long, use_tqdm=False)
     assert time.monotonic() - start < 30
