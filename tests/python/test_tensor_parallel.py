@@ -153,15 +153,19 @@ def test_smol_tp3_mp_matches_one_rank(smol_model_dir, smol_whole):
     assert child_pids() == set()
 
 
-_GGUF_CHECK = """
+# One rank against `tp` ranks in a fresh process whose CPU kernels run at the x86-64 level
+# without VNNI: there the quantized linears compute in float. With VNNI they round activations
+# to int8 per block, where float-noise differences between the ranks' partial sums flip int8
+# steps (logprobs then differ by up to ~0.15, as int8 and float runs of one rank do).
+_COMPARE = """
 import json, sys
-from taco_llm import LLM, SamplingParams
-from taco_llm.default_model import default_gguf
-prompts = json.loads(sys.argv[1])
+from taco_llm import LLM, SamplingParams, TokensPrompt
+spec = json.loads(sys.argv[1])
+prompts = [p if isinstance(p, str) else TokensPrompt(prompt_token_ids=p) for p in spec["prompts"]]
 params = SamplingParams(temperature=0.0, max_tokens=12, logprobs=2)
 out = {}
-for tp in (1, 3):
-    llm = LLM(model=default_gguf(), dtype="float32", tensor_parallel_size=tp)
+for tp in (1, spec["tp"]):
+    llm = LLM(dtype="float32", tensor_parallel_size=tp, **spec["kwargs"])
     res = llm.generate(prompts, params, use_tqdm=False)
     out[tp] = [
         [list(o.outputs[0].token_ids), [{str(t): lp.logprob for t, lp in s.items()}
@@ -173,32 +177,80 @@ print(json.dumps(out))
 """
 
 
-def test_smol_gguf_tp3_matches_one_rank():
-    """The default model as served (its Q4_1 GGUF): the shards stay 4-bit (every cut falls on a
-    32-column block boundary). Run at the float level of the quantized kernels (an x86-64 level
-    without VNNI): with VNNI they round activations to int8 per block, where float-noise
-    differences between the ranks' partial sums flip int8 steps (logprobs then differ by up to
-    ~0.15, as int8 and float runs of one rank do)."""
+def compare_at_float_level(kwargs: dict, prompts: list, tp: int, tol: float = 1e-4) -> None:
     import json
     import subprocess
     import sys
 
     isa = "avx2" if "avx2" in Path("/proc/cpuinfo").read_text() else "generic"
-    env = dict(os.environ, TACO_CPU_ISA=isa)
+    spec = {"kwargs": kwargs, "prompts": prompts, "tp": tp}
     done = subprocess.run(
-        [sys.executable, "-c", _GGUF_CHECK, json.dumps(SMOL_PROMPTS)],
-        env=env,
+        [sys.executable, "-c", _COMPARE, json.dumps(spec)],
+        env=dict(os.environ, TACO_CPU_ISA=isa),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    for (ids1, lps1), (ids3, lps3) in zip(out["1"], out["3"]):
-        assert ids1 == ids3
-        for a, b in zip(lps1, lps3):
+    for (ids1, lps1), (idsn, lpsn) in zip(out["1"], out[str(tp)]):
+        assert ids1 == idsn
+        for a, b in zip(lps1, lpsn):
             assert a.keys() == b.keys()
-            assert all(abs(a[t] - b[t]) < 1e-4 for t in a)
+            assert max(abs(a[t] - b[t]) for t in a) < tol, (a, b)
+
+
+def test_smol_gguf_tp3_matches_one_rank():
+    """The default model as served (its Q4_1 GGUF): the shards stay 4-bit (every cut falls on a
+    32-column block boundary)."""
+    from taco_llm.default_model import default_gguf
+
+    compare_at_float_level({"model": default_gguf()}, SMOL_PROMPTS, 3)
+
+
+@pytest.fixture(scope="module")
+def quantized_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tp_quant")
+
+
+@pytest.mark.parametrize("fmt", ["awq", "gptq-act-order", "fp8", "kv-fp8"])
+def test_quantized_formats_tp2_match_one_rank(fmt, quantized_root):
+    """AWQ shards stay 4-bit; act-order GPTQ's column cuts load dequantized; FP8 weights
+    (quantized at load) and 8-bit KV caches split like the rest (each rank holds its KV heads'
+    8-bit blocks)."""
+    from group_quant_models import save_quantized, tiny_llama
+
+    model = tiny_llama(seed=3)
+    path = quantized_root / fmt
+    kwargs: dict = {"model": str(path), "skip_tokenizer_init": True}
+    if fmt == "awq":
+        save_quantized(str(path), model, method="awq", group_size=64)
+    elif fmt == "gptq-act-order":
+        save_quantized(str(path), model, method="gptq", group_size=32, act_order=True)
+    else:
+        model.save_pretrained(path, safe_serialization=True)
+        kwargs.update({"quantization": "fp8"} if fmt == "fp8" else {"kv_cache_dtype": "fp8"})
+    prompts = [[5, 9, 33, 70], list(range(3, 40)), [200, 3, 3, 3, 17]]
+    # An 8-bit cache rounds K and V: float-noise differences between the ranks' sums can move a
+    # value across a rounding boundary (one E4M3 step is 6-12 % of it).
+    compare_at_float_level(kwargs, prompts, 2, tol=2e-2 if fmt == "kv-fp8" else 1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "qwen3", "llama-biases"])
+def test_every_family_tp2_matches_one_rank(arch, tmp_path):
+    """Each family's tiny model (4 heads, 2 KV heads) split in 2; llama-biases adds attention
+    and MLP biases, whose row-parallel halves (o_proj, down_proj) are added after the
+    all-reduce."""
+    from test_hf_exact import _TINY_ARCHS, tiny_model_dir
+
+    if arch == "llama-biases":
+        _TINY_ARCHS["llama-biases"] = dict(_TINY_ARCHS["llama"], attention_bias=True, mlp_bias=True)
+    path = tiny_model_dir(arch, tmp_path)
+    prompts = token_prompts()
+    whole = run_features(LLM(model=path, dtype="float32", skip_tokenizer_init=True), prompts)
+    llm = LLM(model=path, dtype="float32", skip_tokenizer_init=True, tensor_parallel_size=2)
+    assert_same(whole, run_features(llm, prompts))
+    del llm
 
 
 def test_smol_tp3_ray_matches_one_rank(smol_model_dir, smol_whole, ray_local):
