@@ -73,6 +73,7 @@ enum class LogprobsMode : uint8_t {
   X(std::string, distributed_group, "", true,                                                   \
     "the registered torch.distributed group of the ranks, or empty")                            \
   X(bool, disable_custom_all_reduce, false, true, "a bool")                                     \
+  X(int32_t, cuda_device, 0, v >= 0, ">= 0: the CUDA device ordinal of this rank")              \
   X(double, cpu_offload_gb, 0.0, v >= 0, ">= 0 GiB of weights kept in host memory (CUDA)")      \
   X(LogprobsMode, logprobs_mode, LogprobsMode::kProcessedLogprobs, true,                        \
     "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")

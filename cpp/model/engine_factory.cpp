@@ -1,6 +1,7 @@
 #include "model/engine_factory.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <optional>
 #include <stdexcept>
@@ -17,8 +18,9 @@
 #include "model/safetensors.h"
 #include "model/tensor_parallel.h"
 #include "ops/communicator.h"
-#include "ops/shm_communicator.h"
+#include "ops/cuda_all_reduce.h"
 #include "ops/device_memory.h"
+#include "ops/shm_communicator.h"
 
 namespace taco {
 
@@ -49,11 +51,12 @@ std::string dtype_name(at::ScalarType t) {
 
 // "auto" is the first GPU when this build has the CUDA backend, sees one and its attention
 // kernels take the model's head size, else the CPU.
-at::Device resolve_device(const std::string& device, const ModelConfig& config) {
+at::Device resolve_device(const std::string& device, const ModelConfig& config, int index) {
+  const at::Device cuda(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   if (device == "cpu") return at::kCPU;
   const bool head_dim_ok = ops::cuda_head_dim_supported(config.head_dim);
   if (device == "auto") {
-    return ops::cuda_available() && head_dim_ok ? at::Device(at::kCUDA, 0) : at::kCPU;
+    return ops::cuda_available() && head_dim_ok ? cuda : at::Device(at::kCPU);
   }
   if (device == "cuda") {
     if (!ops::cuda_available()) {
@@ -67,7 +70,7 @@ at::Device resolve_device(const std::string& device, const ModelConfig& config) 
                                   " is not one the CUDA attention kernels take (64, 96, 128, "
                                   "256); use device=\"cpu\"");
     }
-    return at::Device(at::kCUDA, 0);
+    return cuda;
   }
   throw std::invalid_argument("device \"" + device + "\" is not supported (auto, cpu, cuda)");
 }
@@ -124,7 +127,8 @@ struct Built {
 };
 
 // The ranks' communicator when tensor_parallel_size > 1 (null otherwise).
-std::unique_ptr<ops::Communicator> tensor_parallel_group(const EngineOptions& opts) {
+std::unique_ptr<ops::Communicator> tensor_parallel_group(const EngineOptions& opts,
+                                                         const at::Device& device) {
   if (opts.tensor_parallel_size == 1) return nullptr;
   if (opts.distributed_group.empty()) {
     throw std::invalid_argument(
@@ -133,8 +137,10 @@ std::unique_ptr<ops::Communicator> tensor_parallel_group(const EngineOptions& op
         "and creates it");
   }
   auto comm = ops::resolve_communicator(opts.distributed_group, opts.tensor_parallel_size);
-  // Ranks on one machine exchange CPU tensors through shared memory unless told not to.
+  // Our own collectives unless told not to: for CUDA tensors the IPC all-reduce, for CPU ones
+  // (the CPU model, and the step plans everywhere) shared memory, between ranks of one machine.
   if (opts.disable_custom_all_reduce) return comm;
+  if (device.is_cuda()) comm = ops::with_cuda_ipc(std::move(comm), device.index());
   return ops::with_shared_memory(std::move(comm), opts.distributed_group);
 }
 
@@ -150,14 +156,16 @@ Built build(const EngineOptions& options) {
   b.config = gguf ? gguf_model_config(*gguf) : load_model_config(opts.model);
   const ModelConfig& config = b.config;
   check_quantization(opts.quantization, gguf ? "gguf" : config.quant.method);
-  std::unique_ptr<ops::Communicator> comm = tensor_parallel_group(opts);
+  const at::Device device = resolve_device(opts.device, config, opts.cuda_device);
+  b.device = device;
+  std::optional<c10::DeviceGuard> device_guard;
+  if (device.is_cuda()) device_guard.emplace(device);
+  std::unique_ptr<ops::Communicator> comm = tensor_parallel_group(opts, device);
   std::optional<TensorParallel> tp;
   if (comm) {
     tp = plan_tensor_parallel(config, comm->rank(), comm->world_size());
     tp->comm = comm.get();
   }
-  const at::Device device = resolve_device(opts.device, config);
-  b.device = device;
   const at::ScalarType dtype = resolve_dtype(opts.dtype, device, config);
   b.dtype = dtype;
   if (opts.kv_cache_dtype != "auto" && !device.is_cpu()) {

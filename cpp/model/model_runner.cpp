@@ -1,5 +1,6 @@
 #include "model/model_runner.h"
 
+#include <c10/core/DeviceGuard.h>
 #include <c10/core/InferenceMode.h>
 
 #ifdef __GLIBC__
@@ -273,6 +274,7 @@ void ModelRunner::serve() {
     throw std::logic_error("ModelRunner::serve runs on tensor-parallel ranks other than 0");
   }
   c10::InferenceMode guard;
+  const c10::DeviceGuard device_guard(device_);
   for (;;) {
     const StepPlan plan = receive_step_plan(*comm_);
     if (plan.kind == StepPlan::Kind::kStop) return;
@@ -282,6 +284,8 @@ void ModelRunner::serve() {
 
 std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   c10::InferenceMode guard;
+  // Steps may run on any thread; a rank's device is not always device 0.
+  const c10::DeviceGuard device_guard(device_);
   std::vector<SeqStepResult> results(out.seqs.size());
   for (size_t i = 0; i < out.seqs.size(); ++i) results[i].seq_id = out.seqs[i].seq_id;
   Batch& b = *batch_;

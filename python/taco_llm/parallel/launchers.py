@@ -4,7 +4,6 @@ them, says whether any has ended (and how), and stops them."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from typing import Any
 
 
 class ProcessLauncher:
-    """One `python -m taco_llm.parallel.worker` process per rank on this machine. On CUDA, rank r
-    sees only the r-th of this process's visible devices (as its device 0)."""
+    """One `python -m taco_llm.parallel.worker` process per rank on this machine. On CUDA rank r
+    uses device r of those this process sees."""
 
     name = "mp"
 
@@ -28,17 +27,15 @@ class ProcessLauncher:
         return world_size
 
     def start(self, specs: list[dict[str, Any]], device: str) -> None:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        devices = visible.split(",") if visible else None
         for spec in specs:
             rank = spec["rank"]
-            env = dict(os.environ)
             if device == "cuda":
-                env["CUDA_VISIBLE_DEVICES"] = devices[rank] if devices else str(rank)
+                # Every rank sees every device (so their buffers can be mapped into each other's
+                # processes) and uses the rank-th.
+                spec = dict(spec, options=dict(spec["options"], cuda_device=rank))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "taco_llm.parallel.worker"],
                 stdin=subprocess.PIPE,
-                env=env,
             )
             self.procs[rank] = proc
             assert proc.stdin is not None
