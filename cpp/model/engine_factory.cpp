@@ -173,12 +173,6 @@ Built build(const EngineOptions& options) {
                                 "\": 8-bit KV caches are built for the CPU only (use 'auto' on "
                                 "CUDA)");
   }
-  if (opts.cpu_offload_gb > 0 && !device.is_cpu()) {
-    throw std::invalid_argument(
-        "cpu_offload_gb: offloading weights to host memory is not built "
-        "for CUDA yet (on the CPU the weights are in host memory "
-        "already and the option has no effect)");
-  }
   resolve_limits(opts, config);
   if (opts.num_threads > 0) at::set_num_threads(opts.num_threads);
 
@@ -198,8 +192,11 @@ Built build(const EngineOptions& options) {
   } else {
     weights = std::make_unique<WeightStore>(WeightStore::open_dir(opts.model));
   }
+  // cpu_offload_gb: on a GPU that many GiB of decoder weights stay in host memory; on the CPU
+  // the weights are in host memory already and the option changes nothing.
+  const double offload = device.is_cpu() ? 0.0 : opts.cpu_offload_gb * (1024.0 * 1024.0 * 1024.0);
   auto model = std::make_unique<LlamaModel>(config, *weights, dtype, opts.max_model_len, device,
-                                            tp ? &*tp : nullptr);
+                                            tp ? &*tp : nullptr, offload);
   // vLLM applies the file's scales to 8-bit caches only (and warns otherwise).
   if (!opts.quantization_param_path.empty() && opts.kv_cache_dtype != "auto") {
     model->set_kv_cache_scales(

@@ -96,7 +96,8 @@ class Loader {
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& full, const Checkpoint& whole, at::ScalarType dtype,
-                       int64_t max_positions, const at::Device& device, const TensorParallel* tp)
+                       int64_t max_positions, const at::Device& device, const TensorParallel* tp,
+                       double offload_bytes)
     : config_(full), dtype_(dtype), device_(device) {
   std::optional<ShardedCheckpoint> shard;
   int64_t vocab_rows = full.vocab_size;
@@ -153,6 +154,29 @@ LlamaModel::LlamaModel(const ModelConfig& full, const Checkpoint& whole, at::Sca
     l.mlp.down.reduce = reduce;
   }
   rope_cache_ = build_rope_cache(c.rope, D, max_positions).to(device);
+  if (offload_bytes > 0) {
+    std::vector<std::vector<at::Tensor*>> tensors;
+    for (Layer& l : layers_) tensors.push_back(tensors_of(l));
+    offload_ = std::make_unique<WeightOffload>(tensors, offload_bytes, device);
+    if (offload_->num_offloaded() == 0) offload_.reset();
+  }
+}
+
+LlamaModel::~LlamaModel() = default;
+
+int64_t LlamaModel::offloaded_layers() const { return offload_ ? offload_->num_offloaded() : 0; }
+int64_t LlamaModel::offloaded_bytes() const { return offload_ ? offload_->offloaded_bytes() : 0; }
+
+std::vector<at::Tensor*> LlamaModel::tensors_of(Layer& l) {
+  std::vector<at::Tensor*> out{&l.input_norm, &l.post_norm, &l.attn.q_norm, &l.attn.k_norm};
+  for (Linear* lin : {&l.attn.qkv, &l.attn.o, &l.mlp.gate_up, &l.mlp.down}) {
+    ops::LinearWeight& w = lin->weight;
+    for (at::Tensor* t : {&lin->bias, &w.plain, &w.skinny, &w.onednn, &w.quant, &w.in_perm, &w.fp8,
+                          &w.fp8_scale, &w.w4_codes, &w.w4_d, &w.w4_m, &w.w4_z}) {
+      out.push_back(t);
+    }
+  }
+  return out;
 }
 
 void LlamaModel::set_kv_cache_scales(const std::vector<double>& scales) {
@@ -171,8 +195,25 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetad
   at::Tensor residual = embed(input_ids);
   at::Tensor hidden = at::empty_like(residual);
   ops::rms_norm(hidden, residual, layers_[0].input_norm, config_.rms_norm_eps);
+  // Offloaded layers: layer i + 1's copy starts when layer i's weights are taken, so it runs
+  // beside layer i's compute.
+  // (tensors_of only lists the tensors; nothing here writes through the pointers.)
+  const auto host = [this](size_t i) { return tensors_of(const_cast<Layer&>(layers_[i])); };
+  if (offload_) offload_->prefetch(0, host(0));
+  Layer staged;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& l = layers_[i];
+    const Layer* current = &layers_[i];
+    if (offload_ && offload_->offloaded(i)) {
+      staged = layers_[i];
+      const std::vector<at::Tensor> device_copies = offload_->acquire(i, host(i));
+      std::vector<at::Tensor*> slots = tensors_of(staged);
+      for (size_t k = 0; k < slots.size(); ++k) *slots[k] = device_copies[k];
+      if (offload_->offloaded(i + 1)) {
+        offload_->prefetch(i + 1, host(i + 1));
+      }
+      current = &staged;
+    }
+    const Layer& l = *current;
     if (i > 0) ops::fused_add_rms_norm(hidden, residual, l.input_norm, config_.rms_norm_eps);
     hidden = attention_forward(l.attn, attn_shape_, hidden, md, rope_cache_, kv_caches[i]);
     ops::fused_add_rms_norm(hidden, residual, l.post_norm, config_.rms_norm_eps);

@@ -6,12 +6,14 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <vector>
 
 #include "model/checkpoint.h"
 #include "model/layers.h"
 #include "model/model_config.h"
 #include "model/tensor_parallel.h"
+#include "model/weight_offload.h"
 
 namespace taco {
 
@@ -23,9 +25,12 @@ class LlamaModel {
   // positions [0, max_positions). With `tp` (size > 1) the model holds that rank's shard
   // (tensor_parallel.h): config() is then the local one (heads, KV heads, MLP width; the
   // vocabulary stays whole), and forward / compute_logits run the collectives of every rank.
+  // With offload_bytes > 0 the weights of the first decoder layers, up to that many bytes, stay
+  // in host memory and are copied in as their layer runs (weight_offload.h).
   LlamaModel(const ModelConfig& config, const Checkpoint& weights, at::ScalarType dtype,
              int64_t max_positions, const at::Device& device = at::kCPU,
-             const TensorParallel* tp = nullptr);
+             const TensorParallel* tp = nullptr, double offload_bytes = 0);
+  ~LlamaModel();
 
   // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into
   // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D].
@@ -41,6 +46,9 @@ class LlamaModel {
   void set_kv_cache_scales(const std::vector<double>& scales);
 
   const ModelConfig& config() const { return config_; }
+  // Decoder layers whose weights live in host memory (cpu_offload_gb), and their bytes.
+  int64_t offloaded_layers() const;
+  int64_t offloaded_bytes() const;
   at::ScalarType dtype() const { return dtype_; }
   const at::Device& device() const { return device_; }
 
@@ -53,6 +61,7 @@ class LlamaModel {
   };
 
   at::Tensor embed(const at::Tensor& input_ids) const;
+  static std::vector<at::Tensor*> tensors_of(Layer& l);
 
   ModelConfig config_;
   TensorParallel tp_;
@@ -64,6 +73,7 @@ class LlamaModel {
   at::Tensor norm_;            // [H]
   at::Tensor rope_cache_;
   std::vector<Layer> layers_;
+  std::unique_ptr<WeightOffload> offload_;
 };
 
 }  // namespace taco

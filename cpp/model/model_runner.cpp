@@ -141,12 +141,14 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   }
   batch_ = std::make_unique<Batch>();
   // An empty cache fails the engine's capacity check next; capturing over it would read block 0.
-  // Tensor-parallel ranks run eagerly: their collectives are not captured.
+  // Tensor-parallel ranks run eagerly (their collectives are not captured), and so do models
+  // with offloaded layers (their copies are not).
   if (comm != nullptr && comm->world_size() > 1) {
     comm_ = std::move(comm);
     if (comm_->rank() == 0) driver_ = std::make_unique<TpDriver>(*comm_);
   }
-  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && comm_ == nullptr) {
+  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && comm_ == nullptr &&
+      model_->offloaded_layers() == 0) {
     graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
   }
 }

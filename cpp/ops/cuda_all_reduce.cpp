@@ -57,7 +57,6 @@ class CudaIpcCommunicator : public Communicator {
     p.bytes = static_cast<int64_t>(t.nbytes());
     p.dtype = kernel_dtype(t, "tensor parallel all-reduce");
     p.two_shot = p.bytes > cuda::kOneShotMaxBytes;
-    p.flag = ++flag_;
     const cudaError_t err =
         cuda::all_reduce(p, c10::cuda::getCurrentCUDAStream(t.device().index()).stream());
     TORCH_CHECK(err == cudaSuccess, "tensor parallel all-reduce: ", cudaGetErrorString(err));
@@ -77,7 +76,6 @@ class CudaIpcCommunicator : public Communicator {
   cuda::AllReduceSignal* signal_;
   cuda::AllReduceParams base_;
   std::vector<void*> opened_;
-  uint32_t flag_ = 0;
 };
 
 // Every rank's handle bytes, in rank order, through the fallback's CPU all-gather.

@@ -20,7 +20,7 @@ __device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
 }
 
 // Block b of every rank reaches this point (see all_reduce.h). which: 0 start, 1 middle, 2 end.
-__device__ void barrier(const AllReduceParams& p, int which) {
+__device__ void barrier(const AllReduceParams& p, int which, uint32_t flag) {
   if (threadIdx.x < p.world) {
     const int peer = threadIdx.x;
     auto slot = [&](AllReduceSignal* s, int from) -> uint32_t* {
@@ -29,9 +29,9 @@ __device__ void barrier(const AllReduceParams& p, int which) {
                           : &s->end[blockIdx.x][from];
     };
     __threadfence_system();
-    store_release(slot(p.signals[peer], p.rank), p.flag);
+    store_release(slot(p.signals[peer], p.rank), flag);
     const uint32_t* mine = slot(p.signals[p.rank], peer);
-    while (load_acquire(mine) != p.flag) {
+    while (load_acquire(mine) != flag) {
     }
   }
   __syncthreads();
@@ -72,14 +72,16 @@ __device__ void reduce_range(const AllReduceParams& p, uint4* dst, int64_t begin
 template <typename T>
 __global__ void __launch_bounds__(kThreads) all_reduce_kernel(AllReduceParams p) {
   const int64_t packets = p.bytes / 16;
-  barrier(p, 0);
+  // This call's number for block b; only this block touches counter[b] of this rank.
+  const uint32_t flag = p.signals[p.rank]->counter[blockIdx.x] + 1;
+  barrier(p, 0, flag);
   if (!p.two_shot) {
     reduce_range<T>(p, reinterpret_cast<uint4*>(p.out), 0, packets);
   } else {
     const int64_t part = (packets + p.world - 1) / p.world;
     const int64_t begin = min(packets, part * p.rank), end = min(packets, begin + part);
     reduce_range<T>(p, reinterpret_cast<uint4*>(p.buffers[p.rank]), begin, end);
-    barrier(p, 1);
+    barrier(p, 1, flag);
     for (int r = 0; r < p.world; ++r) {
       const int64_t b = min(packets, part * r), e = min(packets, b + part);
       const uint4* src = reinterpret_cast<const uint4*>(p.buffers[r]);
@@ -90,7 +92,8 @@ __global__ void __launch_bounds__(kThreads) all_reduce_kernel(AllReduceParams p)
       }
     }
   }
-  barrier(p, 2);
+  barrier(p, 2, flag);
+  if (threadIdx.x == 0) p.signals[p.rank]->counter[blockIdx.x] = flag;
 }
 
 }  // namespace
@@ -110,7 +113,6 @@ const char* all_reduce_check(const AllReduceParams& p) {
   if (p.in == nullptr || p.out == nullptr || !aligned16(p.out)) {
     return "AllReduceParams: in / out null or out not 16-aligned";
   }
-  if (p.flag == 0) return "AllReduceParams: flag must be > 0";
   return "";
 }
 

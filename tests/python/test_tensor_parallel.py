@@ -84,6 +84,10 @@ def qwen2_one_kv_head(tmp_path_factory) -> str:
     return str(path)
 
 
+def tiny_llm(path: str, **kwargs) -> LLM:
+    return LLM(model=path, dtype="float32", skip_tokenizer_init=True, **kwargs)
+
+
 def token_prompts(count: int = 4) -> list[TokensPrompt]:
     g = torch.Generator().manual_seed(3)
     return [
@@ -273,22 +277,23 @@ def test_replicated_kv_head_tp2_matches_one_rank(qwen2_one_kv_head, backend, req
     if backend == "ray":
         request.getfixturevalue("ray_local")
     prompts = token_prompts()
-    whole = run_features(
-        LLM(model=qwen2_one_kv_head, dtype="float32", skip_tokenizer_init=True), prompts
-    )
-    llm = LLM(
-        model=qwen2_one_kv_head,
-        dtype="float32",
-        skip_tokenizer_init=True,
+    whole = run_features(tiny_llm(qwen2_one_kv_head), prompts)
+    llm = tiny_llm(
+        qwen2_one_kv_head,
         tensor_parallel_size=2,
         distributed_executor_backend=backend,
         disable_custom_all_reduce=gloo,
-        # A small cache: preemption (recompute) and chunked prefill run across the ranks too.
+        # A small cache: preemption (recompute), chunked prefill and prefix caching run across
+        # the ranks too.
+        num_gpu_blocks_override=12,
+        max_model_len=192,
         enable_chunked_prefill=True,
         max_num_batched_tokens=32,
         enable_prefix_caching=True,
     )
     assert_same(whole, run_features(llm, prompts))
+    preemptions = next(m for m in llm.get_metrics() if m.name == "vllm:num_preemptions")
+    assert preemptions.value > 0
     del llm
 
 
@@ -303,15 +308,9 @@ def test_ray_two_node_cluster_one_rank_per_node(qwen2_one_kv_head):
     try:
         ray.init(address=cluster.address, log_to_driver=False)
         prompts = token_prompts()
-        whole = run_features(
-            LLM(model=qwen2_one_kv_head, dtype="float32", skip_tokenizer_init=True), prompts
-        )
-        llm = LLM(
-            model=qwen2_one_kv_head,
-            dtype="float32",
-            skip_tokenizer_init=True,
-            tensor_parallel_size=2,
-            distributed_executor_backend="ray",
+        whole = run_features(tiny_llm(qwen2_one_kv_head), prompts)
+        llm = tiny_llm(
+            qwen2_one_kv_head, tensor_parallel_size=2, distributed_executor_backend="ray"
         )
         launcher = llm._ranks.launcher
         nodes = ray.util.placement_group_table(launcher.placement)["bundles_to_node_id"]

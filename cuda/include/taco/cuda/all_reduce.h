@@ -18,14 +18,17 @@
 // - end barrier: no rank leaves before every rank has finished reading the others' buffers,
 //   so the next call may overwrite them (vLLM skips it where its buffers double; we keep one
 //   buffer per rank and always pay it).
-// The flag is a per-call counter the host keeps identical on every rank (the ranks run the
-// same collectives in the same order); signals must start zeroed. Peer data is read through L2
-// only (ld.global.cg): another GPU's writes are not in this GPU's L1.
+// The flag is a per-call number kept in device memory: block b of a call reads its rank's
+// counter[b], uses counter[b] + 1 and stores it back at the end, so the numbers advance alike on
+// every rank (the ranks run the same calls, with the same block counts, in the same order) and a
+// call captured in a CUDA graph gets a fresh number at every replay (vLLM keeps the counter per
+// block in its signal too). Signals must start zeroed. Peer data is read through L2 only
+// (ld.global.cg): another GPU's writes are not in this GPU's L1.
 //
 // Limits (as vLLM's): at most kMaxAllReduceRanks ranks, bytes a multiple of 16 and at most the
 // staging capacity, float32 / float16 / bfloat16. Inside a CUDA graph the copy and the kernel
-// are captured like any other work (the flag must then come from device memory: not built;
-// decode graphs are off under tensor parallelism).
+// are captured like any other work (decode graphs are nevertheless off under tensor
+// parallelism: the NCCL fallback and the logits gather are not captured).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -44,6 +47,7 @@ struct AllReduceSignal {
   alignas(128) uint32_t start[kMaxAllReduceBlocks][kMaxAllReduceRanks];
   alignas(128) uint32_t middle[kMaxAllReduceBlocks][kMaxAllReduceRanks];
   alignas(128) uint32_t end[kMaxAllReduceBlocks][kMaxAllReduceRanks];
+  alignas(128) uint32_t counter[kMaxAllReduceBlocks];  // written by this rank only
 };
 
 struct AllReduceParams {
@@ -56,7 +60,6 @@ struct AllReduceParams {
   void* out = nullptr;  // may be `in`
   int64_t bytes = 0;
   DType dtype = DType::kBFloat16;
-  uint32_t flag = 0;  // this call's number, > 0, the same on every rank
   bool two_shot = false;
 };
 
