@@ -206,10 +206,9 @@ class ShmCommunicator : public Communicator {
                                  ") is gone while this rank waits for it in a collective");
       }
       if (waited > timeout_) {
-        throw std::runtime_error("tensor parallel: rank " + std::to_string(r) +
-                                 " did not reach a collective within " +
-                                 std::to_string(static_cast<int>(timeout_)) +
-                                 " s (TACO_TP_TIMEOUT_S)");
+        throw std::runtime_error(
+            "tensor parallel: rank " + std::to_string(r) + " did not reach a collective within " +
+            std::to_string(static_cast<int>(timeout_)) + " s (TACO_TP_TIMEOUT_S)");
       }
     }
   }
@@ -266,7 +265,7 @@ uint8_t* map_segment(const std::string& name, const Layout& layout, bool create)
     shm_unlink(name.c_str());
     return nullptr;
   }
-  struct stat st {};
+  struct stat st{};
   if (fstat(fd, &st) != 0 || st.st_size < layout.total) {
     close(fd);
     return nullptr;
