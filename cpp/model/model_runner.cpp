@@ -140,17 +140,22 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
     for (int64_t l = 0; l < c.num_layers; ++l) cpu_caches_.push_back(swap.select(0, l));
   }
   batch_ = std::make_unique<Batch>();
+  if (comm != nullptr && comm->world_size() > 1) comm_ = std::move(comm);
   // An empty cache fails the engine's capacity check next; capturing over it would read block 0.
-  // Tensor-parallel ranks run eagerly (their collectives are not captured), and so do models
-  // with offloaded layers (their copies are not).
-  if (comm != nullptr && comm->world_size() > 1) {
-    comm_ = std::move(comm);
-    if (comm_->rank() == 0) driver_ = std::make_unique<TpDriver>(*comm_);
-  }
-  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && comm_ == nullptr &&
+  // Tensor-parallel ranks capture their decode steps only when every all-reduce in them takes our
+  // IPC kernel (the largest is the embedding's or a layer's output, [batch, H] in the model
+  // dtype); every rank decides alike and captures the same graphs in the same order. Models
+  // with offloaded layers run eagerly (their copies are not captured).
+  const int64_t largest_reduce = std::min<int64_t>(opts.max_num_seqs, 256) *
+                                 model_->config().hidden_size *
+                                 static_cast<int64_t>(at::elementSize(model_->dtype()));
+  const bool collectives_capture = comm_ == nullptr || comm_->cuda_graph_safe(largest_reduce);
+  if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && collectives_capture &&
       model_->offloaded_layers() == 0) {
     graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
   }
+  // Last: from here rank 0's heartbeat may talk to the other ranks.
+  if (comm_ && comm_->rank() == 0) driver_ = std::make_unique<TpDriver>(*comm_);
 }
 
 ModelRunner::~ModelRunner() = default;

@@ -36,6 +36,10 @@ class Communicator {
   // In place: rank `root`'s t (a CPU tensor of the same shape on every rank) on every rank.
   virtual void broadcast(at::Tensor& t, int root) = 0;
 
+  // True when all_reduce_sum of a CUDA tensor of up to `bytes` may be captured in a CUDA graph
+  // (our IPC all-reduce; NCCL calls through c10d are not captured here).
+  virtual bool cuda_graph_safe(int64_t /*bytes*/) const { return false; }
+
   const CommStats& stats() const { return stats_; }
 
  protected:

@@ -66,6 +66,9 @@ class CudaIpcCommunicator : public Communicator {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   void all_reduce_min(at::Tensor& t) override { fallback_->all_reduce_min(t); }
+  // Every all-reduce that fits the staging buffer takes the IPC kernel, whose flags live in
+  // device memory: such calls replay correctly from a CUDA graph.
+  bool cuda_graph_safe(int64_t bytes) const override { return bytes <= kStagingBytes; }
   at::Tensor all_gather(const at::Tensor& t) override { return fallback_->all_gather(t); }
   void broadcast(at::Tensor& t, int root) override { fallback_->broadcast(t, root); }
 

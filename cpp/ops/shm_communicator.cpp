@@ -125,6 +125,7 @@ class ShmCommunicator : public Communicator {
   }
 
   void all_reduce_min(at::Tensor& t) override { fallback_->all_reduce_min(t); }
+  bool cuda_graph_safe(int64_t bytes) const override { return fallback_->cuda_graph_safe(bytes); }
 
   at::Tensor all_gather(const at::Tensor& t) override {
     if (!t.is_cpu() || t.nbytes() > static_cast<size_t>(kSlotBytes)) {

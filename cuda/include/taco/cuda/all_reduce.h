@@ -27,8 +27,7 @@
 //
 // Limits (as vLLM's): at most kMaxAllReduceRanks ranks, bytes a multiple of 16 and at most the
 // staging capacity, float32 / float16 / bfloat16. Inside a CUDA graph the copy and the kernel
-// are captured like any other work (decode graphs are nevertheless off under tensor
-// parallelism: the NCCL fallback and the logits gather are not captured).
+// are captured like any other work (the decode graphs of tensor-parallel ranks use it).
 #pragma once
 
 #include <cuda_runtime_api.h>
