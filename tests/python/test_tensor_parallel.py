@@ -402,3 +402,29 @@ def test_cpu_offload_and_custom_all_reduce_accepted_on_cpu(qwen2_one_kv_head):
     a = base.generate(prompts, params, use_tqdm=False)
     b = offload.generate(prompts, params, use_tqdm=False)
     assert [o.outputs[0].token_ids for o in a] == [o.outputs[0].token_ids for o in b]
+
+
+def test_idle_engine_outlives_the_collectives_timeout(qwen2_one_kv_head, monkeypatch):
+    """Idle ranks wait in a collective; rank 0's heartbeat (every TACO_TP_HEARTBEAT_S) keeps
+    them inside its timeout (TACO_TP_TIMEOUT_S), here 0.2 s and 1 s against 3 s of idling."""
+    monkeypatch.setenv("TACO_TP_HEARTBEAT_S", "0.2")
+    monkeypatch.setenv("TACO_TP_TIMEOUT_S", "1")
+    prompts = token_prompts(2)
+    params = SamplingParams(temperature=0.0, max_tokens=4)
+    want = tiny_llm(qwen2_one_kv_head).generate(prompts, params, use_tqdm=False)
+    for gloo in (False, True):
+        llm = tiny_llm(qwen2_one_kv_head, tensor_parallel_size=2, disable_custom_all_reduce=gloo)
+        time.sleep(3)
+        got = llm.generate(prompts, params, use_tqdm=False)
+        assert [o.outputs[0].token_ids for o in got] == [o.outputs[0].token_ids for o in want]
+        del llm
+    assert child_pids() == set()
+
+
+def test_ray_backend_without_ray_names_the_package(qwen2_one_kv_head, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ValueError, match=r"pip install 'taco_llm\[ray\]'"):
+        tiny_llm(qwen2_one_kv_head, tensor_parallel_size=2, distributed_executor_backend="ray")
+    assert child_pids() == set()
