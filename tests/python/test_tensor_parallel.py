@@ -297,6 +297,25 @@ def test_replicated_kv_head_tp2_matches_one_rank(qwen2_one_kv_head, backend, req
     del llm
 
 
+def test_swap_preemption_tp2_matches_one_rank(qwen2_one_kv_head):
+    """Preemption by swapping: every rank moves its own KV blocks to and from its CPU swap space
+    as rank 0's plan says (forked beams and n > 1 sequences swap as a group)."""
+    prompts = token_prompts()
+    whole = run_features(tiny_llm(qwen2_one_kv_head), prompts)
+    llm = tiny_llm(
+        qwen2_one_kv_head,
+        tensor_parallel_size=2,
+        num_gpu_blocks_override=12,
+        max_model_len=192,
+        preemption_mode="swap",
+        swap_space=1,
+    )
+    assert_same(whole, run_features(llm, prompts))
+    swapped = next(m for m in llm.get_metrics() if m.name == "taco:num_swapped_out")
+    assert swapped.value > 0
+    del llm
+
+
 def test_ray_two_node_cluster_one_rank_per_node(qwen2_one_kv_head):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
