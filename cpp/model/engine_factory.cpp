@@ -241,13 +241,14 @@ std::unique_ptr<Engine> create_engine(const EngineOptions& options, ModelInfo* i
                                   b.opts.max_model_len);
 }
 
-void check_tensor_parallel(const EngineOptions& options) {
+std::string check_tensor_parallel(const EngineOptions& options) {
   EngineOptions opts = options;
   validate(opts);
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
   const ModelConfig config = is_gguf_file(opts.model) ? gguf_model_config(GgufFile(opts.model))
                                                       : load_model_config(opts.model);
   plan_tensor_parallel(config, 0, opts.tensor_parallel_size);
+  return resolve_device(opts.device, config, opts.cuda_device).is_cpu() ? "cpu" : "cuda";
 }
 
 void run_tensor_parallel_worker(const EngineOptions& options) {

@@ -26,8 +26,9 @@ struct ModelInfo {
 std::unique_ptr<Engine> create_engine(const EngineOptions& opts, ModelInfo* info);
 
 // Throws std::invalid_argument when the model (config only; no weights are read) cannot be
-// split in options.tensor_parallel_size ranks: checked before any rank starts.
-void check_tensor_parallel(const EngineOptions& options);
+// split in options.tensor_parallel_size ranks: checked before any rank starts. Returns the
+// device the ranks will run on ("cpu" or "cuda", as create_engine resolves options.device).
+std::string check_tensor_parallel(const EngineOptions& options);
 
 // Tensor-parallel ranks 1 .. size-1 (options.distributed_group names the ranks' process group):
 // loads this rank's shard, then runs rank 0's steps until its engine is destroyed. Throws when

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ops/communicator.h"
+#include "ops/device_memory.h"
 #include "ops/ops.h"
 
 namespace taco {
@@ -124,6 +125,9 @@ LlamaModel::LlamaModel(const ModelConfig& full, const Checkpoint& whole, at::Sca
     lm_head_ = ops::prepare_linear_weight(embed_);
   }
   norm_ = load.get("model.norm.weight", {H});
+  // Offloaded layers move to host memory as soon as they load, so the device never holds more
+  // than the kept layers and one offloaded layer.
+  if (offload_bytes > 0) offload_ = std::make_unique<WeightOffload>(offload_bytes, device);
   layers_.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -152,13 +156,14 @@ LlamaModel::LlamaModel(const ModelConfig& full, const Checkpoint& whole, at::Sca
     l.mlp.gate_up = load.fused(p + "mlp.", {"gate_proj", "up_proj"}, {I, I}, H, c.mlp_bias);
     l.mlp.down = load.fused(p + "mlp.", {"down_proj"}, {H}, I, c.mlp_bias);
     l.mlp.down.reduce = reduce;
+    if (offload_) offload_->offer(tensors_of(l));
   }
   rope_cache_ = build_rope_cache(c.rope, D, max_positions).to(device);
-  if (offload_bytes > 0) {
-    std::vector<std::vector<at::Tensor*>> tensors;
-    for (Layer& l : layers_) tensors.push_back(tensors_of(l));
-    offload_ = std::make_unique<WeightOffload>(tensors, offload_bytes, device);
+  if (offload_) {
+    offload_->finish();
     if (offload_->num_offloaded() == 0) offload_.reset();
+    // The offloaded layers' device memory goes back to the device before the KV cache is sized.
+    if (device.is_cuda()) ops::release_cached_memory();
   }
 }
 

@@ -149,7 +149,10 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   const int64_t largest_reduce = std::min<int64_t>(opts.max_num_seqs, 256) *
                                  model_->config().hidden_size *
                                  static_cast<int64_t>(at::elementSize(model_->dtype()));
-  const bool collectives_capture = comm_ == nullptr || comm_->cuda_graph_safe(largest_reduce);
+  const int64_t row_bytes =
+      model_->config().hidden_size * static_cast<int64_t>(at::elementSize(model_->dtype()));
+  const bool collectives_capture = comm_ == nullptr || (comm_->cuda_graph_safe(largest_reduce) &&
+                                                        comm_->cuda_graph_safe(row_bytes));
   if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && collectives_capture &&
       model_->offloaded_layers() == 0) {
     graphs_ = std::make_unique<DecodeGraphs>(*model_, opts, kv_caches_);
@@ -299,13 +302,16 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   build_batch(out, b);
   // The whole step holds the driver: the other ranks run this plan's collectives in this order.
   std::unique_lock<std::mutex> step;
-  if (driver_) step = driver_->begin_step(b);
   at::Tensor logits;
   try {
+    if (driver_) step = driver_->begin_step(b);
     logits = run_plan(b);
   } catch (const std::exception& e) {
-    if (driver_) driver_->fail(e.what());
-    throw;
+    if (!driver_) throw;
+    // The other ranks may be waiting in a collective this rank will never join: the group is
+    // done for. The message says so, so that the caller releases every rank at once.
+    driver_->fail(step, e.what());
+    throw std::runtime_error(std::string("tensor parallel: a step failed: ") + e.what());
   }
   if (!logits.defined()) return results;
   const auto num_sampled = static_cast<int64_t>(b.sample_seqs.size());

@@ -50,12 +50,14 @@ TensorParallel plan_tensor_parallel(const ModelConfig& c, int rank, int size) {
   tp.intermediate = c.intermediate_size / size;
   tp.inter_start = rank * tp.intermediate;
   tp.vocab_per_rank = (c.vocab_size + size - 1) / size;
-  tp.vocab_start = rank * tp.vocab_per_rank;
-  tp.vocab_rows = std::max<int64_t>(0, std::min(tp.vocab_per_rank, c.vocab_size - tp.vocab_start));
-  if (c.vocab_size < size) {
+  if ((size - 1) * tp.vocab_per_rank >= c.vocab_size) {
     throw std::invalid_argument("tensor_parallel_size " + std::to_string(size) +
-                                " exceeds the vocabulary size " + std::to_string(c.vocab_size));
+                                ": the vocabulary (" + std::to_string(c.vocab_size) +
+                                ") is too small to give every rank a slice of " +
+                                std::to_string(tp.vocab_per_rank) + " rows");
   }
+  tp.vocab_start = rank * tp.vocab_per_rank;
+  tp.vocab_rows = std::min(tp.vocab_per_rank, c.vocab_size - tp.vocab_start);
   return tp;
 }
 

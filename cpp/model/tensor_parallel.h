@@ -31,12 +31,13 @@ struct TensorParallel {
   int64_t q_head_start = 0, num_heads = 0;      // this rank's query heads
   int64_t kv_head_start = 0, num_kv_heads = 0;  // its KV heads
   int64_t inter_start = 0, intermediate = 0;    // its MLP columns
-  int64_t vocab_start = 0, vocab_rows = 0;      // its vocabulary rows (vocab_rows may be 0)
+  int64_t vocab_start = 0, vocab_rows = 0;      // its vocabulary rows (at least one)
   int64_t vocab_per_rank = 0;                   // ceil(V / size): the gathered logits' stride
 };
 
 // Throws std::invalid_argument when the model cannot be split in `size` (heads, KV heads or the
-// MLP width not divisible), naming the count and the size.
+// MLP width not divisible, a vocabulary too small for a slice per rank), naming the count and the
+// size.
 TensorParallel plan_tensor_parallel(const ModelConfig& c, int rank, int size);
 
 // The config a rank's model is built from: its local head and MLP counts (vocab_size stays the

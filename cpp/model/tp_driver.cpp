@@ -1,5 +1,8 @@
 #include "model/tp_driver.h"
 
+#include "ops/communicator.h"
+
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -7,8 +10,9 @@ namespace taco {
 
 namespace {
 
+// TACO_TP_HEARTBEAT_S, else 10 s or a third of the collectives' timeout if that is shorter.
 std::chrono::steady_clock::duration heartbeat_interval() {
-  double seconds = 10.0;
+  double seconds = std::min(10.0, ops::collective_timeout_seconds() / 3);
   if (const char* env = std::getenv("TACO_TP_HEARTBEAT_S"); env != nullptr && *env != '\0') {
     char* end = nullptr;
     const double v = std::strtod(env, &end);
@@ -63,8 +67,9 @@ std::unique_lock<std::mutex> TpDriver::begin_step(const StepPlan& plan) {
   return lock;
 }
 
-void TpDriver::fail(const std::string& error) {
-  if (error_.empty()) error_ = error.empty() ? "a collective failed" : error;
+void TpDriver::fail(std::unique_lock<std::mutex>& step, const std::string& error) {
+  if (!step.owns_lock()) step = std::unique_lock<std::mutex>(mu_);
+  if (error_.empty()) error_ = error.empty() ? "a step failed" : error;
 }
 
 void TpDriver::heartbeat() {

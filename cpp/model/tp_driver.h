@@ -1,9 +1,10 @@
 // Rank 0's side of the tensor-parallel step protocol. Each engine step locks the ranks, sends
 // them its StepPlan and then runs the same collectives they do. Between steps the other ranks
 // wait in a broadcast, which would time out (the process group's timeout) while the caller is
-// idle: a heartbeat thread sends an idle plan after TACO_TP_HEARTBEAT_S seconds (10) without a
-// step. Destruction sends the stop plan. After a failed collective the group is unusable, so
-// every later step fails at once with the first error.
+// idle: a heartbeat thread sends an idle plan after TACO_TP_HEARTBEAT_S seconds without a step
+// (default 10, or a third of TACO_TP_TIMEOUT_S when that is shorter). Destruction sends the stop
+// plan. After a failed collective the group is unusable, so every later step fails at once with the
+// first error.
 #pragma once
 
 #include <chrono>
@@ -26,8 +27,9 @@ class TpDriver {
   // Locks the ranks for one step (until the returned lock is released) and broadcasts `plan`.
   // Throws std::runtime_error when an earlier collective failed.
   std::unique_lock<std::mutex> begin_step(const StepPlan& plan);
-  // Records a failed collective of a step (the caller holds the lock).
-  void fail(const std::string& error);
+  // Records that a step failed: the group is unusable from now on. `step` is the step's lock,
+  // taken here when begin_step did not return it.
+  void fail(std::unique_lock<std::mutex>& step, const std::string& error);
 
  private:
   void heartbeat();

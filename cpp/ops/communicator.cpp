@@ -70,6 +70,14 @@ class C10dCommunicator : public Communicator {
 
 }  // namespace
 
+double collective_timeout_seconds() {
+  const char* env = std::getenv("TACO_TP_TIMEOUT_S");
+  if (env == nullptr || *env == '\0') return 300.0;
+  char* end = nullptr;
+  const double v = std::strtod(env, &end);
+  return end != env && *end == '\0' && v > 0 ? v : 300.0;
+}
+
 void report_stats(const std::string& kind, int rank, const CommStats& s) {
   const char* env = std::getenv("TACO_TP_STATS");
   if (env == nullptr || *env != '1') return;

@@ -46,6 +46,9 @@ class Communicator {
   CommStats stats_;
 };
 
+// TACO_TP_TIMEOUT_S (300 when unset or invalid): how long a collective waits for a peer.
+double collective_timeout_seconds();
+
 // Prints "taco tp rank R (kind): N collectives, M MB, S s" to stderr when TACO_TP_STATS=1.
 void report_stats(const std::string& kind, int rank, const CommStats& stats);
 

@@ -68,7 +68,9 @@ class CudaIpcCommunicator : public Communicator {
   void all_reduce_min(at::Tensor& t) override { fallback_->all_reduce_min(t); }
   // Every all-reduce that fits the staging buffer takes the IPC kernel, whose flags live in
   // device memory: such calls replay correctly from a CUDA graph.
-  bool cuda_graph_safe(int64_t bytes) const override { return bytes <= kStagingBytes; }
+  bool cuda_graph_safe(int64_t bytes) const override {
+    return bytes <= kStagingBytes && bytes % 16 == 0;
+  }
   at::Tensor all_gather(const at::Tensor& t) override { return fallback_->all_gather(t); }
   void broadcast(at::Tensor& t, int root) override { fallback_->broadcast(t, root); }
 
@@ -109,36 +111,47 @@ std::unique_ptr<Communicator> with_cuda_ipc(std::unique_ptr<Communicator> fallba
             cudaDeviceSynchronize() == cudaSuccess &&
             cudaIpcGetMemHandle(&hb, buffer) == cudaSuccess &&
             cudaIpcGetMemHandle(&hs, signal) == cudaSuccess;
-  // Handles of ranks that failed are garbage; whether every rank succeeded is agreed below.
-  const std::vector<cudaIpcMemHandle_t> buffers = exchange(*fallback, hb);
-  const std::vector<cudaIpcMemHandle_t> signals = exchange(*fallback, hs);
+  std::vector<void*> opened;
+  const auto release = [&] {
+    for (void* p : opened) cudaIpcCloseMemHandle(p);
+    if (buffer != nullptr) cudaFree(buffer);
+    if (signal != nullptr) cudaFree(signal);
+  };
   cuda::AllReduceParams base;
   base.rank = rank;
   base.world = world;
   base.capacity = kStagingBytes;
-  std::vector<void*> opened;
-  for (int r = 0; r < world && ok; ++r) {
-    if (r == rank) {
-      base.buffers[r] = buffer;
-      base.signals[r] = static_cast<cuda::AllReduceSignal*>(signal);
-      continue;
+  base.timeout_ns = static_cast<uint64_t>(collective_timeout_seconds() * 1e9);
+  at::Tensor all_ok = at::tensor({int64_t{0}}, at::kLong);
+  try {
+    // Handles of ranks that failed are garbage; whether every rank succeeded is agreed below.
+    const std::vector<cudaIpcMemHandle_t> buffers = exchange(*fallback, hb);
+    const std::vector<cudaIpcMemHandle_t> signals = exchange(*fallback, hs);
+    for (int r = 0; r < world && ok; ++r) {
+      if (r == rank) {
+        base.buffers[r] = buffer;
+        base.signals[r] = static_cast<cuda::AllReduceSignal*>(signal);
+        continue;
+      }
+      void* b = nullptr;
+      void* s = nullptr;
+      ok = cudaIpcOpenMemHandle(&b, buffers[r], cudaIpcMemLazyEnablePeerAccess) == cudaSuccess;
+      if (ok) opened.push_back(b);
+      ok =
+          ok && cudaIpcOpenMemHandle(&s, signals[r], cudaIpcMemLazyEnablePeerAccess) == cudaSuccess;
+      if (ok) opened.push_back(s);
+      base.buffers[r] = b;
+      base.signals[r] = static_cast<cuda::AllReduceSignal*>(s);
     }
-    void* b = nullptr;
-    void* s = nullptr;
-    ok = cudaIpcOpenMemHandle(&b, buffers[r], cudaIpcMemLazyEnablePeerAccess) == cudaSuccess;
-    if (ok) opened.push_back(b);
-    ok = ok && cudaIpcOpenMemHandle(&s, signals[r], cudaIpcMemLazyEnablePeerAccess) == cudaSuccess;
-    if (ok) opened.push_back(s);
-    base.buffers[r] = b;
-    base.signals[r] = static_cast<cuda::AllReduceSignal*>(s);
+    cudaGetLastError();  // a failed open leaves its error behind; the fallback is taken instead
+    all_ok.fill_(ok ? 1 : 0);
+    fallback->all_reduce_min(all_ok);
+  } catch (...) {
+    release();  // a peer is gone
+    throw;
   }
-  cudaGetLastError();  // a failed open leaves its error behind; the fallback is taken instead
-  at::Tensor all_ok = at::tensor({int64_t{ok ? 1 : 0}}, at::kLong);
-  fallback->all_reduce_min(all_ok);
   if (all_ok.item<int64_t>() != 1) {
-    for (void* p : opened) cudaIpcCloseMemHandle(p);
-    if (buffer != nullptr) cudaFree(buffer);
-    if (signal != nullptr) cudaFree(signal);
+    release();
     return fallback;
   }
   return std::make_unique<CudaIpcCommunicator>(std::move(fallback), device_index, buffer,

@@ -41,14 +41,6 @@ struct Layout {
   }
 };
 
-double timeout_seconds() {
-  const char* env = std::getenv("TACO_TP_TIMEOUT_S");
-  if (env == nullptr || *env == '\0') return 300.0;
-  char* end = nullptr;
-  const double v = std::strtod(env, &end);
-  return end != env && *end == '\0' && v > 0 ? v : 300.0;
-}
-
 // False when the process is gone or a zombie (a killed child not yet reaped still answers
 // kill(pid, 0)).
 bool process_alive(int pid) {
@@ -88,7 +80,7 @@ class ShmCommunicator : public Communicator {
         layout_(layout),
         rank_(fallback_->rank()),
         world_(fallback_->world_size()),
-        timeout_(timeout_seconds()) {}
+        timeout_(collective_timeout_seconds()) {}
 
   ~ShmCommunicator() override {
     report_stats("shm", rank_, stats_);
@@ -298,14 +290,22 @@ std::unique_ptr<Communicator> with_shared_memory(std::unique_ptr<Communicator> f
     if (base != nullptr) std::memset(base, 0, layout.buffers);
     ok.fill_(base != nullptr ? 1 : 0);
   }
-  fallback->broadcast(ok, 0);
-  if (rank != 0 && ok.item<int64_t>() == 1) base = map_segment(name, layout, /*create=*/false);
-  if (base != nullptr) {
-    __atomic_store_n(reinterpret_cast<int*>(base + layout.pids + kLine * rank),
-                     static_cast<int>(getpid()), __ATOMIC_RELEASE);
+  at::Tensor mapped = at::zeros({1}, at::kLong);
+  try {
+    fallback->broadcast(ok, 0);
+    if (rank != 0 && ok.item<int64_t>() == 1) base = map_segment(name, layout, /*create=*/false);
+    if (base != nullptr) {
+      __atomic_store_n(reinterpret_cast<int*>(base + layout.pids + kLine * rank),
+                       static_cast<int>(getpid()), __ATOMIC_RELEASE);
+    }
+    mapped.fill_(base != nullptr ? 1 : 0);
+    fallback->all_reduce_min(mapped);
+  } catch (...) {
+    // A peer is gone: leave nothing behind in /dev/shm or in this process.
+    if (rank == 0 && base != nullptr) shm_unlink(name.c_str());
+    if (base != nullptr) munmap(base, layout.total);
+    throw;
   }
-  at::Tensor mapped = at::tensor({int64_t{base != nullptr ? 1 : 0}}, at::kLong);
-  fallback->all_reduce_min(mapped);
   if (rank == 0 && ok.item<int64_t>() == 1) shm_unlink(name.c_str());
   if (mapped.item<int64_t>() != 1) {
     if (base != nullptr) munmap(base, layout.total);

@@ -351,7 +351,8 @@ PYBIND11_MODULE(_C, m) {
       "Tensor-parallel ranks other than 0: loads this rank's shard and runs rank 0's steps until "
       "its engine is destroyed.");
   m.def("check_tensor_parallel", &taco::check_tensor_parallel, py::arg("options"),
-        "Raises ValueError when the model cannot be split in options.tensor_parallel_size ranks.");
+        "Raises ValueError when the model cannot be split in options.tensor_parallel_size ranks; "
+        "returns the device the ranks will use ('cpu' or 'cuda').");
   m.def("cuda_available", &taco::cuda_device_available,
         "True when this build has the CUDA backend and sees a CUDA device.");
 }

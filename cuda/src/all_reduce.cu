@@ -19,8 +19,19 @@ __device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
   return v;
 }
 
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Block b of every rank reaches this point (see all_reduce.h). which: 0 start, 1 middle, 2 end.
+// A peer that never arrives (its process died) aborts the kernel after p.timeout_ns: the launch
+// fails with an error instead of spinning forever.
 __device__ void barrier(const AllReduceParams& p, int which, uint32_t flag) {
+  // Every thread's writes (the middle barrier: its reduced part) and reads (the end barrier: of
+  // the peers' buffers) of this block are done before any peer is told so.
+  if (which != 0) __syncthreads();
   if (threadIdx.x < p.world) {
     const int peer = threadIdx.x;
     auto slot = [&](AllReduceSignal* s, int from) -> uint32_t* {
@@ -31,7 +42,12 @@ __device__ void barrier(const AllReduceParams& p, int which, uint32_t flag) {
     __threadfence_system();
     store_release(slot(p.signals[peer], p.rank), flag);
     const uint32_t* mine = slot(p.signals[p.rank], peer);
+    const uint64_t start = global_ns();
+    uint32_t spins = 0;
     while (load_acquire(mine) != flag) {
+      if (++spins % 1024 == 0 && p.timeout_ns > 0 && global_ns() - start > p.timeout_ns) {
+        __trap();
+      }
     }
   }
   __syncthreads();

@@ -35,12 +35,9 @@ def _load_engine_module() -> Any:
 def start_ranks(C: Any, options: Any, backend: str | None) -> Any:
     """Starts ranks 1 .. N-1 of a tensor-parallel engine, after checking that the model splits
     (a ValueError before any process starts)."""
-    C.check_tensor_parallel(options)
+    device = C.check_tensor_parallel(options)
     from taco_llm.parallel.ranks import TensorParallelRanks
 
-    device = options.device
-    if device == "auto":
-        device = "cuda" if C.cuda_available() else "cpu"
     if device == "cuda" and backend != "ray":
         import torch
 
@@ -55,8 +52,10 @@ def start_ranks(C: Any, options: Any, backend: str | None) -> Any:
 
 
 def _close_engine(engine: Any, ranks: Any) -> None:
-    engine.close()
-    ranks.close()
+    try:
+        engine.close()
+    finally:
+        ranks.close()
 
 
 def _refuse(name: str, value: Any) -> None:
@@ -344,10 +343,11 @@ class LLM:
             self._stats.record([r.state for r in requests], outputs)
 
     def _check_ranks_after(self, error: RuntimeError) -> None:
-        """After a failed step of a tensor-parallel engine: when a rank has failed (or a
-        collective did), the group is unusable; release every rank and the engine, and raise
-        what happened. Other errors leave the engine as it is."""
-        if self._ranks is None:
+        """After a failed step of a tensor-parallel engine: when the step's collectives failed
+        (a rank died or timed out, or rank 0 failed mid-step while the others wait), the group
+        is unusable; release every rank and the engine, and raise what happened, with what the
+        ranks recorded. Other errors (a logits processor's, say) leave the engine as it is."""
+        if self._ranks is None or "tensor parallel" not in str(error):
             return
         failure = None
         deadline = time.monotonic() + 2.0
@@ -355,12 +355,8 @@ class LLM:
             failure = self._ranks.failure()
             if failure is None:
                 time.sleep(0.05)
-        text = str(error)
-        collective = any(s in text for s in ("tensor parallel", "Connection closed", "gloo"))
-        if failure is None and not collective:
-            return
         self._failure = (
-            f"tensor parallelism: {failure or text}. The engine and its ranks have been shut "
+            f"tensor parallelism: {failure or error}. The engine and its ranks have been shut "
             "down; create a new LLM."
         )
         self._closer()

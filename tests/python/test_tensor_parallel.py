@@ -447,3 +447,42 @@ def test_ray_backend_without_ray_names_the_package(qwen2_one_kv_head, monkeypatc
     with pytest.raises(ValueError, match=r"pip install 'taco_llm\[ray\]'"):
         tiny_llm(qwen2_one_kv_head, tensor_parallel_size=2, distributed_executor_backend="ray")
     assert child_pids() == set()
+
+
+_ORPHAN = """
+import sys, time
+from taco_llm import LLM
+llm = LLM(model=sys.argv[1], dtype="float32", skip_tokenizer_init=True, tensor_parallel_size=2)
+print(*[p.pid for p in llm._ranks.launcher.procs.values()], flush=True)
+time.sleep(120)
+"""
+
+
+def test_ranks_exit_when_rank_zero_is_killed(qwen2_one_kv_head):
+    """Local ranks watch their stdin pipe from rank 0: when rank 0 dies, however it dies, they
+    exit instead of waiting for a step that never comes."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN, qwen2_one_kv_head],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ranks = [int(p) for p in proc.stdout.readline().split()]
+        assert len(ranks) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def running(pid: int) -> bool:  # neither gone nor a zombie awaiting its new parent
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(ranks[0]):
+        time.sleep(0.05)
+    assert not running(ranks[0])

@@ -4,6 +4,7 @@ them, says whether any has ended (and how), and stops them."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ class ProcessLauncher:
     def master_host(self) -> str:
         return "127.0.0.1"
 
+    rank0_device = 0
+
     def prepare(self, world_size: int, device: str) -> int:
         """Ranks that will run on this machine."""
         return world_size
@@ -39,8 +42,9 @@ class ProcessLauncher:
             )
             self.procs[rank] = proc
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(spec).encode())
-            proc.stdin.close()
+            # The spec as one line; the pipe stays open: the rank exits when it closes.
+            proc.stdin.write(json.dumps(spec).encode() + b"\n")
+            proc.stdin.flush()
 
     def ended(self) -> dict[int, str]:
         """Ranks whose process has exited, each with how."""
@@ -63,6 +67,11 @@ class ProcessLauncher:
                 proc.kill()
                 proc.wait()
             grace_s = 0.1
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
 
 
 class RayLauncher:
@@ -90,6 +99,7 @@ class RayLauncher:
         self.refs: dict[int, Any] = {}
         self.placement = None
         self.bundles: list[int] = []
+        self.rank0_device: int | None = None
 
     def master_host(self) -> str:
         return self.ray.util.get_node_ip_address()
@@ -117,7 +127,35 @@ class RayLauncher:
         self.bundles = sorted(
             (b for b in nodes if b != mine[0]), key=lambda b: (nodes[b] != here, b)
         )
+        if device == "cuda":
+            self.rank0_device = self._bundle_gpu(mine[0])
         return len(mine)
+
+    def _bundle_gpu(self, bundle: int) -> int:
+        """The device index, among those this process sees, of the GPU Ray reserved for rank
+        0's bundle (so that no actor is given the GPU rank 0 uses)."""
+        ray = self.ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        probe = ray.remote(num_gpus=1, num_cpus=0)(lambda: ray.get_gpu_ids())
+        ids = ray.get(
+            probe.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=self.placement, placement_group_bundle_index=bundle
+                )
+            ).remote()
+        )
+        gpu = str(ids[0])
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible:
+            names = visible.split(",")
+            if gpu not in names:
+                raise ValueError(
+                    f"Ray reserved GPU {gpu} for rank 0, which this process does not see "
+                    f"(CUDA_VISIBLE_DEVICES={visible})."
+                )
+            return names.index(gpu)
+        return int(gpu)
 
     def start(self, specs: list[dict[str, Any]], device: str) -> None:
         ray = self.ray

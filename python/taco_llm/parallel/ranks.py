@@ -39,13 +39,17 @@ class TensorParallelRanks:
         try:
             options.distributed_group = self.group
             local_ranks = self.launcher.prepare(world, device)
-            if device == "cpu" and options.num_threads == 0:
+            if device == "cuda" and self.launcher.rank0_device is not None:
+                options.cuda_device = self.launcher.rank0_device
+            threads_given = options.num_threads != 0
+            if device == "cpu" and not threads_given:
                 # Each rank spins its own OpenMP threads: oversubscribed cores slow every rank.
                 options.num_threads = max(1, _cores() // local_ranks)
             host = self.launcher.master_host()
             self.store = open_store(host, 0, world, is_master=True)
             values = options_dict(options)
-            if self.launcher.name == "ray" and device == "cpu":
+            values["cuda_device"] = 0
+            if self.launcher.name == "ray" and device == "cpu" and not threads_given:
                 values["num_threads"] = 1  # an actor's share: its bundle's one CPU
             specs = [
                 {
@@ -56,7 +60,7 @@ class TensorParallelRanks:
                     "group": self.group,
                     "device": device,
                     "options": values,
-                    "parent_pid": os.getpid(),
+                    "env": {k: v for k, v in os.environ.items() if k.startswith("TACO_")},
                 }
                 for rank in range(1, world)
             ]

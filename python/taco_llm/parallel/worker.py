@@ -4,13 +4,13 @@ rank's spec as JSON on stdin; Ray actors call serve() directly.
 
 A rank that fails (bad model file, out of memory, a lost peer) records the error in the
 rendezvous store, where rank 0 reads it to say which rank failed and why, and exits: its closed
-connections end any collective rank 0 is waiting in."""
+connections end any collective rank 0 is waiting in. A local rank also exits when rank 0 does
+(its stdin pipe closes)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from typing import Any
 
@@ -33,6 +33,9 @@ def serve(spec: dict[str, Any]) -> None:
     from taco_llm import _C
     from taco_llm.parallel.process_group import create_group, open_store, release_group
 
+    # Rank 0's TACO_* settings (timeouts, heartbeat, CPU level) hold on every rank, Ray actors
+    # included, which do not inherit its environment.
+    os.environ.update(spec.get("env", {}))
     rank, world = int(spec["rank"]), int(spec["world_size"])
     store = open_store(spec["host"], int(spec["port"]), world, is_master=False)
     try:
@@ -50,23 +53,26 @@ def serve(spec: dict[str, Any]) -> None:
         release_group(spec["group"])
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this process when its parent (rank 0) exits, however it exits."""
-    try:
-        import ctypes
+def _exit_when_parent_goes() -> None:
+    """Exits this process when rank 0 closes this rank's stdin or exits, however it exits (its
+    end of the pipe closes with it): a watcher thread blocks reading the pipe."""
+    import threading
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(1 << 16):
+                pass
+        except (OSError, ValueError):
+            pass
         os._exit(1)
+
+    threading.Thread(target=watch, name="taco-tp-parent-watch", daemon=True).start()
 
 
 def main() -> int:
-    spec = json.loads(sys.stdin.read())
-    _die_with_parent(int(spec["parent_pid"]))
+    # The spec is the first line on stdin; rank 0 keeps the pipe open while this rank runs.
+    spec = json.loads(sys.stdin.buffer.readline())
+    _exit_when_parent_goes()
     try:
         serve(spec)
     except BaseException as e:  # noqa: BLE001 - reported through the store; exit non-zero

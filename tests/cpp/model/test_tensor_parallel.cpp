@@ -77,6 +77,7 @@ TEST(TensorParallelPlan, RefusesSplitsThatDoNotDivide) {
   EXPECT_NE(message(config(8, 2, 100, 256), 8).find("intermediate_size (100)"), std::string::npos);
   EXPECT_NE(message(config(12, 3, 96, 256), 4).find("KV heads"), std::string::npos);
   EXPECT_NE(message(config(6, 3, 96, 256), 2).find("KV heads (3)"), std::string::npos);
+  EXPECT_NE(message(config(4, 2, 64, 9), 4).find("vocabulary (9) is too small"), std::string::npos);
   EXPECT_THROW(plan_tensor_parallel(config(4, 2, 64, 256), 2, 2), std::invalid_argument);
 }
 

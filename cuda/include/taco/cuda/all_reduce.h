@@ -7,6 +7,8 @@
 // cudaIpcOpenMemHandle); params carry every rank's pointers as seen from this process.
 //
 // One call: the input is copied into this rank's staging buffer, then one kernel runs:
+// - every barrier but the first starts with __syncthreads(), so no peer hears of this block's
+//   progress before all its threads have made it (as vLLM's barrier).
 // - start barrier: thread r of block b stores the call's flag into rank r's signal
 //   (start[b][this rank], a release store at system scope) and waits until its own
 //   start[b][r] holds the flag (acquire): every rank's block b has its input staged.
@@ -60,6 +62,9 @@ struct AllReduceParams {
   int64_t bytes = 0;
   DType dtype = DType::kBFloat16;
   bool two_shot = false;
+  // A barrier waiting longer than this for a peer aborts the kernel (__trap: the launch, and the
+  // context, fail with an error); 0 waits forever.
+  uint64_t timeout_ns = 0;
 };
 
 // Messages up to this many bytes take one-shot by default (below: latency; above: bandwidth).
