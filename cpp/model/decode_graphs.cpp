@@ -9,12 +9,14 @@
 
 namespace taco {
 
+int64_t decode_graph_max_batch(int64_t max_num_seqs) {
+  return std::min<int64_t>(max_num_seqs, 256);
+}
+
 namespace {
 
-constexpr int64_t kMaxGraphBatch = 256;
-
 std::vector<int64_t> capture_sizes(int64_t max_num_seqs) {
-  const int64_t largest = std::min(max_num_seqs, kMaxGraphBatch);
+  const int64_t largest = decode_graph_max_batch(max_num_seqs);
   std::vector<int64_t> sizes;
   for (int64_t b : {1, 2, 4}) {
     if (b <= largest) sizes.push_back(b);

@@ -27,6 +27,9 @@ struct DecodeInputs {
   int64_t max_blocks = 0;
 };
 
+// The largest batch a graph is captured for: min(max_num_seqs, 256).
+int64_t decode_graph_max_batch(int64_t max_num_seqs);
+
 class DecodeGraphs {
  public:
   // Captures every size now; kv_caches must outlive this object (the graphs write into them).

@@ -146,11 +146,9 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   // IPC kernel (the largest is the embedding's or a layer's output, [batch, H] in the model
   // dtype); every rank decides alike and captures the same graphs in the same order. Models
   // with offloaded layers run eagerly (their copies are not captured).
-  const int64_t largest_reduce = std::min<int64_t>(opts.max_num_seqs, 256) *
-                                 model_->config().hidden_size *
-                                 static_cast<int64_t>(at::elementSize(model_->dtype()));
   const int64_t row_bytes =
       model_->config().hidden_size * static_cast<int64_t>(at::elementSize(model_->dtype()));
+  const int64_t largest_reduce = decode_graph_max_batch(opts.max_num_seqs) * row_bytes;
   const bool collectives_capture = comm_ == nullptr || (comm_->cuda_graph_safe(largest_reduce) &&
                                                         comm_->cuda_graph_safe(row_bytes));
   if (device_.is_cuda() && !opts.enforce_eager && num_device_blocks_ > 0 && collectives_capture &&

@@ -3,7 +3,6 @@
 #include "ops/communicator.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <stdexcept>
 
 namespace taco {
@@ -12,12 +11,8 @@ namespace {
 
 // TACO_TP_HEARTBEAT_S, else 10 s or a third of the collectives' timeout if that is shorter.
 std::chrono::steady_clock::duration heartbeat_interval() {
-  double seconds = std::min(10.0, ops::collective_timeout_seconds() / 3);
-  if (const char* env = std::getenv("TACO_TP_HEARTBEAT_S"); env != nullptr && *env != '\0') {
-    char* end = nullptr;
-    const double v = std::strtod(env, &end);
-    if (end != env && *end == '\0' && v > 0) seconds = v;
-  }
+  const double seconds = ops::env_seconds("TACO_TP_HEARTBEAT_S",
+                                          std::min(10.0, ops::collective_timeout_seconds() / 3));
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(seconds));
 }

@@ -27,42 +27,32 @@ class C10dCommunicator : public Communicator {
   void all_reduce_min(at::Tensor& t) override { reduce(t, c10d::ReduceOp::MIN); }
 
   at::Tensor all_gather(const at::Tensor& t) override {
-    Timer timer(stats_, t.nbytes());
+    const auto start = std::chrono::steady_clock::now();
     std::vector<at::Tensor> in{t.contiguous()};
     std::vector<std::vector<at::Tensor>> out(1);
     for (int r = 0; r < world_size(); ++r) out[0].push_back(at::empty_like(in[0]));
     pg_->allgather(out, in)->wait();
+    record(t.nbytes(), start);
     return at::cat(out[0], 0);
   }
 
   void broadcast(at::Tensor& t, int root) override {
-    Timer timer(stats_, t.nbytes());
+    const auto start = std::chrono::steady_clock::now();
     std::vector<at::Tensor> ts{t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     pg_->broadcast(ts, o)->wait();
+    record(t.nbytes(), start);
   }
 
  private:
-  struct Timer {
-    Timer(CommStats& s, int64_t bytes) : s_(s), start_(std::chrono::steady_clock::now()) {
-      s_.calls += 1;
-      s_.bytes += bytes;
-    }
-    ~Timer() {
-      s_.seconds +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    }
-    CommStats& s_;
-    std::chrono::steady_clock::time_point start_;
-  };
-
   void reduce(at::Tensor& t, c10d::ReduceOp op) {
-    Timer timer(stats_, t.nbytes());
+    const auto start = std::chrono::steady_clock::now();
     std::vector<at::Tensor> ts{t};
     c10d::AllreduceOptions o;
     o.reduceOp = op;
     pg_->allreduce(ts, o)->wait();
+    record(t.nbytes(), start);
   }
 
   c10::intrusive_ptr<c10d::ProcessGroup> pg_;
@@ -70,13 +60,15 @@ class C10dCommunicator : public Communicator {
 
 }  // namespace
 
-double collective_timeout_seconds() {
-  const char* env = std::getenv("TACO_TP_TIMEOUT_S");
-  if (env == nullptr || *env == '\0') return 300.0;
+double env_seconds(const char* name, double fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
   char* end = nullptr;
   const double v = std::strtod(env, &end);
-  return end != env && *end == '\0' && v > 0 ? v : 300.0;
+  return end != env && *end == '\0' && v > 0 ? v : fallback;
 }
+
+double collective_timeout_seconds() { return env_seconds("TACO_TP_TIMEOUT_S", 300.0); }
 
 void report_stats(const std::string& kind, int rank, const CommStats& s) {
   const char* env = std::getenv("TACO_TP_STATS");

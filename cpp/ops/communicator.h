@@ -43,8 +43,19 @@ class Communicator {
   const CommStats& stats() const { return stats_; }
 
  protected:
+  // Counts one collective of `bytes` that began at `start` and has just ended.
+  void record(int64_t bytes, std::chrono::steady_clock::time_point start) {
+    stats_.calls += 1;
+    stats_.bytes += bytes;
+    stats_.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
   CommStats stats_;
 };
+
+// The positive number of seconds the environment variable `name` holds, else `fallback`.
+double env_seconds(const char* name, double fallback);
 
 // TACO_TP_TIMEOUT_S (300 when unset or invalid): how long a collective waits for a peer.
 double collective_timeout_seconds();

@@ -60,10 +60,7 @@ class CudaIpcCommunicator : public Communicator {
     const cudaError_t err =
         cuda::all_reduce(p, c10::cuda::getCurrentCUDAStream(t.device().index()).stream());
     TORCH_CHECK(err == cudaSuccess, "tensor parallel all-reduce: ", cudaGetErrorString(err));
-    stats_.calls += 1;
-    stats_.bytes += p.bytes;
-    stats_.seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    record(p.bytes, start);
   }
   void all_reduce_min(at::Tensor& t) override { fallback_->all_reduce_min(t); }
   // Every all-reduce that fits the staging buffer takes the IPC kernel, whose flags live in

@@ -113,7 +113,7 @@ class ShmCommunicator : public Communicator {
           break;
       }
     }
-    account(t.nbytes(), start);
+    record(t.nbytes(), start);
   }
 
   void all_reduce_min(at::Tensor& t) override { fallback_->all_reduce_min(t); }
@@ -132,7 +132,7 @@ class ShmCommunicator : public Communicator {
     at::Tensor out = at::empty(shape, in.options());
     auto* dst = static_cast<uint8_t*>(out.data_ptr());
     for (int r = 0; r < world_; ++r) std::memcpy(dst + r * bytes, slot(gen, r), bytes);
-    account(bytes, start);
+    record(bytes, start);
     return out;
   }
 
@@ -144,7 +144,7 @@ class ShmCommunicator : public Communicator {
     const int64_t bytes = static_cast<int64_t>(t.nbytes());
     const uint64_t gen = exchange(rank_ == root ? t.data_ptr() : nullptr, bytes);
     if (rank_ != root) std::memcpy(t.data_ptr(), slot(gen, root), bytes);
-    account(bytes, start);
+    record(bytes, start);
   }
 
  private:
@@ -222,13 +222,6 @@ class ShmCommunicator : public Communicator {
       }
       for (int64_t i = 0; i < m; ++i) out[b + i] = static_cast<T>(acc[i]);
     }
-  }
-
-  void account(int64_t bytes, std::chrono::steady_clock::time_point start) {
-    stats_.calls += 1;
-    stats_.bytes += bytes;
-    stats_.seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   std::unique_ptr<Communicator> fallback_;

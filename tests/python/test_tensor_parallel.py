@@ -33,6 +33,15 @@ SMOL_PROMPTS = [
 ]
 
 
+def proc_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0]
+
+
 def child_pids() -> set[int]:
     """Live (not zombie) rank processes started by this one (Ray's own processes, children too
     while a test's Ray instance runs, are not counted)."""
@@ -40,14 +49,14 @@ def child_pids() -> set[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        state = proc_state(int(entry.name))
+        if state is None or state[0] != os.getpid() or state[1] == "Z":
+            continue
         try:
-            stat = (entry / "stat").read_text()
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        ours = int(fields[1]) == os.getpid() and fields[0] != "Z"
-        if ours and b"taco_llm.parallel.worker" in cmdline:
+        if b"taco_llm.parallel.worker" in cmdline:
             pids.add(int(entry.name))
     return pids
 
@@ -477,10 +486,8 @@ def test_ranks_exit_when_rank_zero_is_killed(qwen2_one_kv_head):
         proc.wait()
 
     def running(pid: int) -> bool:  # neither gone nor a zombie awaiting its new parent
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
+        state = proc_state(pid)
+        return state is not None and state[1] != "Z"
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and running(ranks[0]):

@@ -135,16 +135,8 @@ class RayLauncher:
         """The device index, among those this process sees, of the GPU Ray reserved for rank
         0's bundle (so that no actor is given the GPU rank 0 uses)."""
         ray = self.ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         probe = ray.remote(num_gpus=1, num_cpus=0)(lambda: ray.get_gpu_ids())
-        ids = ray.get(
-            probe.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    placement_group=self.placement, placement_group_bundle_index=bundle
-                )
-            ).remote()
-        )
+        ids = ray.get(probe.options(scheduling_strategy=self._in_bundle(bundle)).remote())
         gpu = str(ids[0])
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible:
@@ -157,19 +149,20 @@ class RayLauncher:
             return names.index(gpu)
         return int(gpu)
 
-    def start(self, specs: list[dict[str, Any]], device: str) -> None:
-        ray = self.ray
+    def _in_bundle(self, bundle: int) -> Any:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        return PlacementGroupSchedulingStrategy(
+            placement_group=self.placement, placement_group_bundle_index=bundle
+        )
+
+    def start(self, specs: list[dict[str, Any]], device: str) -> None:
+        ray = self.ray
         actor_cls = ray.remote(
             num_cpus=0 if device == "cuda" else 1, num_gpus=1 if device == "cuda" else 0
         )(RankActor)
         for spec, bundle in zip(specs, self.bundles):
-            actor = actor_cls.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    placement_group=self.placement, placement_group_bundle_index=bundle
-                )
-            ).remote()
+            actor = actor_cls.options(scheduling_strategy=self._in_bundle(bundle)).remote()
             self.actors[spec["rank"]] = actor
             self.refs[spec["rank"]] = actor.serve.remote(spec)
 

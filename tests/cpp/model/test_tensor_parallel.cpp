@@ -4,10 +4,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <map>
 #include <stdexcept>
 #include <string>
 
+#include "memory_checkpoint.h"
 #include "model/step_plan.h"
 #include "model/tensor_parallel.h"
 
@@ -81,33 +81,9 @@ TEST(TensorParallelPlan, RefusesSplitsThatDoNotDivide) {
   EXPECT_THROW(plan_tensor_parallel(config(4, 2, 64, 256), 2, 2), std::invalid_argument);
 }
 
-// A checkpoint of named tensors, some also served block-quantized (Q8_0 rows) or as FP8.
-class FakeCheckpoint : public Checkpoint {
- public:
-  std::map<std::string, at::Tensor> tensors;
-  std::map<std::string, ops::QuantizedRows> quant;
-  std::map<std::string, ops::Fp8Rows> fp8s;
-
-  bool has(const std::string& n) const override { return tensors.count(n) > 0; }
-  std::vector<int64_t> shape(const std::string& n) const override {
-    return tensors.at(n).sizes().vec();
-  }
-  at::Tensor load(const std::string& n, at::ScalarType dtype) const override {
-    return tensors.at(n).to(dtype);
-  }
-  std::optional<ops::QuantizedRows> quantized(const std::string& n) const override {
-    auto it = quant.find(n);
-    return it == quant.end() ? std::nullopt : std::optional(it->second);
-  }
-  std::optional<ops::Fp8Rows> fp8(const std::string& n) const override {
-    auto it = fp8s.find(n);
-    return it == fp8s.end() ? std::nullopt : std::optional(it->second);
-  }
-};
-
 TEST(ShardedCheckpoint, ServesEachRankItsRowsAndColumns) {
   const ModelConfig c = config(4, 2, 128, 10);
-  FakeCheckpoint base;
+  test::MemoryCheckpoint base;
   const int64_t H = 64, D = 16;
   const auto ramp = [](int64_t n, int64_t k) { return at::arange(n * k, at::kFloat).view({n, k}); };
   base.tensors["model.embed_tokens.weight"] = ramp(10, H);

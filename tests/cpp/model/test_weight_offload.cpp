@@ -5,28 +5,13 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <map>
 #include <string>
 
+#include "memory_checkpoint.h"
 #include "model/llama.h"
 
 namespace taco {
 namespace {
-
-class RandomCheckpoint : public Checkpoint {
- public:
-  std::map<std::string, at::Tensor> tensors;
-  void add(const std::string& name, std::vector<int64_t> shape) {
-    tensors[name] = at::randn(shape) * 0.2;
-  }
-  bool has(const std::string& n) const override { return tensors.count(n) > 0; }
-  std::vector<int64_t> shape(const std::string& n) const override {
-    return tensors.at(n).sizes().vec();
-  }
-  at::Tensor load(const std::string& n, at::ScalarType dtype) const override {
-    return tensors.at(n).to(dtype).contiguous();
-  }
-};
 
 ModelConfig tiny_config() {
   ModelConfig c;
@@ -43,23 +28,26 @@ ModelConfig tiny_config() {
   return c;
 }
 
-RandomCheckpoint tiny_weights(const ModelConfig& c) {
+test::MemoryCheckpoint tiny_weights(const ModelConfig& c) {
   at::manual_seed(0);
-  RandomCheckpoint w;
+  test::MemoryCheckpoint w;
+  const auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    w.tensors[name] = at::randn(shape) * 0.2;
+  };
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
-  w.add("model.embed_tokens.weight", {c.vocab_size, H});
-  w.add("model.norm.weight", {H});
+  add("model.embed_tokens.weight", {c.vocab_size, H});
+  add("model.norm.weight", {H});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.add(p + "input_layernorm.weight", {H});
-    w.add(p + "post_attention_layernorm.weight", {H});
-    w.add(p + "self_attn.q_proj.weight", {c.num_heads * D, H});
-    w.add(p + "self_attn.k_proj.weight", {c.num_kv_heads * D, H});
-    w.add(p + "self_attn.v_proj.weight", {c.num_kv_heads * D, H});
-    w.add(p + "self_attn.o_proj.weight", {H, c.num_heads * D});
-    w.add(p + "mlp.gate_proj.weight", {I, H});
-    w.add(p + "mlp.up_proj.weight", {I, H});
-    w.add(p + "mlp.down_proj.weight", {H, I});
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    add(p + "self_attn.q_proj.weight", {c.num_heads * D, H});
+    add(p + "self_attn.k_proj.weight", {c.num_kv_heads * D, H});
+    add(p + "self_attn.v_proj.weight", {c.num_kv_heads * D, H});
+    add(p + "self_attn.o_proj.weight", {H, c.num_heads * D});
+    add(p + "mlp.gate_proj.weight", {I, H});
+    add(p + "mlp.up_proj.weight", {I, H});
+    add(p + "mlp.down_proj.weight", {H, I});
   }
   return w;
 }
@@ -91,7 +79,7 @@ std::vector<at::Tensor> run_steps(const LlamaModel& m, const ModelConfig& c) {
 
 TEST(WeightOffload, StagedLayersGiveTheSameHiddenStates) {
   const ModelConfig c = tiny_config();
-  const RandomCheckpoint w = tiny_weights(c);
+  const test::MemoryCheckpoint w = tiny_weights(c);
   const LlamaModel whole(c, w, at::kFloat, 64);
   EXPECT_EQ(whole.offloaded_layers(), 0);
   const std::vector<at::Tensor> want = run_steps(whole, c);
