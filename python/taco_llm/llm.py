@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -173,7 +172,7 @@ class LLM:
         except BaseException as e:
             if self._ranks is None:
                 raise
-            failure = self._ranks.failure()
+            failure = self._ranks.settled_failure() if not isinstance(e, ValueError) else None
             self._ranks.close(grace_s=2.0)
             if failure and not isinstance(e, ValueError):
                 raise RuntimeError(f"tensor parallelism: {failure}") from e
@@ -349,12 +348,7 @@ class LLM:
         ranks recorded. Other errors (a logits processor's, say) leave the engine as it is."""
         if self._ranks is None or "tensor parallel" not in str(error):
             return
-        failure = None
-        deadline = time.monotonic() + 2.0
-        while failure is None and time.monotonic() < deadline:
-            failure = self._ranks.failure()
-            if failure is None:
-                time.sleep(0.05)
+        failure = self._ranks.settled_failure()
         self._failure = (
             f"tensor parallelism: {failure or error}. The engine and its ranks have been shut "
             "down; create a new LLM."

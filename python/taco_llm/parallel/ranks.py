@@ -102,6 +102,16 @@ class TensorParallelRanks:
                 parts.append(f"rank {rank} {how}" + (f" after {error}" if error else ""))
         return "; ".join(parts) or None
 
+    def settled_failure(self, wait_s: float = 2.0) -> str | None:
+        """failure(), waiting up to wait_s for it to show: a rank's death closes its connections
+        a moment before its process can be seen to have ended."""
+        deadline = time.monotonic() + wait_s
+        failure = self.failure()
+        while failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            failure = self.failure()
+        return failure
+
     def close(self, grace_s: float = _STOP_GRACE_S) -> None:
         """Waits up to grace_s for the ranks to end (rank 0's engine, destroyed first, has told
         them to stop), kills what is left and releases the group."""
