@@ -120,6 +120,9 @@ void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& p
   if (so.logits_hook_key >= 0 && !opts.logits_hook) {
     fail("logits_hook_key is set but the engine has no logits_hook");
   }
+  if (so.guide_key >= 0 && !opts.guide_hook) {
+    fail("guide_key is set but the engine has no guide_hook");
+  }
   try {
     taco::validate(so);
   } catch (const std::invalid_argument& e) {

@@ -25,6 +25,26 @@ struct LogitsHookCall {
 // (the step is half done): record the failure and report it after step() returns.
 using LogitsHook = std::function<void(const LogitsHookCall&)>;
 
+// A sequence whose next token a grammar constrains this step (SamplingOptions::guide_key): the
+// request's key, the sequence's index within its request and its output so far.
+struct GuideRow {
+  int64_t key = -1;
+  int32_t seq_index = 0;
+  const std::vector<int32_t>* output = nullptr;
+};
+// One call per step for all guided rows: the hook writes row i's token bitmask to
+// bitmask[i * words, (i + 1) * words), bit t % 32 of word t / 32 set when token t is allowed
+// (words = ceil(vocab_size / 32); ids from vocab_size on must stay clear).
+struct GuideHookCall {
+  const GuideRow* rows = nullptr;
+  int32_t num_rows = 0;
+  int32_t* bitmask = nullptr;
+  int32_t words = 0;
+  int32_t vocab_size = 0;
+};
+// Same threading and error rules as LogitsHook. A failed call must leave every bit set.
+using GuideHook = std::function<void(const GuideHookCall&)>;
+
 // What the logprobs of sampled and top tokens are computed from (vLLM's logprobs_mode).
 // Processed: after the logits processors, penalties, temperature and top-k / top-p / min-p
 // (filtered tokens get -inf), as vLLM 0.6 reports; raw: the model's own distribution.
@@ -84,6 +104,7 @@ struct EngineOptions {
 #undef TACO_OPTION_FIELD
 
   LogitsHook logits_hook;  // empty: requests with a logits_hook_key are rejected
+  GuideHook guide_hook;    // empty: requests with a guide_key are rejected
 };
 
 // Throws std::invalid_argument naming the first option outside its rule (the list above). Every

@@ -21,8 +21,8 @@ namespace taco {
   /* best_of > n: stream all best_of sequences and let the caller pick the n best (Python does, \
      so that stop strings end every sequence as it runs) instead of the n best at the end. */   \
   X(bool, stream_best_of, false, true, "a bool")                                                \
-  /* Logits processing, in this order: the caller's hook, allowed ids / bias / bad words,       \
-     penalties, temperature, then top-k, top-p, min-p filtering. */                             \
+  /* Logits processing, in this order: the caller's hook, the guide's token bitmask, allowed    \
+     ids / bias / bad words, penalties, temperature, then top-k, top-p, min-p filtering. */     \
   X(float, repetition_penalty, 1.0f, v > 0, "> 0 (HF style, over prompt and output)")           \
   X(float, presence_penalty, 0.0f, v >= -2 && v <= 2, "in [-2, 2] (over output tokens)")        \
   X(float, frequency_penalty, 0.0f, v >= -2 && v <= 2, "in [-2, 2] (over output tokens)")       \
@@ -37,6 +37,9 @@ namespace taco {
   X(TokenSequences, bad_words_token_ids, {}, true, "token id sequences, banned on a match")     \
   /* >= 0: EngineOptions::logits_hook edits this request's rows first. */                       \
   X(int64_t, logits_hook_key, -1, true, "an integer (< 0: none)")                               \
+  /* >= 0: EngineOptions::guide_hook gives this request's rows a token bitmask every step (a    \
+     grammar), applied after the hook and before everything else. */                            \
+  X(int64_t, guide_key, -1, true, "an integer (< 0: none)")                                     \
   /* Stopping (stop strings live in Python: they need the detokenizer). max_tokens is already   \
      resolved: never above max_model_len - prompt length. */                                    \
   X(int, max_tokens, 16, v >= 1, ">= 1")                                                        \

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/mix64.h"
@@ -33,6 +34,7 @@ int32_t argmax(const float* row, int64_t V) {
 std::vector<int32_t> top_ids(const float* score, int64_t V, const std::vector<int32_t>* ids,
                              int k) {
   std::vector<int32_t> order;
+  if (k <= 0) return order;
   if (ids) {
     order = *ids;
   } else {
@@ -49,6 +51,30 @@ std::vector<TokenLogprob> top_logprobs(const float* row, int64_t V, int k, const
   std::vector<TokenLogprob> out;
   for (int32_t t : top_ids(row, V, nullptr, k)) out.push_back({t, ls.logprob(row[t])});
   return out;
+}
+
+void apply_token_bitmask(float* row, int64_t V, const int32_t* bits) {
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  const int64_t whole = V / 32;
+  for (int64_t w = 0; w < whole; ++w) {
+    const auto word = static_cast<uint32_t>(bits[w]);
+    if (word == 0xffffffffu) continue;
+    float* part = row + w * 32;
+    if (word == 0) {
+      std::fill(part, part + 32, kMasked);
+      continue;
+    }
+    for (int b = 0; b < 32; ++b) part[b] = ((word >> b) & 1u) ? part[b] : kMasked;
+  }
+  const auto last = static_cast<uint32_t>(whole < (V + 31) / 32 ? bits[whole] : ~0u);
+  for (int64_t t = whole * 32; t < V; ++t) {
+    if (!((last >> (t - whole * 32)) & 1u)) row[t] = kMasked;
+  }
+}
+
+bool all_masked(const float* row, int64_t V) {
+  return std::all_of(row, row + V,
+                     [](float x) { return x == -std::numeric_limits<float>::infinity(); });
 }
 
 float row_logsumexp(const float* row, int64_t V) {

@@ -31,6 +31,12 @@ std::vector<int32_t> top_ids(const float* score, int64_t V, const std::vector<in
 
 std::vector<TokenLogprob> top_logprobs(const float* row, int64_t V, int k, const LogSoftmax& ls);
 
+// A grammar's token bitmask over a row: row[t] = -inf where bit t % 32 of bits[t / 32] is clear.
+void apply_token_bitmask(float* row, int64_t V, const int32_t* bits);
+
+// Whether every entry of the row is -inf (nothing can be sampled).
+bool all_masked(const float* row, int64_t V);
+
 // log(sum(exp(row))), accumulated in double; -inf for an all -inf row.
 float row_logsumexp(const float* row, int64_t V);
 

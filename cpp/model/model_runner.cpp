@@ -121,6 +121,7 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
       sampler_(static_cast<int32_t>(model_->config().vocab_size), std::move(eos_token_ids),
                opts.seed) {
   sampler_.set_logits_hook(opts.logits_hook);
+  sampler_.set_guide_hook(opts.guide_hook);
   sampler_.set_logprobs_mode(opts.logprobs_mode);
   keep_activations_on_heap();
   const ModelConfig& c = model_->config();
@@ -319,23 +320,28 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
     rows.push_back(&out.seqs[i]);
     res.push_back(&results[i]);
   }
+  // Guided rows' token bitmasks: one call of the guide hook per step, after the forward.
+  const GuideMasks guides = sampler_.guide(rows);
   // On a GPU, plain greedy batches take their tokens from the device, and batches without
-  // processors, beams or prompt logprobs sample there; everything else samples on the CPU, where
-  // the logits rows come back to.
+  // processors, beams or prompt logprobs sample there (guided rows masked there first);
+  // everything else samples on the CPU, where the logits rows come back to.
   if (!device_.is_cpu() && num_sampled == logits.size(0)) {
-    if (sampler_.argmax_suffices(rows)) {
-      sampler_.sample_argmax(logits, res);
-      return results;
-    }
-    if (sampler_.device_suffices(rows)) {
-      sampler_.sample_on_device(logits.contiguous(), rows, res);
+    const bool argmax = sampler_.argmax_suffices(rows);
+    if (argmax || sampler_.device_suffices(rows)) {
+      logits = logits.contiguous();
+      sampler_.apply_guides_on_device(logits, guides);
+      if (argmax) {
+        sampler_.sample_argmax(logits, res);
+      } else {
+        sampler_.sample_on_device(logits, rows, res);
+      }
       return results;
     }
   }
   logits = logits.to(at::kCPU).contiguous();
   if (num_sampled > 0) {
     at::Tensor sample_logits = logits.narrow(0, 0, num_sampled);
-    sampler_.sample(sample_logits, rows, res);
+    sampler_.sample(sample_logits, rows, res, guides);
   }
   fill_prompt_logprobs(out, b, logits, results);
   return results;

@@ -20,8 +20,32 @@ using namespace cpu::sampling;  // NOLINT(google-build-using-namespace): the row
 Sampler::Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids, uint64_t seed)
     : vocab_size_(vocab_size), eos_token_ids_(std::move(eos_token_ids)), rng_(seed) {}
 
+GuideMasks Sampler::guide(const std::vector<const ScheduledSeq*>& rows) const {
+  GuideMasks g;
+  std::vector<GuideRow> calls;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SamplingOptions& o = *rows[i]->sampling;
+    if (o.guide_key < 0) continue;
+    g.rows.push_back(static_cast<int32_t>(i));
+    calls.push_back({o.guide_key, rows[i]->seq->index, &rows[i]->seq->output});
+  }
+  if (g.empty() || !guide_hook_) return {};
+  g.words = (vocab_size_ + 31) / 32;
+  // Every id allowed until the hook says otherwise: a failed call masks nothing.
+  g.bits.assign(g.rows.size() * static_cast<size_t>(g.words), -1);
+  guide_hook_(
+      {calls.data(), static_cast<int32_t>(calls.size()), g.bits.data(), g.words, vocab_size_});
+  return g;
+}
+
+void Sampler::apply_guides_on_device(at::Tensor& logits, const GuideMasks& guides) const {
+  if (guides.empty()) return;
+  ops::apply_token_bitmask(logits, std::min<int64_t>(logits.size(1), vocab_size_), guides.rows,
+                           guides.bits, guides.words);
+}
+
 void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>& rows,
-                     const std::vector<SeqStepResult*>& results) {
+                     const std::vector<SeqStepResult*>& results, const GuideMasks& guides) {
   TORCH_CHECK(logits.scalar_type() == at::kFloat && logits.is_contiguous() && logits.dim() == 2,
               "sampler needs contiguous float32 logits [N, V]");
   const int64_t N = logits.size(0);
@@ -29,12 +53,16 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   const int64_t stride = logits.size(1);
   TORCH_CHECK(static_cast<size_t>(N) == rows.size() && rows.size() == results.size());
   float* base = logits.data_ptr<float>();
+  std::vector<const int32_t*> mask(N, nullptr);
+  for (size_t k = 0; k < guides.rows.size(); ++k) {
+    mask[guides.rows[k]] = guides.bits.data() + k * guides.words;
+  }
   // Raw modes report the model's own logits: keep a copy of the rows processing will change.
   std::vector<std::vector<float>> raw(N);
   if (!reports_processed(mode_)) {
     for (int64_t i = 0; i < N; ++i) {
       const SamplingOptions& o = *rows[i]->sampling;
-      if (!o.use_beam_search && changes_logits(o, *rows[i]->seq)) {
+      if (!o.use_beam_search && (mask[i] != nullptr || changes_logits(o, *rows[i]->seq))) {
         raw[i].assign(base + i * stride, base + i * stride + V);
       }
     }
@@ -49,8 +77,17 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const SamplingOptions& o = *rows[i]->sampling;
+      const Sequence& q = *rows[i]->seq;
       float* row = base + i * stride;
-      process_logits(row, static_cast<int32_t>(V), o, *rows[i]->seq, eos_token_ids_);
+      // A grammar that accepts only EOS where min_tokens (or a stop id) forbids it would leave
+      // nothing to sample: the grammar wins, and the row keeps only its mask.
+      std::vector<float> guided;
+      if (mask[i] != nullptr) {
+        apply_token_bitmask(row, V, mask[i]);
+        if (changes_logits(o, q)) guided.assign(row, row + V);
+      }
+      process_logits(row, static_cast<int32_t>(V), o, q, eos_token_ids_);
+      if (!guided.empty() && all_masked(row, V)) std::copy(guided.begin(), guided.end(), row);
       if (o.use_beam_search && o.temperature > 0.0f && o.temperature != 1.0f) {
         const float inv = 1.0f / o.temperature;
         for (int64_t t = 0; t < V; ++t) row[t] *= inv;
@@ -60,7 +97,7 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
   at::Tensor valid = logits.narrow(1, 0, V);
   // Batched and vectorized: log-normalizers of the processed logits, and the temperature-scaled
   // probabilities of the rows that sample.
-  at::Tensor lse = at::logsumexp(valid, 1).contiguous();
+  const auto [lse, best_ids] = row_normalizers(valid);
   std::vector<float> temperature(N, 1.0f);
   const std::vector<double> u = uniforms(rows);
   bool any_random = false;
@@ -76,6 +113,7 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
     probs = at::softmax(valid / t, 1).contiguous();
   }
   const float* lse_p = lse.data_ptr<float>();
+  const int64_t* best_p = best_ids.data_ptr<int64_t>();
   const bool as_logits = reports_logits(mode_);
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -84,14 +122,14 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
       SeqStepResult& r = *results[i];
       const bool want_rank = o.logprobs >= 0;
       if (o.use_beam_search) {  // beams are scored on processed (and scaled) logprobs
-        r.token = argmax(row, V);
+        r.token = static_cast<int32_t>(best_p[i]);
         const int k = std::max(o.logprobs, o.beam_candidates(eos_token_ids_.size()));
         report_plain(row, V, lse_p[i], false, k, r.token, false, r);
         continue;
       }
       const int k = std::max(o.logprobs, 0);
       if (o.greedy()) {
-        r.token = argmax(row, V);
+        r.token = static_cast<int32_t>(best_p[i]);
       } else {
         const float* prob = probs.data_ptr<float>() + i * V;
         const Kept kept = keep_ids(prob, V, o);
@@ -111,6 +149,18 @@ void Sampler::sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>&
       }
     }
   });
+}
+
+std::pair<at::Tensor, at::Tensor> Sampler::row_normalizers(const at::Tensor& logits) {
+  // logsumexp's own arithmetic, max + log(sum(exp(x - max))), with x - max clamped at -80: ATen's
+  // exp runs several times slower on -inf and huge negative inputs (masked ids), and exp(-80)
+  // (1.8e-35 per id) is far below the float resolution of a sum that is at least 1. at::max
+  // gives the first maximum, as argmax() does.
+  auto [best, arg] = logits.max(1, /*keepdim=*/true);
+  at::Tensor lse = best + (logits - best).clamp_min_(-80.0).exp_().sum(1, true).log_();
+  // An all -inf row: -inf, as logsumexp gives.
+  lse = at::where(at::isinf(best) & (best < 0), best, lse);
+  return {lse.squeeze(1).contiguous(), arg.squeeze(1).contiguous()};
 }
 
 std::vector<double> Sampler::uniforms(const std::vector<const ScheduledSeq*>& rows) {
@@ -174,7 +224,7 @@ bool Sampler::argmax_suffices(const std::vector<const ScheduledSeq*>& rows) cons
   for (const ScheduledSeq* row : rows) {
     const SamplingOptions& o = *row->sampling;
     if (!o.greedy() || o.use_beam_search || o.logprobs >= 0 || o.logits_hook_key >= 0 ||
-        changes_logits(o, *row->seq)) {
+        changes_logits(o, *row->seq) || (o.guide_key >= 0 && mode_ == LogprobsMode::kRawLogprobs)) {
       return false;
     }
   }

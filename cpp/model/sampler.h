@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/engine_options.h"
@@ -25,6 +26,14 @@
 
 namespace taco {
 
+// The token bitmasks a grammar puts on one step's guided rows (EngineOptions::guide_hook).
+struct GuideMasks {
+  std::vector<int32_t> rows;  // the sampled rows (indices into the step's rows) with a mask
+  std::vector<int32_t> bits;  // [rows.size(), words]
+  int32_t words = 0;
+  bool empty() const { return rows.empty(); }
+};
+
 class Sampler {
  public:
   Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids, uint64_t seed);
@@ -32,15 +41,26 @@ class Sampler {
   // Caller's processors for rows whose request has a logits_hook_key (run first, serially).
   void set_logits_hook(LogitsHook hook) { hook_ = std::move(hook); }
   void set_logprobs_mode(LogprobsMode mode) { mode_ = mode; }
+  // Fills the token bitmasks of rows whose request has a guide_key (one call per step).
+  void set_guide_hook(GuideHook hook) { guide_hook_ = std::move(hook); }
+
+  // The bitmasks of this step's guided rows, from one call of the guide hook (empty when none).
+  // Every step that samples asks once, before any of the sampling calls below.
+  GuideMasks guide(const std::vector<const ScheduledSeq*>& rows) const;
+
+  // Applies the masks to logits [N, V] float32 (contiguous rows) on the device, before
+  // sample_argmax or sample_on_device.
+  void apply_guides_on_device(at::Tensor& logits, const GuideMasks& guides) const;
 
   // logits [N, V] float32 contiguous, row i for rows[i] (a ScheduledSeq with do_sample); edited
-  // in place. Fills token, logprob, rank and top of results[i].
+  // in place, guides' masks included. Fills token, logprob, rank and top of results[i].
   void sample(at::Tensor& logits, const std::vector<const ScheduledSeq*>& rows,
-              const std::vector<SeqStepResult*>& results);
+              const std::vector<SeqStepResult*>& results, const GuideMasks& guides = {});
 
   // True when every row is plain greedy that needs nothing but its token and that token's value
   // (no logprobs list or rank, no processors, no hook, no beams): the argmax and the value can
-  // then come from the device without moving [N, V] logits to the host.
+  // then come from the device without moving [N, V] logits to the host. Guided rows qualify
+  // (their masks applied on the device first) unless raw logprobs are reported.
   bool argmax_suffices(const std::vector<const ScheduledSeq*>& rows) const;
 
   // For argmax_suffices rows: logits [N, V] float32 on any device; fills token and logprob
@@ -48,7 +68,8 @@ class Sampler {
   void sample_argmax(const at::Tensor& logits, const std::vector<SeqStepResult*>& results) const;
 
   // True when every row can sample on the device (CUDA builds): no beams, processors or hook,
-  // the default logprobs mode, and at most ops::device_sample_top_max() logprobs.
+  // the default logprobs mode, and at most ops::device_sample_top_max() logprobs. Guided rows
+  // qualify, their masks applied on the device first.
   bool device_suffices(const std::vector<const ScheduledSeq*>& rows) const;
 
   // For device_suffices rows: logits [N, V] float32 on a CUDA device; fills results as sample()
@@ -63,6 +84,10 @@ class Sampler {
                                                                 int k);
 
  private:
+  // Per row of logits [N, V] float32: log(sum(exp(row))) (float32 [N]) and the first maximum's
+  // id (int64 [N]), both contiguous.
+  static std::pair<at::Tensor, at::Tensor> row_normalizers(const at::Tensor& logits);
+
   // One uniform number per row that samples (0 for greedy rows): seeded rows from their own
   // counter-based hash, the others from the engine generator in batch order.
   std::vector<double> uniforms(const std::vector<const ScheduledSeq*>& rows);
@@ -71,6 +96,7 @@ class Sampler {
   std::vector<int32_t> eos_token_ids_;
   std::mt19937_64 rng_;
   LogitsHook hook_;
+  GuideHook guide_hook_;
   LogprobsMode mode_ = LogprobsMode::kProcessedLogprobs;
 };
 

@@ -1,5 +1,7 @@
 #include "ops/sampling.h"
 
+#include <algorithm>
+
 #if TACO_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -79,9 +81,49 @@ SampledRows sample_rows(const at::Tensor& logits, int64_t vocab,
   return out;
 }
 
+void apply_token_bitmask(at::Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                         const std::vector<int32_t>& bits, int32_t words) {
+  TORCH_CHECK(logits.is_cuda() && logits.scalar_type() == at::kFloat && logits.dim() == 2 &&
+                  logits.stride(1) == 1 && logits.size(1) >= vocab,
+              "apply_token_bitmask: expected CUDA float32 logits [N, >= vocab] with contiguous "
+              "rows");
+  TORCH_CHECK(bits.size() == rows.size() * static_cast<size_t>(words),
+              "apply_token_bitmask: ", bits.size(), " mask words for ", rows.size(), " rows of ",
+              words);
+  for (int32_t r : rows) {
+    TORCH_CHECK(r >= 0 && r < logits.size(0), "apply_token_bitmask: row ", r, " outside [0, ",
+                logits.size(0), ")");
+  }
+  if (rows.empty()) return;
+  const c10::cuda::CUDAGuard guard(logits.device());
+  // Row numbers, then the mask words: one host buffer, one copy.
+  at::Tensor host = at::empty({static_cast<int64_t>(rows.size() + bits.size())}, at::kInt);
+  int32_t* h = host.data_ptr<int32_t>();
+  std::copy(rows.begin(), rows.end(), h);
+  std::copy(bits.begin(), bits.end(), h + rows.size());
+  const at::Tensor dev = host.to(logits.device());
+  cuda::TokenBitmaskParams p;
+  p.logits = logits.data_ptr<float>();
+  p.logits_stride = logits.stride(0);
+  p.vocab = vocab;
+  p.rows = dev.data_ptr<int32_t>();
+  p.bitmask = p.rows + rows.size();
+  p.words = words;
+  p.num_rows = static_cast<int32_t>(rows.size());
+  const cudaError_t err = cuda::apply_token_bitmask(
+      p, c10::cuda::getCurrentCUDAStream(logits.device().index()).stream());
+  TORCH_CHECK(err == cudaSuccess,
+              "apply_token_bitmask: CUDA kernel failed: ", cudaGetErrorString(err));
+}
+
 #else
 
 int device_sample_top_max() { return 0; }
+
+void apply_token_bitmask(at::Tensor&, int64_t, const std::vector<int32_t>&,
+                         const std::vector<int32_t>&, int32_t) {
+  TORCH_CHECK(false, "apply_token_bitmask: CUDA backend not built");
+}
 
 SampledRows sample_rows(const at::Tensor&, int64_t, const std::vector<RowSampling>&, int) {
   TORCH_CHECK(false, "sample_rows: CUDA backend not built");

@@ -36,4 +36,10 @@ int device_sample_top_max();
 SampledRows sample_rows(const at::Tensor& logits, int64_t vocab,
                         const std::vector<RowSampling>& rows, int num_top);
 
+// Applies grammar token bitmasks to rows of logits [N, >= vocab] float32 (contiguous rows) on
+// its CUDA device: bits [num_masks, words] int32 on the host, mask i for logits row rows[i]; a
+// cleared bit t makes logit t -inf. One small copy and one kernel. CUDA builds and logits only.
+void apply_token_bitmask(at::Tensor& logits, int64_t vocab, const std::vector<int32_t>& rows,
+                         const std::vector<int32_t>& bits, int32_t words);
+
 }  // namespace taco::ops

@@ -51,29 +51,61 @@ py::list to_pair_lists(const std::vector<std::vector<taco::TokenLogprob>>& rows)
   return out;
 }
 
-// Calls a Python function fn(key, output_ids, row) for the engine's logits hook, where row is a
-// float32 numpy view of the logits (no copy) that fn edits in place. The first Python exception
-// is kept, later rows of the step are left alone, and step() raises it once the step is whole.
-struct PyLogitsHook {
+// A Python function the engine calls on its step thread. The first Python exception is kept,
+// later calls of the step do nothing, and step() raises it once the step is whole.
+struct PyHook {
   py::object fn;
   std::optional<py::error_already_set> error;
 
-  void operator()(const taco::LogitsHookCall& c) {
+  template <typename Call>
+  void run(const Call& call) {
     py::gil_scoped_acquire gil;
     if (error) return;
     try {
-      py::array_t<float> row({static_cast<py::ssize_t>(c.vocab_size)}, {sizeof(float)}, c.row,
-                             py::capsule(c.row, [](void*) {}));
-      fn(c.key, *c.output, row);
+      call(fn);
     } catch (py::error_already_set& e) {
       error = std::move(e);
     }
   }
 };
 
+// A numpy view of n values at p (no copy): valid only during the hook's call.
+template <typename T>
+py::array_t<T> view(T* p, py::ssize_t n) {
+  static T empty{};
+  if (p == nullptr) p = &empty;  // an empty vector's data(); numpy needs an address
+  return py::array_t<T>({n}, {static_cast<py::ssize_t>(sizeof(T))}, p,
+                        py::capsule(p, [](void*) {}));
+}
+
+// The logits hook: fn(key, output_ids, row), row a float32 view of the logits to edit in place.
+void call_logits_hook(PyHook& h, const taco::LogitsHookCall& c) {
+  h.run([&](py::object& fn) { fn(c.key, *c.output, view(c.row, c.vocab_size)); });
+}
+
+// The guide hook: fn(rows, bitmask, vocab_size), rows a list of (key, sequence index, output ids
+// as an int32 view), bitmask an int32 view [len(rows), words] to fill.
+void call_guide_hook(PyHook& h, const taco::GuideHookCall& c) {
+  h.run([&](py::object& fn) {
+    py::list rows;
+    for (int32_t i = 0; i < c.num_rows; ++i) {
+      const taco::GuideRow& r = c.rows[i];
+      auto* out = const_cast<int32_t*>(r.output->data());
+      rows.append(py::make_tuple(r.key, r.seq_index,
+                                 view(out, static_cast<py::ssize_t>(r.output->size()))));
+    }
+    const py::ssize_t word = sizeof(int32_t);
+    py::array_t<int32_t> bits({static_cast<py::ssize_t>(c.num_rows), py::ssize_t{c.words}},
+                              {c.words * word, word}, c.bitmask,
+                              py::capsule(c.bitmask, [](void*) {}));
+    fn(rows, bits, c.vocab_size);
+  });
+}
+
 // The engine plus what Python needs to know about its model.
 struct PyEngine {
-  std::shared_ptr<PyLogitsHook> hook;
+  std::shared_ptr<PyHook> logits_hook;
+  std::shared_ptr<PyHook> guide_hook;
   std::unique_ptr<taco::Engine> engine;
   taco::ModelInfo info;
 
@@ -81,20 +113,29 @@ struct PyEngine {
       std::function<std::unique_ptr<taco::Engine>(const taco::EngineOptions&, taco::ModelInfo*)>;
 
   // make: builds the engine (the model's, or the test core's); runs without the GIL.
-  PyEngine(taco::EngineOptions opts, py::object logits_hook, const Factory& make) {
-    if (!logits_hook.is_none()) {
-      hook = std::make_shared<PyLogitsHook>();
-      hook->fn = std::move(logits_hook);
-      opts.logits_hook = [h = hook](const taco::LogitsHookCall& c) { (*h)(c); };
+  PyEngine(taco::EngineOptions opts, py::object logits_fn, py::object guide_fn,
+           const Factory& make) {
+    if (!logits_fn.is_none()) {
+      logits_hook = std::make_shared<PyHook>();
+      logits_hook->fn = std::move(logits_fn);
+      opts.logits_hook = [h = logits_hook](const taco::LogitsHookCall& c) {
+        call_logits_hook(*h, c);
+      };
+    }
+    if (!guide_fn.is_none()) {
+      guide_hook = std::make_shared<PyHook>();
+      guide_hook->fn = std::move(guide_fn);
+      opts.guide_hook = [h = guide_hook](const taco::GuideHookCall& c) { call_guide_hook(*h, c); };
     }
     py::gil_scoped_release release;
     engine = make(opts, &info);
   }
 
-  // Destroys the engine (and its copy of the hook) before the hook's Python objects, GIL held.
+  // Destroys the engine (and its copies of the hooks) before the hooks' Python objects, GIL held.
   ~PyEngine() {
     engine.reset();
-    hook.reset();
+    logits_hook.reset();
+    guide_hook.reset();
   }
 
   // The engine, or a RuntimeError once close() has destroyed it.
@@ -103,16 +144,18 @@ struct PyEngine {
     return *engine;
   }
 
-  // Python errors met during a step (a logits processor's, the test core's script) are raised
-  // once the step is whole.
+  // Python errors met during a step (a logits processor's, a grammar's, the test core's script)
+  // are raised once the step is whole.
   std::function<void()> raise_pending;
 
   void raise_hook_error() {
     if (raise_pending) raise_pending();
-    if (!hook || !hook->error) return;
-    py::error_already_set e = std::move(*hook->error);
-    hook->error.reset();
-    throw e;
+    for (const std::shared_ptr<PyHook>& h : {logits_hook, guide_hook}) {
+      if (!h || !h->error) continue;
+      py::error_already_set e = std::move(*h->error);
+      h->error.reset();
+      throw e;
+    }
   }
 };
 
@@ -214,11 +257,12 @@ py::dict model_info_dict(const taco::ModelInfo& i) {
 
 void bind_engine(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
-      .def(py::init([](taco::EngineOptions opts, py::object hook) {
-             return std::make_unique<PyEngine>(std::move(opts), std::move(hook),
-                                               &taco::create_engine);
+      .def(py::init([](taco::EngineOptions opts, py::object logits_hook, py::object guide_hook) {
+             return std::make_unique<PyEngine>(std::move(opts), std::move(logits_hook),
+                                               std::move(guide_hook), &taco::create_engine);
            }),
-           py::arg("options"), py::arg("logits_hook") = py::none())
+           py::arg("options"), py::arg("logits_hook") = py::none(),
+           py::arg("guide_hook") = py::none())
       .def_property_readonly("model_info",
                              [](const PyEngine& e) { return model_info_dict(e.info); })
       .def(
@@ -304,7 +348,8 @@ void bind_testing(py::module_ m) {
           return std::make_unique<taco::Engine>(o, std::make_unique<taco::test::FakeExecutor>(cfg),
                                                 vocab_size, eos_token_ids, len);
         };
-        auto engine = std::make_unique<PyEngine>(std::move(opts), std::move(logits_hook), make);
+        auto engine =
+            std::make_unique<PyEngine>(std::move(opts), std::move(logits_hook), py::none(), make);
         engine->raise_pending = [error] {
           if (!*error) return;
           py::error_already_set e = std::move(**error);

@@ -21,6 +21,12 @@ from taco_llm.sampling_params import (
     SamplingParams,
     SamplingType,
 )
+from taco_llm.structured_output import (
+    GuidedDecodingParams,
+    GuidedDecodingRequest,
+    LLMGuidedOptions,
+    StructuredOutputsParams,
+)
 
 __version__ = "0.1.0"
 
@@ -31,6 +37,9 @@ __all__ = [
     "BeamSearchSequence",
     "CompletionOutput",
     "EngineArgs",
+    "GuidedDecodingParams",
+    "GuidedDecodingRequest",
+    "LLMGuidedOptions",
     "Logprob",
     "PromptInputs",
     "PromptType",
@@ -39,6 +48,7 @@ __all__ = [
     "RequestOutputKind",
     "SamplingParams",
     "SamplingType",
+    "StructuredOutputsParams",
     "TextPrompt",
     "TokensPrompt",
     "__version__",

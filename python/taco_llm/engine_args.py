@@ -12,6 +12,8 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
+from taco_llm.structured_output.params import parse_backend
+
 _DTYPE_ALIASES = {
     "auto": "auto",
     "half": "float16",
@@ -167,6 +169,9 @@ class EngineArgs:
     disable_async_output_proc: bool = False
     override_neuron_config: dict | None = None
     mm_processor_kwargs: dict | None = None
+    # Structured output: xgrammar serves it ("auto" picks it); vLLM 0.6's default, "outlines",
+    # is not built.
+    guided_decoding_backend: str = "xgrammar"
     # taco_llm extensions: CPU KV cache size (GiB; 0 = env TACO_CPU_KVCACHE_SPACE or 4) and CPU
     # threads (0 = all cores).
     cpu_kvcache_space_gib: float = 0.0
@@ -184,6 +189,7 @@ class EngineArgs:
         self._check_memory()
         self._check_scheduling()
         self._check_parallel()
+        parse_backend(self.guided_decoding_backend, "guided_decoding_backend")
         if self.max_context_len_to_capture is not None:
             # Deprecated vLLM name of max_seq_len_to_capture; it wins when given.
             _positive_int("max_context_len_to_capture", self.max_context_len_to_capture, False)

@@ -19,6 +19,8 @@ from taco_llm.metrics import FrontendStats, Metric, build_metrics
 from taco_llm.outputs import BeamSearchOutput, BeamSearchSequence, RequestOutput
 from taco_llm.request_builder import RequestBuilder, pair_params
 from taco_llm.sampling_params import BeamSearchParams, SamplingParams
+from taco_llm.structured_output.guide import Guide
+from taco_llm.structured_output.params import LLMGuidedOptions
 from taco_llm.tokenizer import get_tokenizer
 
 
@@ -60,6 +62,22 @@ def _close_engine(engine: Any, ranks: Any) -> None:
 def _refuse(name: str, value: Any) -> None:
     if value is not None:
         raise NotImplementedError(f"{name} is not supported by taco_llm yet (got {value!r}).")
+
+
+def _with_guided_options(params: list[SamplingParams], request: Any) -> list[SamplingParams]:
+    """vLLM 0.6's guided_options_request: the same constraint on every prompt's params."""
+    guided = LLMGuidedOptions.coerce(request).to_params()
+    out = []
+    for i, p in enumerate(params):
+        if p.constraint is not None:
+            raise ValueError(
+                f"Cannot set both guided_options_request and sampling_params[{i}]'s "
+                "guided_decoding / structured_outputs."
+            )
+        p = p.clone()
+        p.guided_decoding = guided
+        out.append(p)
+    return out
 
 
 def _deprecate_legacy_kwargs(*names: str, advice: str) -> Callable[[Callable], Callable]:
@@ -162,13 +180,15 @@ class LLM:
             )
         self._C = _load_engine_module()
         self._logits_processors = LogitsProcessorRegistry()
+        # The guide learns the model's vocabulary once the engine has loaded it.
+        self._guide = Guide(self._tokenizer, 0, [], args.guided_decoding_backend)
         options = args.to_engine_options(self._C.EngineOptions)
         self._ranks = None
         self._failure: str | None = None
         if args.tensor_parallel_size > 1:
             self._ranks = start_ranks(self._C, options, args.distributed_executor_backend)
         try:
-            self._engine = self._C.Engine(options, self._logits_processors)
+            self._engine = self._C.Engine(options, self._logits_processors, self._guide)
         except BaseException as e:
             if self._ranks is None:
                 raise
@@ -184,6 +204,9 @@ class LLM:
         if self._ranks is not None:
             self._closer = weakref.finalize(self, _close_engine, self._engine, self._ranks)
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
+        self._guide.set_model(
+            int(self.model_info["vocab_size"]), list(self.model_info["eos_token_ids"])
+        )
         self._request_counter = itertools.count()
         self._stats = FrontendStats()
 
@@ -214,9 +237,11 @@ class LLM:
         of them; or the legacy prompt_token_ids). Outputs are in the order of the prompts."""
         _refuse("lora_request", lora_request)
         _refuse("prompt_adapter_request", prompt_adapter_request)
-        _refuse("guided_options_request", guided_options_request)
         parsed = parse_prompts(prompts, prompt_token_ids)
-        return self._run(parsed, pair_params(sampling_params, len(parsed)), use_tqdm)
+        params = pair_params(sampling_params, len(parsed))
+        if guided_options_request is not None:
+            params = _with_guided_options(params, guided_options_request)
+        return self._run(parsed, params, use_tqdm)
 
     def chat(
         self,
@@ -315,6 +340,7 @@ class LLM:
             self.engine_args.max_logprobs,
             self._C.SamplingOptions,
             self._logits_processors,
+            self._guide,
         )
         if self._failure is not None:
             raise RuntimeError(self._failure)
@@ -339,6 +365,7 @@ class LLM:
             raise
         finally:
             self._logits_processors.clear()
+            self._guide.clear()
             self._stats.record([r.state for r in requests], outputs)
 
     def _check_ranks_after(self, error: RuntimeError) -> None:

@@ -56,6 +56,7 @@ class RequestBuilder:
         max_logprobs: int,
         options_cls: type,
         processors: LogitsProcessorRegistry,
+        constraints: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
@@ -63,6 +64,8 @@ class RequestBuilder:
         self.max_logprobs = max_logprobs
         self.options_cls = options_cls
         self.processors = processors
+        # Structured output: the LLM's constraint compiler (prepare) and guide (register).
+        self.constraints = constraints
 
     def build(
         self, prompts: list[ParsedPrompt], params: list[SamplingParams], request_ids: list[str]
@@ -77,6 +80,8 @@ class RequestBuilder:
             options = to_engine_options(p, self.options_cls, max_tokens, self._bad_words(p))
             if p.logits_processors:
                 options.logits_hook_key = self.processors.register(p.logits_processors, token_ids)
+            if p.constraint is not None:
+                options.guide_key = self.constraints.register(p, f"sampling_params[{i}]")
             state = RequestState(rid, prompt.text, token_ids, p, self.tokenizer)
             out.append(EngineRequest(state, options))
         return out

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
+from taco_llm.structured_output.params import GuidedDecodingParams, StructuredOutputsParams
+
 _SAMPLING_EPS = 1e-5
 # vLLM clamps tiny positive temperatures: below this, logits/temperature overflow to inf.
 _MIN_TEMP = 1e-2
@@ -96,6 +98,9 @@ class SamplingParams:
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE
     allowed_token_ids: list[int] | None = None
     logit_bias: dict[int, float] | None = None
+    # Structured output (one constraint; vLLM 0.6.3's name, or current vLLM's).
+    guided_decoding: GuidedDecodingParams | None = None
+    structured_outputs: StructuredOutputsParams | None = None
     # Characters held back from streamed text so a partial stop string is never shown.
     output_text_buffer_length: int = field(default=0, repr=False)
 
@@ -162,6 +167,7 @@ class SamplingParams:
         self._verify_logprobs()
         self._verify_strings()
         self._verify_biases()
+        self._verify_constraint()
 
     def _verify_counts(self) -> None:
         if not _is_int(self.n) or self.n < 1:
@@ -235,6 +241,31 @@ class SamplingParams:
             _check_range("logit_bias value", bias, -100.0, 100.0, False, "[-100, 100]")
             clean[tok_id] = float(bias)
         self.logit_bias = clean
+
+    def _verify_constraint(self) -> None:
+        if self.guided_decoding is not None and not isinstance(
+            self.guided_decoding, GuidedDecodingParams
+        ):
+            raise ValueError(
+                f"guided_decoding must be a GuidedDecodingParams, got {self.guided_decoding!r}."
+            )
+        if self.structured_outputs is not None and not isinstance(
+            self.structured_outputs, StructuredOutputsParams
+        ):
+            raise ValueError(
+                "structured_outputs must be a StructuredOutputsParams, got "
+                f"{self.structured_outputs!r}."
+            )
+        if self.guided_decoding is not None and self.structured_outputs is not None:
+            raise ValueError(
+                "guided_decoding and structured_outputs are two spellings of one constraint: "
+                "give one."
+            )
+
+    @property
+    def constraint(self) -> GuidedDecodingParams | StructuredOutputsParams | None:
+        """The request's structured output constraint, whichever field holds it."""
+        return self.guided_decoding or self.structured_outputs
 
     def _verify_beam_search(self) -> None:
         if self.best_of == 1:

@@ -147,7 +147,8 @@ def module(**engine_kwargs: Any) -> SimpleNamespace:
     num_device_blocks, num_cpu_blocks). `.last` is the most recent Engine made."""
     mod = SimpleNamespace(EngineOptions=_C.EngineOptions, SamplingOptions=_C.SamplingOptions)
 
-    def make(options: Any, logits_hook: Any = None) -> Engine:
+    def make(options: Any, logits_hook: Any = None, guide_hook: Any = None) -> Engine:
+        # The scripted executor samples nothing: a guided request is refused when added.
         mod.last = Engine(options, logits_hook, **engine_kwargs)
         return mod.last
 

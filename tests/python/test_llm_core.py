@@ -291,7 +291,6 @@ def test_not_built_arguments_raise(llm):
     for kwargs in (
         {"lora_request": object()},
         {"prompt_adapter_request": object()},
-        {"guided_options_request": {"guided_json": {}}},
     ):
         with pytest.raises(NotImplementedError, match=next(iter(kwargs))):
             llm.generate("a", **kwargs)

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -74,6 +75,87 @@ TEST(Sampler, GreedyIsArgmaxWithLogprob) {
   ASSERT_EQ(out[0].top.size(), 3u);
   EXPECT_EQ(out[0].top[0].token, want);
   EXPECT_GE(out[0].top[1].logprob, out[0].top[2].logprob);
+}
+
+// A guide hook allowing ids {allowed} for every guided row, recording what it was given.
+struct FakeGuide {
+  std::vector<int32_t> allowed;
+  std::vector<GuideRow> seen;
+  int calls = 0;
+  GuideHook hook() {
+    return [this](const GuideHookCall& c) {
+      ++calls;
+      EXPECT_EQ(c.words, (kVocab + 31) / 32);
+      for (int32_t i = 0; i < c.num_rows; ++i) {
+        seen.push_back(c.rows[i]);
+        int32_t* w = c.bitmask + static_cast<size_t>(i) * c.words;
+        std::fill(w, w + c.words, 0);
+        for (int32_t t : allowed) w[t / 32] |= static_cast<int32_t>(1u << (t % 32));
+      }
+    };
+  }
+};
+
+std::vector<SeqStepResult> run_guided(Sampler& s, at::Tensor logits, std::vector<Row*> rows) {
+  std::vector<const ScheduledSeq*> sched;
+  std::vector<SeqStepResult*> res;
+  for (Row* r : rows) {
+    r->result = SeqStepResult{};
+    sched.push_back(&r->sched);
+    res.push_back(&r->result);
+  }
+  at::Tensor l = logits.clone().contiguous();
+  s.sample(l, sched, res, s.guide(sched));
+  std::vector<SeqStepResult> out;
+  for (Row* r : rows) out.push_back(r->result);
+  return out;
+}
+
+TEST(Sampler, GuideMasksOnlyGuidedRowsBeforeSamplingAndLogprobs) {
+  FakeGuide guide{{3, 33, 47}};
+  Sampler s(kVocab, {0}, 5);
+  s.set_guide_hook(guide.hook());
+  at::Tensor logits = random_logits(3, 11);
+  SamplingOptions g = greedy();
+  g.guide_key = 7;
+  g.logprobs = 4;
+  SamplingOptions t;
+  t.temperature = 1.3f;
+  t.guide_key = 8;
+  t.seed = 9;
+  auto a = make_row({1}, {4, 5}, g, 2);
+  auto free = make_row({1}, {}, greedy());
+  auto b = make_row({1}, {}, t);
+  auto out = run_guided(s, logits, {a.get(), free.get(), b.get()});
+  EXPECT_EQ(guide.calls, 1);  // one call for the step
+  ASSERT_EQ(guide.seen.size(), 2u);
+  EXPECT_EQ(guide.seen[0].key, 7);
+  EXPECT_EQ(guide.seen[0].seq_index, 2);
+  EXPECT_EQ(*guide.seen[0].output, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(guide.seen[1].key, 8);
+  // Greedy: the best allowed id, with the log-softmax over the allowed ids only.
+  const at::Tensor allowed = at::tensor({3, 33, 47}, at::kLong);
+  const at::Tensor sub = logits[0].index_select(0, allowed);
+  const int64_t best = allowed[sub.argmax()].item<int64_t>();
+  EXPECT_EQ(out[0].token, best);
+  EXPECT_NEAR(out[0].logprob, at::log_softmax(sub, 0).max().item<float>(), 1e-5);
+  ASSERT_EQ(out[0].top.size(), 4u);
+  EXPECT_TRUE(std::isinf(out[0].top[3].logprob));               // only three ids have mass
+  EXPECT_EQ(out[1].token, logits[1].argmax().item<int64_t>());  // unguided row untouched
+  EXPECT_TRUE(out[2].token == 3 || out[2].token == 33 || out[2].token == 47);
+}
+
+TEST(Sampler, GrammarThatOnlyEndsWinsOverMinTokens) {
+  FakeGuide guide{{0}};  // the grammar is complete: only EOS (id 0) is allowed
+  Sampler s(kVocab, {0}, 5);
+  s.set_guide_hook(guide.hook());
+  SamplingOptions o = greedy();
+  o.guide_key = 1;
+  o.min_tokens = 10;  // would forbid EOS too
+  auto r = make_row({1}, {2}, o);
+  auto out = run_guided(s, random_logits(1, 4), {r.get()});
+  EXPECT_EQ(out[0].token, 0);
+  EXPECT_NEAR(out[0].logprob, 0.0f, 1e-6);
 }
 
 TEST(Sampler, TopKOneEqualsGreedy) {

@@ -48,4 +48,19 @@ struct SampleParams {
 // One block per row; reads each row a few dozen times from L2 (no workspace).
 cudaError_t sample(const SampleParams& p, cudaStream_t stream);
 
+// A grammar's token bitmasks applied to logits rows: logit t of a listed row becomes -inf unless
+// bit t % 32 of word t / 32 of its mask is set. Ids from vocab on are left alone.
+struct TokenBitmaskParams {
+  float* logits = nullptr;           // [*, logits_stride] float32, edited in place
+  int64_t logits_stride = 0;         // elements between rows, >= vocab
+  int64_t vocab = 0;                 // ids a mask covers: words >= ceil(vocab / 32)
+  const int32_t* bitmask = nullptr;  // [num_rows, words]
+  int32_t words = 0;
+  const int32_t* rows = nullptr;  // [num_rows]: the logits row of mask i
+  int32_t num_rows = 0;
+};
+
+// One thread per mask word (32 logits), one grid row per mask.
+cudaError_t apply_token_bitmask(const TokenBitmaskParams& p, cudaStream_t stream);
+
 }  // namespace taco::cuda
