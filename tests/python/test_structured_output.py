@@ -281,6 +281,23 @@ def test_n_seeds_stop_strings_and_logprobs_with_a_grammar(llm):
     assert '"age"' not in out.text and out.text.lstrip().startswith("{")
 
 
+def test_beam_search_keeps_every_beam_in_the_grammar(llm):
+    # Beams swap histories from step to step: each beam's matcher follows its own output.
+    rx = r"(red|green|blue) (cat|dog|bird)"
+    params = SamplingParams(
+        n=3,
+        best_of=3,
+        use_beam_search=True,
+        temperature=0,
+        max_tokens=12,
+        guided_decoding=GuidedDecodingParams(regex=rx),
+    )
+    out = _chat(llm, ["Name a coloured animal."], params)[0]
+    assert len(out.outputs) == 3
+    for c in out.outputs:
+        assert c.finish_reason == "stop" and re.fullmatch(rx, c.text), c.text
+
+
 def test_max_tokens_mid_grammar_finishes_with_length(llm):
     params = SamplingParams(
         temperature=0, max_tokens=5, guided_decoding=GuidedDecodingParams(json=ORDER)

@@ -22,7 +22,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from taco_llm import LLM, SamplingParams, TokensPrompt
+from taco_llm import LLM, GuidedDecodingParams, SamplingParams, TokensPrompt
 
 pytestmark = pytest.mark.slow
 
@@ -125,6 +125,24 @@ def run_features(llm: LLM, prompts) -> dict:
     return {"greedy": greedy, "sampled": sampled, "beams": beams}
 
 
+def run_guided(llm: LLM, prompts) -> list:
+    """Structured output (rank 0 masks the gathered logits): greedy JSON and sampled choices."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 12}, "n": {"type": "integer"}},
+        "required": ["name", "n"],
+    }
+    params = [
+        SamplingParams(
+            temperature=0.0, max_tokens=24, guided_decoding=GuidedDecodingParams(json=schema)
+        ),
+        SamplingParams(
+            temperature=0.9, seed=4, n=2, guided_decoding=GuidedDecodingParams(choice=["yes", "no"])
+        ),
+    ]
+    return llm.generate(prompts[:2], params, use_tqdm=False)
+
+
 def assert_same(whole: dict, split: dict, tol: float = 1e-4) -> None:
     for a, b in zip(whole["greedy"], split["greedy"]):
         ca, cb = a.outputs[0], b.outputs[0]
@@ -136,8 +154,8 @@ def assert_same(whole: dict, split: dict, tol: float = 1e-4) -> None:
         for pa, pb in zip((a.prompt_logprobs or [None])[1:], (b.prompt_logprobs or [None])[1:]):
             for t in pa:
                 assert abs(pa[t].logprob - pb[t].logprob) < tol
-    for key in ("sampled", "beams"):
-        for a, b in zip(whole[key], split[key]):
+    for key in ("sampled", "beams", "guided"):
+        for a, b in zip(whole.get(key, []), split.get(key, [])):
             assert [c.token_ids for c in a.outputs] == [c.token_ids for c in b.outputs]
 
 
@@ -154,6 +172,7 @@ def ray_local():
 def smol_whole(smol_model_dir) -> dict:
     llm = LLM(model=smol_model_dir, dtype="float32")
     out = run_features(llm, SMOL_PROMPTS)
+    out["guided"] = run_guided(llm, SMOL_PROMPTS)
     del llm
     return out
 
@@ -161,7 +180,10 @@ def smol_whole(smol_model_dir) -> dict:
 def test_smol_tp3_mp_matches_one_rank(smol_model_dir, smol_whole):
     llm = LLM(model=smol_model_dir, dtype="float32", tensor_parallel_size=3)
     assert len(child_pids()) >= 2
-    assert_same(smol_whole, run_features(llm, SMOL_PROMPTS))
+    split = run_features(llm, SMOL_PROMPTS)
+    split["guided"] = run_guided(llm, SMOL_PROMPTS)
+    assert all(c.text in ("yes", "no") for c in split["guided"][1].outputs)
+    assert_same(smol_whole, split)
     del llm
     assert child_pids() == set()
 
