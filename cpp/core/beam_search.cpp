@@ -15,6 +15,8 @@ std::vector<BeamCandidate> rank_beam_candidates(
   for (size_t p = 0; p < candidates.size(); ++p) {
     const std::vector<TokenLogprob>& list = *candidates[p];
     for (size_t j = 0; j < list.size(); ++j) {
+      // A token of probability 0 (masked by a grammar or allowed ids) is no continuation.
+      if (!std::isfinite(list[j].logprob)) continue;
       BeamCandidate c;
       c.parent = static_cast<int32_t>(p);
       c.slot = static_cast<int32_t>(j);

@@ -48,7 +48,8 @@ struct BeamState {
 };
 
 // The best k continuations over all parents, descending by cum (ties: earlier parent, then
-// earlier candidate). candidates[p] lists parent p's tokens, descending by logprob.
+// earlier candidate). candidates[p] lists parent p's tokens, descending by logprob; tokens of
+// logprob -inf (probability 0) are skipped, so fewer than k may come back.
 std::vector<BeamCandidate> rank_beam_candidates(
     const std::vector<double>& parent_cum,
     const std::vector<const std::vector<TokenLogprob>*>& candidates, int k);

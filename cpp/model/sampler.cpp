@@ -158,8 +158,8 @@ std::pair<at::Tensor, at::Tensor> Sampler::row_normalizers(const at::Tensor& log
   // gives the first maximum, as argmax() does.
   auto [best, arg] = logits.max(1, /*keepdim=*/true);
   at::Tensor lse = best + (logits - best).clamp_min_(-80.0).exp_().sum(1, true).log_();
-  // An all -inf row: -inf, as logsumexp gives.
-  lse = at::where(at::isinf(best) & (best < 0), best, lse);
+  // A row whose maximum is infinite (all -inf, or a +inf entry): that infinity, as logsumexp.
+  lse = at::where(at::isinf(best), best, lse);
   return {lse.squeeze(1).contiguous(), arg.squeeze(1).contiguous()};
 }
 

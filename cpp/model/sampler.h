@@ -83,11 +83,11 @@ class Sampler {
                                                                 const std::vector<int32_t>& targets,
                                                                 int k);
 
- private:
   // Per row of logits [N, V] float32: log(sum(exp(row))) (float32 [N]) and the first maximum's
   // id (int64 [N]), both contiguous.
   static std::pair<at::Tensor, at::Tensor> row_normalizers(const at::Tensor& logits);
 
+ private:
   // One uniform number per row that samples (0 for greedy rows): seeded rows from their own
   // counter-based hash, the others from the engine generator in batch order.
   std::vector<double> uniforms(const std::vector<const ScheduledSeq*>& rows);

@@ -64,6 +64,9 @@ struct PyHook {
     try {
       call(fn);
     } catch (py::error_already_set& e) {
+      // The traceback's frames hold the call's numpy views of engine memory: drop their locals
+      // now, before that memory moves on.
+      py::module_::import("traceback").attr("clear_frames")(e.trace());
       error = std::move(e);
     }
   }
@@ -100,6 +103,8 @@ void call_guide_hook(PyHook& h, const taco::GuideHookCall& c) {
                               py::capsule(c.bitmask, [](void*) {}));
     fn(rows, bits, c.vocab_size);
   });
+  // A failed call allows every token (the step then raises the error).
+  if (h.error) std::fill(c.bitmask, c.bitmask + static_cast<size_t>(c.num_rows) * c.words, -1);
 }
 
 // The engine plus what Python needs to know about its model.
@@ -148,14 +153,23 @@ struct PyEngine {
   // are raised once the step is whole.
   std::function<void()> raise_pending;
 
+  // Forgets errors a failed step left behind, so that they never stop a later step's hooks.
+  void clear_hook_errors() {
+    for (const std::shared_ptr<PyHook>& h : {logits_hook, guide_hook}) {
+      if (h) h->error.reset();
+    }
+  }
+
+  // Raises the first hook error of the step (the logits hook's first) and forgets the others.
   void raise_hook_error() {
     if (raise_pending) raise_pending();
+    std::optional<py::error_already_set> first;
     for (const std::shared_ptr<PyHook>& h : {logits_hook, guide_hook}) {
       if (!h || !h->error) continue;
-      py::error_already_set e = std::move(*h->error);
+      if (!first) first = std::move(*h->error);
       h->error.reset();
-      throw e;
     }
+    if (first) throw std::move(*first);
   }
 };
 
@@ -284,6 +298,7 @@ void bind_engine(py::module_& m) {
       .def("step",
            [](PyEngine& e) {
              std::vector<taco::RequestDelta> out;
+             e.clear_hook_errors();
              {
                py::gil_scoped_release release;
                out = e.live().step();

@@ -1,6 +1,6 @@
-// Grammar token bitmasks over logits rows (see taco/cuda/sampling.h): each thread reads one
-// 32-bit word of a mask and writes -inf to the logits of the cleared bits, so a row costs one
-// pass over the masked entries and no other memory traffic.
+// Grammar token bitmasks over logits rows (see taco/cuda/sampling.h): one thread per logit, so a
+// warp reads one mask word (a broadcast) and stores its 32 logits in one coalesced transaction;
+// ids whose bit is set are not written.
 #include <cmath>
 
 #include "common.cuh"
@@ -12,18 +12,13 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void token_bitmask_kernel(TokenBitmaskParams p) {
-  const int32_t word = static_cast<int32_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int32_t mask_row = static_cast<int32_t>(blockIdx.y);
-  const int64_t first = static_cast<int64_t>(word) * 32;
-  if (word >= p.words || first >= p.vocab) return;
-  const uint32_t bits =
-      static_cast<uint32_t>(p.bitmask[static_cast<int64_t>(mask_row) * p.words + word]);
-  if (bits == 0xffffffffu) return;
-  float* row = p.logits + static_cast<int64_t>(p.rows[mask_row]) * p.logits_stride;
-  const int64_t left = p.vocab - first;
-  const int count = left < 32 ? static_cast<int>(left) : 32;
-  for (int b = 0; b < count; ++b) {
-    if (!((bits >> b) & 1u)) row[first + b] = -INFINITY;
+  if (t >= p.vocab) return;
+  const auto word = static_cast<uint32_t>(
+      p.bitmask[static_cast<int64_t>(mask_row) * p.words + static_cast<int32_t>(t >> 5)]);
+  if (!((word >> (t & 31)) & 1u)) {
+    p.logits[static_cast<int64_t>(p.rows[mask_row]) * p.logits_stride + t] = -INFINITY;
   }
 }
 
@@ -35,7 +30,7 @@ cudaError_t apply_token_bitmask(const TokenBitmaskParams& p, cudaStream_t stream
       p.words < (p.vocab + 31) / 32 || !p.logits || !p.bitmask || !p.rows) {
     return cudaErrorInvalidValue;
   }
-  const dim3 grid((p.words + kThreads - 1) / kThreads, p.num_rows);
+  const dim3 grid(static_cast<unsigned>((p.vocab + kThreads - 1) / kThreads), p.num_rows);
   token_bitmask_kernel<<<grid, kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }

@@ -67,6 +67,8 @@ def _refuse(name: str, value: Any) -> None:
 def _with_guided_options(params: list[SamplingParams], request: Any) -> list[SamplingParams]:
     """vLLM 0.6's guided_options_request: the same constraint on every prompt's params."""
     guided = LLMGuidedOptions.coerce(request).to_params()
+    if guided.is_empty():
+        return params
     out = []
     for i, p in enumerate(params):
         if p.constraint is not None:
@@ -76,6 +78,7 @@ def _with_guided_options(params: list[SamplingParams], request: Any) -> list[Sam
             )
         p = p.clone()
         p.guided_decoding = guided
+        p.guided_by_call = True  # errors name guided_options_request
         out.append(p)
     return out
 
@@ -217,6 +220,7 @@ class LLM:
 
     def set_tokenizer(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
+        self._guide.grammars.set_tokenizer(tokenizer)
 
     # ---- generation ----
 

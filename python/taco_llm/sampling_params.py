@@ -264,8 +264,10 @@ class SamplingParams:
 
     @property
     def constraint(self) -> GuidedDecodingParams | StructuredOutputsParams | None:
-        """The request's structured output constraint, whichever field holds it."""
-        return self.guided_decoding or self.structured_outputs
+        """The request's structured output constraint, whichever field holds it (None when neither
+        gives one)."""
+        c = self.guided_decoding or self.structured_outputs
+        return None if c is None or c.is_empty() else c
 
     def _verify_beam_search(self) -> None:
         if self.best_of == 1:

@@ -296,6 +296,88 @@ def test_beam_search_keeps_every_beam_in_the_grammar(llm):
     assert len(out.outputs) == 3
     for c in out.outputs:
         assert c.finish_reason == "stop" and re.fullmatch(rx, c.text), c.text
+    # Wider than the grammar: only continuations of nonzero probability become beams, so two
+    # choices give two outputs, each valid (never a masked token ranked -inf).
+    wide = SamplingParams(
+        n=4,
+        best_of=4,
+        use_beam_search=True,
+        temperature=0,
+        max_tokens=4,
+        guided_decoding=GuidedDecodingParams(choice=["A", "B"]),
+    )
+    out = llm.generate(["Pick one:"], wide, use_tqdm=False)[0]
+    assert sorted(c.text for c in out.outputs) == ["A", "B"]
+
+
+def test_best_of_and_ignore_eos_with_a_grammar(llm):
+    g = GuidedDecodingParams(choice=["north", "south", "east", "west"])
+    params = SamplingParams(n=2, best_of=4, temperature=1.0, seed=8, guided_decoding=g)
+    out = _chat(llm, ["Which way?"], params)[0]
+    assert len(out.outputs) == 2 and all(c.text in g.choice for c in out.outputs)
+    # After the grammar's end only EOS may follow; ignore_eos runs on to max_tokens with it.
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, guided_decoding=g)
+    c = _chat(llm, ["Which way?"], params)[0].outputs[0]
+    assert c.finish_reason == "length" and c.text in g.choice
+    eos = llm.get_tokenizer().eos_token_id
+    assert c.token_ids[-1] == eos
+
+
+def test_an_empty_constraint_is_no_constraint(llm):
+    free = SamplingParams(temperature=0, max_tokens=8)
+    empty = SamplingParams(temperature=0, max_tokens=8, guided_decoding=GuidedDecodingParams())
+    a, b = llm.generate(["The sea is", "The sea is"], [free, empty], use_tqdm=False)
+    assert a.outputs[0].token_ids == b.outputs[0].token_ids
+    outs = llm.generate(["The sea is"], free, use_tqdm=False, guided_options_request={})
+    assert outs[0].outputs[0].token_ids == a.outputs[0].token_ids
+    assert StructuredOutputsParams().all_constraints_none()
+    with pytest.raises(NotImplementedError, match="structural_tag"):
+        StructuredOutputsParams(structural_tag="{}")
+
+
+def test_a_failing_guide_fails_its_call_only(llm, monkeypatch):
+    from taco_llm.structured_output.guide import Guide
+
+    real = Guide.__call__
+
+    def broken(self, rows, bitmask, vocab_size):
+        raise RuntimeError("guide broke")
+
+    params = SamplingParams(
+        temperature=0, max_tokens=30, guided_decoding=GuidedDecodingParams(json=PERSON)
+    )
+    monkeypatch.setattr(Guide, "__call__", broken)
+    with pytest.raises(RuntimeError, match="guide broke"):
+        _chat(llm, ["A person as JSON."], params)
+    monkeypatch.setattr(Guide, "__call__", real)
+    assert not llm._engine.has_unfinished()
+    out = _chat(llm, ["A person as JSON."], params)[0].outputs[0]
+    if out.finish_reason == "stop":
+        jsonschema.validate(json.loads(out.text), PERSON)
+    else:
+        assert out.text.lstrip().startswith("{")
+
+
+def test_raw_logprobs_mode_reports_the_unmasked_distribution(smol_model_dir):
+    raw = LLM(model=smol_model_dir, dtype="float32", seed=0, logprobs_mode="raw_logprobs")
+    prompt = ["Is water wet? Answer:"]
+    free = raw.generate(
+        prompt, SamplingParams(temperature=0, max_tokens=1, logprobs=20), use_tqdm=False
+    )[0].outputs[0]
+    g = GuidedDecodingParams(choice=["yes", "no"])
+    guided = raw.generate(
+        prompt,
+        SamplingParams(temperature=0, max_tokens=4, logprobs=20, guided_decoding=g),
+        use_tqdm=False,
+    )[0].outputs[0]
+    assert guided.text in ("yes", "no")
+    # The first step's raw logprobs are the model's, mask or not.
+    first_free, first_guided = free.logprobs[0], guided.logprobs[0]
+    common = set(first_free) & set(first_guided)
+    assert len(common) >= 20  # the same top 20; each dict adds its sampled token
+    for t in common:
+        assert first_guided[t].logprob == pytest.approx(first_free[t].logprob, abs=1e-5)
+    del raw
 
 
 def test_max_tokens_mid_grammar_finishes_with_length(llm):
@@ -320,6 +402,16 @@ def test_min_tokens_cannot_force_tokens_past_the_grammar(llm):
 
 def test_whitespace_pattern_and_disable_any_whitespace(llm):
     prompt = ["A person as pretty-printed JSON."]
+    out = _chat(
+        llm,
+        ["Any JSON object, pretty-printed."],
+        SamplingParams(
+            temperature=0,
+            max_tokens=60,
+            guided_decoding=GuidedDecodingParams(json_object=True, whitespace_pattern=r"[ ]?"),
+        ),
+    )[0].outputs[0]
+    assert "\n" not in out.text and "  " not in out.text, out.text
     for g in (
         GuidedDecodingParams(json=PERSON, whitespace_pattern=r"[ ]?"),
         GuidedDecodingParams(json=PERSON, disable_any_whitespace=True),
@@ -392,7 +484,6 @@ def test_each_grammar_compiles_once(llm):
         ),
         (lambda: GuidedDecodingParams(choice=[]), r"choice must be a non-empty list"),
         (lambda: GuidedDecodingParams(json=PERSON, regex="a"), r"only one kind"),
-        (lambda: GuidedDecodingParams(), r"needs one of"),
         (lambda: GuidedDecodingParams(regex="a", backend="outlines"), r"'outlines'.*xgrammar"),
         (
             lambda: GuidedDecodingParams(json=PERSON, whitespace_pattern="(x"),
@@ -414,6 +505,8 @@ def test_bad_constraints_are_refused_and_the_engine_still_serves(llm, make, mess
 
 def test_bad_guided_options_request(llm):
     sp = SamplingParams(temperature=0, max_tokens=3)
+    with pytest.raises(ValueError, match=r"guided_options_request\.regex: invalid regex"):
+        llm.generate("a", sp, guided_options_request={"guided_regex": "(ab"})
     with pytest.raises(ValueError, match="only one kind"):
         llm.generate("a", sp, guided_options_request={"guided_regex": "a", "guided_choice": ["b"]})
     with pytest.raises(TypeError, match="unknown key"):

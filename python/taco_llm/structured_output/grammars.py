@@ -145,14 +145,32 @@ class GrammarCache:
             raise ValueError(
                 f"{where}: structured output needs the tokenizer (skip_tokenizer_init=True)."
             )
+        if not self._eos_token_ids:
+            raise ValueError(
+                f"{where}: structured output needs the model's EOS token (a grammar ends with "
+                "it), and this model has none."
+            )
         grammar = build_grammar(spec, where)
         compiler = self._ensure_compiler()
         future = self._pool.submit(compiler.compile_grammar, grammar)
         self.compilations += 1
         self._entries[spec] = future
+        # A compilation that fails (its error reaches the step that needs it) is not kept.
+        future.add_done_callback(lambda f, s=spec: self._forget_failed(s, f))
         while len(self._entries) > _CACHE_ENTRIES:
             self._entries.popitem(last=False)
         return future
+
+    def _forget_failed(self, spec: GuideSpec, future: Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            if self._entries.get(spec) is future:
+                self._entries.pop(spec, None)
+
+    def set_tokenizer(self, tokenizer: Any) -> None:
+        """A new tokenizer: new token strings, so every compiled grammar is dropped."""
+        self._tokenizer = tokenizer
+        self._compiler = None
+        self._entries.clear()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -54,8 +54,13 @@ class Guide:
         """A key for SamplingOptions.guide_key of a request with params.constraint; its grammar
         is checked now (ValueError) and compiled in the background."""
         constraint = params.constraint
-        field = "guided_decoding" if params.guided_decoding is not None else "structured_outputs"
-        where = f"{where}.{field}"
+        if getattr(params, "guided_by_call", False):
+            where = "guided_options_request"
+        else:
+            field = (
+                "guided_decoding" if params.guided_decoding is not None else "structured_outputs"
+            )
+            where = f"{where}.{field}"
         options = self._options
         if isinstance(constraint, GuidedDecodingParams) and constraint.backend is not None:
             options = parse_backend(constraint.backend, f"{where}.backend")[1]

@@ -75,17 +75,17 @@ def _schema_text(value: Any, where: str) -> str:
         raise ValueError(f"{where} cannot be written as JSON: {e}.") from None
 
 
-@dataclass
 class _Constraint:
-    json: str | dict | type | None = None
-    regex: str | None = None
-    choice: list[str] | None = None
-    grammar: str | None = None
-    json_object: bool | None = None
-    whitespace_pattern: str | None = None
-    disable_fallback: bool = False
-    disable_any_whitespace: bool = False
-    disable_additional_properties: bool = False
+    """What GuidedDecodingParams and StructuredOutputsParams share: the checks and the spec. Each
+    declares its fields in its own vLLM order."""
+
+    json: str | dict | type | None
+    regex: str | None
+    choice: list[str] | None
+    grammar: str | None
+    json_object: bool | None
+    whitespace_pattern: str | None
+    disable_any_whitespace: bool
 
     _name = "guided_decoding"
 
@@ -96,9 +96,11 @@ class _Constraint:
                 f"{self._name}: only one kind of constraint per request, got {given} (choose one "
                 f"of {list(_KINDS)})."
             )
-        if not given:
-            raise ValueError(f"{self._name}: needs one of {list(_KINDS)}.")
         self._check_shapes()
+
+    def is_empty(self) -> bool:
+        """No constraint given (allowed, as in vLLM: the request is not guided)."""
+        return all(getattr(self, k) in (None, False) for k in _KINDS)
 
     def _check_shapes(self) -> None:
         n = self._name
@@ -145,11 +147,22 @@ class _Constraint:
 
 @dataclass
 class GuidedDecodingParams(_Constraint):
-    """vLLM's per-request guided decoding (SamplingParams.guided_decoding): exactly one of json
-    (a schema), regex, choice, grammar (EBNF) or json_object=True; backend one of
-    'xgrammar' / 'auto' (or None: the engine's guided_decoding_backend)."""
+    """vLLM's per-request guided decoding (SamplingParams.guided_decoding): at most one of json
+    (a schema), regex, choice, grammar (EBNF) or json_object=True; backend 'xgrammar' / 'auto'
+    (or None: the engine's guided_decoding_backend). The fields after whitespace_pattern are later
+    vLLM's: disable_fallback (xgrammar never falls back: no effect) and
+    disable_additional_properties (schemas are strict already: no effect)."""
 
+    json: str | dict | type | None = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
     backend: str | None = None
+    whitespace_pattern: str | None = None
+    disable_fallback: bool = False
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,9 +179,32 @@ class GuidedDecodingParams(_Constraint):
 
 @dataclass
 class StructuredOutputsParams(_Constraint):
-    """Current vLLM's spelling (SamplingParams.structured_outputs); the backend is the engine's."""
+    """Current vLLM's spelling (SamplingParams.structured_outputs); the backend is the engine's.
+    structural_tag is not built (NotImplementedError)."""
+
+    json: str | dict | type | None = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    disable_fallback: bool = False
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    whitespace_pattern: str | None = None
+    structural_tag: str | None = None
 
     _name = "structured_outputs"
+
+    def __post_init__(self) -> None:
+        if self.structural_tag is not None:
+            raise NotImplementedError(
+                "structured_outputs.structural_tag is not supported by taco_llm yet."
+            )
+        super().__post_init__()
+
+    def all_constraints_none(self) -> bool:
+        """vLLM's helper: True when no constraint is given."""
+        return self.is_empty()
 
 
 @dataclass
@@ -204,6 +240,7 @@ class LLMGuidedOptions:
         )
 
     def to_params(self) -> GuidedDecodingParams:
+        """The same constraint as per-request params (empty when no field is given)."""
         kinds = {
             "guided_json": self.guided_json,
             "guided_regex": self.guided_regex,
@@ -216,8 +253,6 @@ class LLMGuidedOptions:
             raise ValueError(
                 f"guided_options_request: only one kind of guided decoding at a time, got {given}."
             )
-        if not given:
-            raise ValueError(f"guided_options_request: needs one of {list(kinds)}.")
         return GuidedDecodingParams(
             json=self.guided_json,
             regex=self.guided_regex,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <optional>
 
@@ -194,6 +195,18 @@ TEST(BeamSearchEngine, AbortMidSearchFreesEverything) {
   EXPECT_TRUE(h.engine->abort("a"));
   EXPECT_EQ(h.engine->metrics().kv_blocks_used, 0);
   EXPECT_FALSE(h.engine->has_unfinished());
+}
+
+TEST(BeamSearchRules, TokensOfProbabilityZeroAreNoCandidates) {
+  // A grammar (or allowed ids) masks all but one token of each parent: the -inf entries of the
+  // top lists never become beams, however few finite candidates remain.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<TokenLogprob> a = {{5, -0.1f}, {1, -inf}, {2, -inf}};
+  const std::vector<TokenLogprob> b = {{7, -0.3f}, {0, -inf}};
+  const std::vector<BeamCandidate> ranked = rank_beam_candidates({-1.0, -0.5}, {&a, &b}, 4);
+  ASSERT_EQ(ranked.size(), 2u);
+  EXPECT_EQ(ranked[0].tok.token, 7);
+  EXPECT_EQ(ranked[1].tok.token, 5);
 }
 
 TEST(BeamSearchRules, KeepsTheWidthBestHypothesesInOrder) {

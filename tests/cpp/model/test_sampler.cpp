@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -143,6 +144,22 @@ TEST(Sampler, GuideMasksOnlyGuidedRowsBeforeSamplingAndLogprobs) {
   EXPECT_TRUE(std::isinf(out[0].top[3].logprob));               // only three ids have mass
   EXPECT_EQ(out[1].token, logits[1].argmax().item<int64_t>());  // unguided row untouched
   EXPECT_TRUE(out[2].token == 3 || out[2].token == 33 || out[2].token == 47);
+}
+
+TEST(Sampler, RowNormalizersAreLogsumexpAndTheFirstMaximum) {
+  const float inf = std::numeric_limits<float>::infinity();
+  at::Tensor logits = random_logits(4, 21);
+  logits[1].narrow(0, 3, kVocab - 3).fill_(-inf);  // a masked row
+  logits[2].fill_(-inf);                           // nothing allowed
+  logits[3][9] = inf;
+  const auto [lse, best] = Sampler::row_normalizers(logits);
+  const at::Tensor want = at::logsumexp(logits.to(at::kDouble), 1);
+  EXPECT_NEAR(lse[0].item<float>(), want[0].item<double>(), 1e-5);
+  EXPECT_NEAR(lse[1].item<float>(), want[1].item<double>(), 1e-5);
+  EXPECT_EQ(lse[2].item<float>(), -inf);
+  EXPECT_EQ(lse[3].item<float>(), inf);
+  for (int64_t i : {0, 1}) EXPECT_EQ(best[i].item<int64_t>(), logits[i].argmax().item<int64_t>());
+  EXPECT_EQ(best[3].item<int64_t>(), 9);
 }
 
 TEST(Sampler, GrammarThatOnlyEndsWinsOverMinTokens) {

@@ -60,7 +60,7 @@ struct TokenBitmaskParams {
   int32_t num_rows = 0;
 };
 
-// One thread per mask word (32 logits), one grid row per mask.
+// One thread per logit, one grid row per mask.
 cudaError_t apply_token_bitmask(const TokenBitmaskParams& p, cudaStream_t stream);
 
 }  // namespace taco::cuda
