@@ -5,6 +5,7 @@ peer's."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -13,6 +14,29 @@ import sys
 def report(result: dict) -> None:
     """A worker's last word: its result, on the line run_engines looks for."""
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def add_workload_args(ap, workload_cls, runners: dict) -> None:
+    """One flag per field of the workload dataclass, and the hidden worker flags."""
+    from dataclasses import asdict
+
+    ap.add_argument("--worker", choices=sorted(runners), help=argparse.SUPPRESS)
+    ap.add_argument("--workload", help=argparse.SUPPRESS)
+    for field, default in asdict(workload_cls()).items():
+        ap.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+
+
+def serve_worker(args, workload_cls, runners: dict) -> bool:
+    """In a worker process (--worker): runs that engine on the workload, reports, returns True.
+    Otherwise fills in the default model when --model is not given and returns False."""
+    if args.worker:
+        report(runners[args.worker](workload_cls(**json.loads(args.workload)), args.model))
+        return True
+    if args.model is None:
+        from taco_llm.default_model import default_model_dir
+
+        args.model = default_model_dir()
+    return False
 
 
 def _spawn(engine: str, cmd: list[str]) -> dict | None:

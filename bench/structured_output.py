@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from peers import report, run_engines
+from peers import add_workload_args, run_engines, serve_worker
 
 ITEM = {
     "type": "object",
@@ -114,18 +114,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
     ap.add_argument("--engines", default="taco,vllm")
     ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON", ""))
-    ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
-    ap.add_argument("--workload", help=argparse.SUPPRESS)
-    for field, default in asdict(Workload()).items():
-        ap.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    add_workload_args(ap, Workload, RUNNERS)
     args = ap.parse_args()
-    if args.worker:
-        report(RUNNERS[args.worker](Workload(**json.loads(args.workload)), args.model))
+    if serve_worker(args, Workload, RUNNERS):
         return
-    if args.model is None:
-        from taco_llm.default_model import default_model_dir
-
-        args.model = default_model_dir()
     w = Workload(**{f: getattr(args, f) for f in asdict(Workload())})
     print(f"workload: {json.dumps(asdict(w))}\nmodel: {args.model}")
     script = os.path.abspath(__file__)

