@@ -183,8 +183,8 @@ class LLM:
             )
         self._C = _load_engine_module()
         self._logits_processors = LogitsProcessorRegistry()
-        # The guide learns the model's vocabulary once the engine has loaded it.
-        self._guide = Guide(self._tokenizer, 0, [], args.guided_decoding_backend)
+        # The guide's grammars learn the model's vocabulary once the engine has loaded it.
+        self._guide = Guide(self._tokenizer, args.guided_decoding_backend)
         options = args.to_engine_options(self._C.EngineOptions)
         self._ranks = None
         self._failure: str | None = None
@@ -207,7 +207,7 @@ class LLM:
         if self._ranks is not None:
             self._closer = weakref.finalize(self, _close_engine, self._engine, self._ranks)
         self.model_info: dict[str, Any] = dict(self._engine.model_info)
-        self._guide.set_model(
+        self._guide.grammars.set_model(
             int(self.model_info["vocab_size"]), list(self.model_info["eos_token_ids"])
         )
         self._request_counter = itertools.count()

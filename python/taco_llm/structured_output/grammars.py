@@ -110,18 +110,27 @@ class GrammarCache:
     """Compiles guide specs for one tokenizer and vocabulary. Built on first use: LLMs that
     never constrain output never load xgrammar."""
 
-    def __init__(self, tokenizer: Any, vocab_size: int, eos_token_ids: list[int]) -> None:
+    def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        self._vocab_size = vocab_size
-        self._eos_token_ids = list(eos_token_ids)
+        self._vocab_size = 0
+        self.eos_token_ids: list[int] = []  # the grammars' stop tokens: the model's EOS ids
         self._compiler: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._entries: OrderedDict[GuideSpec, Future] = OrderedDict()
         self.compilations = 0  # grammars compiled so far (cache misses)
 
     def set_model(self, vocab_size: int, eos_token_ids: list[int]) -> None:
+        """The loaded model's vocabulary size and EOS ids."""
         self._vocab_size = vocab_size
-        self._eos_token_ids = list(eos_token_ids)
+        self.eos_token_ids = [int(t) for t in eos_token_ids]
+        self._reset()
+
+    def set_tokenizer(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._reset()
+
+    def _reset(self) -> None:
+        """New token strings or ids: every compiled grammar is dropped."""
         self._compiler = None
         self._entries.clear()
 
@@ -129,9 +138,10 @@ class GrammarCache:
         if self._compiler is None:
             xgr = _xgr()
             info = xgr.TokenizerInfo.from_huggingface(
-                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._eos_token_ids
+                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self.eos_token_ids
             )
             self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taco-grammar")
         return self._compiler
 
@@ -145,7 +155,7 @@ class GrammarCache:
             raise ValueError(
                 f"{where}: structured output needs the tokenizer (skip_tokenizer_init=True)."
             )
-        if not self._eos_token_ids:
+        if not self.eos_token_ids:
             raise ValueError(
                 f"{where}: structured output needs the model's EOS token (a grammar ends with "
                 "it), and this model has none."
@@ -165,13 +175,3 @@ class GrammarCache:
         if not future.cancelled() and future.exception() is not None:
             if self._entries.get(spec) is future:
                 self._entries.pop(spec, None)
-
-    def set_tokenizer(self, tokenizer: Any) -> None:
-        """A new tokenizer: new token strings, so every compiled grammar is dropped."""
-        self._tokenizer = tokenizer
-        self._compiler = None
-        self._entries.clear()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -36,19 +36,11 @@ class Guide:
     """One per LLM: its grammar cache, the engine's default backend, and the matchers of the
     guided requests of the running call."""
 
-    def __init__(
-        self, tokenizer: Any, vocab_size: int, eos_token_ids: list[int], backend: str
-    ) -> None:
-        self._eos = [int(t) for t in eos_token_ids]
+    def __init__(self, tokenizer: Any, backend: str) -> None:
         self._options = parse_backend(backend, "guided_decoding_backend")[1]
-        self.grammars = GrammarCache(tokenizer, vocab_size, self._eos)
+        self.grammars = GrammarCache(tokenizer)
         self._requests: dict[int, _Request] = {}
         self._keys = itertools.count()
-
-    def set_model(self, vocab_size: int, eos_token_ids: list[int]) -> None:
-        """The loaded model's vocabulary size and EOS ids (the grammar's stop tokens)."""
-        self._eos = [int(t) for t in eos_token_ids]
-        self.grammars.set_model(vocab_size, self._eos)
 
     def register(self, params: Any, where: str) -> int:
         """A key for SamplingOptions.guide_key of a request with params.constraint; its grammar
@@ -73,9 +65,6 @@ class Guide:
         """Forgets every request's matchers (the LLM calls this when a call ends)."""
         self._requests.clear()
 
-    def __len__(self) -> int:
-        return len(self._requests)
-
     def _matcher(self, request: _Request, index: int) -> _Matcher:
         m = request.matchers.get(index)
         if m is None:
@@ -99,7 +88,7 @@ class Guide:
             m.tokens = []
             n = 0
         for t in output[n:].tolist():
-            if t in self._eos and m.matcher.is_terminated():
+            if t in self.grammars.eos_token_ids and m.matcher.is_terminated():
                 m.tokens.append(t)  # EOS again, after the grammar's end (see __call__)
                 continue
             if not m.matcher.accept_token(t):
@@ -119,7 +108,7 @@ class Guide:
                 # open, or ignore_eos): only EOS may follow.
                 words = bitmask.view(np.uint32)
                 words[i] = 0
-                for t in self._eos:
+                for t in self.grammars.eos_token_ids:
                     words[i, t >> 5] |= np.uint32(1 << (t & 31))
             else:
                 m.matcher.fill_next_token_bitmask(bitmask, i)
