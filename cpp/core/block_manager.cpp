@@ -24,7 +24,7 @@ const int32_t* BlockManager::block_tokens(const Sequence& seq, int32_t i) {
 uint64_t BlockManager::block_hash(const Sequence& seq, BlockTable& t, int32_t i) {
   while (static_cast<int32_t>(t.hashes.size()) <= i) {
     const int32_t j = static_cast<int32_t>(t.hashes.size());
-    const uint64_t parent = j == 0 ? 0 : t.hashes[j - 1];
+    const uint64_t parent = j == 0 ? seq.cache_salt : t.hashes[j - 1];
     t.hashes.push_back(hash_block(parent, block_tokens(seq, j), block_size_));
   }
   return t.hashes[i];
@@ -35,7 +35,8 @@ int32_t BlockManager::attach_cached_prefix(const Sequence& seq, BlockTable& t) {
   const int32_t max_blocks = (seq.len() - 1) / block_size_;
   for (int32_t i = 0; i < max_blocks; ++i) {
     const uint64_t h = block_hash(seq, t, i);
-    const int32_t b = device_.lookup(h, i == 0 ? 0 : t.hashes[i - 1], block_tokens(seq, i));
+    const int32_t b =
+        device_.lookup(h, i == 0 ? seq.cache_salt : t.hashes[i - 1], block_tokens(seq, i));
     if (b < 0) break;
     device_.incref(b);
     t.blocks.push_back(b);
@@ -87,7 +88,8 @@ void BlockManager::publish_full_blocks(const Sequence& seq, BlockTable& t) {
       std::min<int32_t>(seq.num_computed / block_size_, static_cast<int32_t>(t.blocks.size()));
   for (int32_t i = t.num_published; i < full; ++i) {
     const uint64_t h = block_hash(seq, t, i);
-    device_.publish(t.blocks[i], h, i == 0 ? 0 : t.hashes[i - 1], block_tokens(seq, i));
+    device_.publish(t.blocks[i], h, i == 0 ? seq.cache_salt : t.hashes[i - 1],
+                    block_tokens(seq, i));
   }
   if (full > t.num_published) t.num_published = full;
 }

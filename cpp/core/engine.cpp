@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <stdexcept>
 
 #include "core/beam_search.h"
 #include "core/block_manager.h"
+#include "core/mix64.h"
 #include "core/request.h"
 #include "core/request_delta.h"
 #include "core/scheduler.h"
@@ -38,7 +40,8 @@ struct Engine::Impl {
   std::vector<Request*> beam_ready;             // beam requests given candidates this step
   int64_t next_seq_id = 0;
   int64_t next_arrival = 0;
-  EngineMetrics counters;  // the step and token counters; the rest is read live
+  EngineMetrics counters;                      // the step and token counters; the rest is read live
+  std::map<int64_t, AdapterInfo> adapters[2];  // by AdapterKind
 
   void validate(const std::string& id, const std::vector<int32_t>& prompt,
                 const SamplingOptions& so) const;
@@ -74,6 +77,8 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
   }
   SchedulerConfig cfg;
   cfg.max_num_seqs = opts.max_num_seqs;
+  cfg.max_loras = opts.enable_lora ? opts.max_loras : 0;
+  cfg.max_prompt_adapters = opts.enable_prompt_adapter ? opts.max_prompt_adapters : 0;
   cfg.max_num_batched_tokens = opts.max_num_batched_tokens > 0
                                    ? opts.max_num_batched_tokens
                                    : std::max<int32_t>(max_model_len, 2048);
@@ -128,6 +133,22 @@ void Engine::Impl::validate(const std::string& id, const std::vector<int32_t>& p
   } catch (const std::invalid_argument& e) {
     fail(e.what());
   }
+  if (so.lora_id != 0 && !adapters[0].count(so.lora_id)) {
+    fail(opts.enable_lora ? "lora_id " + str(so.lora_id) + " names no added LoRA adapter"
+                          : "a LoRA adapter needs an engine with enable_lora");
+  }
+  if (so.prompt_adapter_id != 0) {
+    auto it = adapters[1].find(so.prompt_adapter_id);
+    if (it == adapters[1].end()) {
+      fail(opts.enable_prompt_adapter
+               ? "prompt_adapter_id " + str(so.prompt_adapter_id) + " names no added prompt adapter"
+               : "a prompt adapter needs an engine with enable_prompt_adapter");
+    }
+    if (len <= it->second.num_virtual_tokens) {
+      fail("a prompt for prompt adapter " + str(so.prompt_adapter_id) + " begins with its " +
+           str(it->second.num_virtual_tokens) + " virtual tokens and has at least one more");
+    }
+  }
   if (so.best_of > opts.max_num_seqs) {
     fail("best_of " + str(so.best_of) + " exceeds max_num_seqs " + str(opts.max_num_seqs));
   }
@@ -149,6 +170,10 @@ SeqState Engine::Impl::new_seq(Request* r, int32_t index) {
   s.seq->id = next_seq_id++;
   s.seq->index = index;
   s.seq->prompt = r->prompt;
+  if (r->opts.lora_id != 0 || r->opts.prompt_adapter_id != 0) {
+    s.seq->cache_salt = mix64(mix64(static_cast<uint64_t>(r->opts.lora_id)) ^
+                              static_cast<uint64_t>(r->opts.prompt_adapter_id));
+  }
   owner.emplace(s.seq->id, r);
   return s;
 }
@@ -166,6 +191,65 @@ void Engine::add_request(const std::string& request_id, std::vector<int32_t> pro
   r->seqs.push_back(m.new_seq(r.get(), 0));
   m.scheduler->add(r.get());
   m.requests.emplace(request_id, std::move(r));
+}
+
+AdapterInfo Engine::add_adapter(AdapterKind kind, int64_t id, const std::string& name,
+                                const std::string& path) {
+  Impl& m = *impl_;
+  const bool lora = kind == AdapterKind::kLora;
+  const std::string what = lora ? "LoRA adapter" : "prompt adapter";
+  if (lora ? !m.opts.enable_lora : !m.opts.enable_prompt_adapter) {
+    throw std::invalid_argument(what + " '" + name + "': the engine was made without " +
+                                (lora ? "enable_lora" : "enable_prompt_adapter"));
+  }
+  if (id <= 0)
+    throw std::invalid_argument(what + " '" + name + "': id must be > 0, got " + str(id));
+  std::map<int64_t, AdapterInfo>& known = m.adapters[lora ? 0 : 1];
+  auto it = known.find(id);
+  if (it != known.end()) {
+    if (it->second.path == path) return it->second;
+    throw std::invalid_argument(what + " id " + str(id) + " already holds '" + it->second.name +
+                                "' from " + it->second.path + "; '" + name + "' from " + path +
+                                " needs an id of its own");
+  }
+  for (const auto& [other, info] : known) {
+    if (!name.empty() && info.name == name) {
+      throw std::invalid_argument(what + " '" + name + "' is already added with id " + str(other) +
+                                  "; one name, one id");
+    }
+  }
+  AdapterInfo info = m.executor->load_adapter(kind, id, path);
+  info.id = id;
+  info.name = name;
+  info.path = path;
+  known.emplace(id, info);
+  return info;
+}
+
+bool Engine::remove_adapter(AdapterKind kind, int64_t id) {
+  Impl& m = *impl_;
+  std::map<int64_t, AdapterInfo>& known = m.adapters[kind == AdapterKind::kLora ? 0 : 1];
+  if (!known.count(id)) return false;
+  int32_t users = 0;
+  for (const auto& [rid, r] : m.requests) {
+    const int64_t named = kind == AdapterKind::kLora ? r->opts.lora_id : r->opts.prompt_adapter_id;
+    users += r->state != SeqStatus::kFinished && named == id;
+  }
+  if (users > 0) {
+    throw std::invalid_argument("adapter " + str(id) + " is in use by " + str(users) +
+                                " unfinished request(s)");
+  }
+  m.executor->unload_adapter(kind, id);
+  known.erase(id);
+  return true;
+}
+
+std::vector<AdapterInfo> Engine::list_adapters(AdapterKind kind) const {
+  std::vector<AdapterInfo> out;
+  for (const auto& [id, info] : impl_->adapters[kind == AdapterKind::kLora ? 0 : 1]) {
+    out.push_back(info);
+  }
+  return out;
 }
 
 bool Engine::abort(const std::string& request_id) {

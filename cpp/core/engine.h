@@ -78,6 +78,17 @@ class Engine {
   // range, a request that can never fit the KV cache, duplicate id). Nothing is queued then.
   void add_request(const std::string& request_id, std::vector<int32_t> prompt,
                    const SamplingOptions& opts);
+  // Adapters (enable_lora / enable_prompt_adapter): reads the one at `path` for requests naming
+  // `id` (> 0). Adding an id again with the same path returns what it holds; a different path
+  // under a known id, or a known name under another id, throws std::invalid_argument, as does
+  // an adapter the executor cannot read (the message names it). Nothing changes on a throw.
+  AdapterInfo add_adapter(AdapterKind kind, int64_t id, const std::string& name,
+                          const std::string& path);
+  // Forgets an adapter: false when unknown; throws std::invalid_argument while an unfinished
+  // request names it.
+  bool remove_adapter(AdapterKind kind, int64_t id);
+  std::vector<AdapterInfo> list_adapters(AdapterKind kind) const;
+
   // Frees a request in any state; false when unknown or finished.
   bool abort(const std::string& request_id);
   // Ends one sequence of a request as stopped (Python found a stop string).

@@ -74,6 +74,13 @@ bool one_of(const std::string& v, std::initializer_list<const char*> names) {
   return false;
 }
 
+bool one_of_int(int64_t v, std::initializer_list<int64_t> values) {
+  for (int64_t x : values) {
+    if (v == x) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* to_string(PreemptionMode mode) { return name_of(kPreemptionModes, mode); }

@@ -95,6 +95,18 @@ enum class LogprobsMode : uint8_t {
   X(bool, disable_custom_all_reduce, false, true, "a bool")                                     \
   X(int32_t, cuda_device, 0, v >= 0, ">= 0: the CUDA device ordinal of this rank")              \
   X(double, cpu_offload_gb, 0.0, v >= 0, ">= 0 GiB of weights kept in host memory (CUDA)")      \
+  /* Adapters: LoRA weights in max_loras device slots (max_cpu_loras read ones kept in host     \
+     memory, 0: max_loras), prompt adapters' virtual tokens. */                                 \
+  X(bool, enable_lora, false, true, "a bool")                                                   \
+  X(int32_t, max_loras, 1, v >= 1, ">= 1")                                                      \
+  X(int32_t, max_lora_rank, 16, one_of_int(v, {8, 16, 32, 64, 128, 256}),                       \
+    "one of 8, 16, 32, 64, 128, 256")                                                           \
+  X(int32_t, max_cpu_loras, 0, v == 0 || v >= o.max_loras, ">= max_loras (0: max_loras)")       \
+  X(std::string, lora_dtype, "auto", one_of(v, {"auto", "float32", "bfloat16", "float16"}),     \
+    "'auto' (the model dtype), 'float32', 'bfloat16' or 'float16'")                             \
+  X(bool, enable_prompt_adapter, false, true, "a bool")                                         \
+  X(int32_t, max_prompt_adapters, 1, v >= 1, ">= 1")                                            \
+  X(int32_t, max_prompt_adapter_token, 0, v >= 0, ">= 0 virtual tokens")                        \
   X(LogprobsMode, logprobs_mode, LogprobsMode::kProcessedLogprobs, true,                        \
     "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")
 

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -32,6 +34,18 @@ struct SeqStepResult {
   std::vector<std::vector<TokenLogprob>> prompt_logprobs;
 };
 
+// Adapters requests name by id (SamplingOptions::lora_id / prompt_adapter_id): LoRA weights, or
+// a prompt adapter's virtual tokens.
+enum class AdapterKind : uint8_t { kLora, kPromptAdapter };
+
+struct AdapterInfo {
+  int64_t id = 0;
+  std::string name;
+  std::string path;
+  int32_t rank = 0;                // LoRA: the largest module rank
+  int32_t num_virtual_tokens = 0;  // prompt adapter: tokens its requests' prompts begin with
+};
+
 class Executor {
  public:
   virtual ~Executor() = default;
@@ -41,6 +55,14 @@ class Executor {
   virtual int32_t block_size() const = 0;
   // Swaps and copies blocks as listed, then runs one forward over the scheduled batch and samples.
   virtual std::vector<SeqStepResult> execute(const SchedulerOutput& out) = 0;
+  // Reads the adapter at `path` for requests naming `id` (the engine checks ids and names). Throws
+  // std::invalid_argument naming the adapter and the problem; nothing changes then.
+  virtual AdapterInfo load_adapter(AdapterKind kind, int64_t id, const std::string& path) {
+    (void)kind, (void)id;
+    throw std::invalid_argument("adapter " + path + ": this executor runs no adapters");
+  }
+  // Forgets an adapter no unfinished request names.
+  virtual void unload_adapter(AdapterKind kind, int64_t id) { (void)kind, (void)id; }
 };
 
 }  // namespace taco

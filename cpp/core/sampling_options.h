@@ -40,6 +40,11 @@ namespace taco {
   /* >= 0: EngineOptions::guide_hook gives this request's rows a token bitmask every step (a    \
      grammar), applied after the hook and before everything else. */                            \
   X(int64_t, guide_key, -1, true, "an integer (< 0: none)")                                     \
+  /* Adapters added to the engine (Engine::add_adapter), by id; 0: none. A prompt adapter's     \
+     requests begin with its num_virtual_tokens placeholder ids (the model reads its embeddings \
+     there instead). */                                                                         \
+  X(int64_t, lora_id, 0, v >= 0, ">= 0 (0: the base model)")                                    \
+  X(int64_t, prompt_adapter_id, 0, v >= 0, ">= 0 (0: none)")                                    \
   /* Stopping (stop strings live in Python: they need the detokenizer). max_tokens is already   \
      resolved: never above max_model_len - prompt length. */                                    \
   X(int, max_tokens, 16, v >= 1, ">= 1")                                                        \

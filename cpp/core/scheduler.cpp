@@ -76,9 +76,13 @@ SchedulerOutput Scheduler::schedule() {
     swapped_.pop_front();
   }
   if (!step.preempted && running_.empty() && !swapped_.empty()) recompute_swapped_front();
-  while (!step.preempted && swapped_.empty() && !waiting_.empty() &&
-         try_admit(waiting_.front(), step)) {
-    waiting_.pop_front();
+  for (auto it = waiting_.begin(); !step.preempted && swapped_.empty() && it != waiting_.end();) {
+    if (!adapters_fit(*it)) {
+      ++it;
+      continue;
+    }
+    if (!try_admit(*it, step)) break;
+    it = waiting_.erase(it);
   }
   for (ScheduledSeq& s : step.prefills) step.out.seqs.push_back(std::move(s));
   step.out.num_batched_tokens = cfg_.max_num_batched_tokens - step.tokens;
@@ -173,8 +177,35 @@ void Scheduler::requeue_for_recompute(Request* r) {
   waiting_.push_front(r);
 }
 
+namespace {
+
+// Whether one more request naming adapter `id` keeps the running ones within `limit` distinct
+// adapters (of the kind `id_of` reads).
+template <typename IdOf>
+bool fits_slots(const std::vector<Request*>& running, int64_t id, int32_t limit, IdOf id_of) {
+  if (id == 0 || limit <= 0) return true;
+  std::vector<int64_t> seen;
+  for (const Request* q : running) {
+    const int64_t other = id_of(q);
+    if (other == id) return true;
+    if (other != 0 && std::find(seen.begin(), seen.end(), other) == seen.end()) {
+      seen.push_back(other);
+    }
+  }
+  return static_cast<int32_t>(seen.size()) < limit;
+}
+
+}  // namespace
+
+bool Scheduler::adapters_fit(const Request* r) const {
+  return fits_slots(running_, r->opts.lora_id, cfg_.max_loras,
+                    [](const Request* q) { return q->opts.lora_id; }) &&
+         fits_slots(running_, r->opts.prompt_adapter_id, cfg_.max_prompt_adapters,
+                    [](const Request* q) { return q->opts.prompt_adapter_id; });
+}
+
 bool Scheduler::try_swap_in(Request* r, Step& step) {
-  if (running_demand() + r->seq_demand() > cfg_.max_num_seqs) return false;
+  if (running_demand() + r->seq_demand() > cfg_.max_num_seqs || !adapters_fit(r)) return false;
   std::vector<BlockTable*> tables = live_tables(r);
   // Room for the blocks coming back plus one new block per sequence, so it can make progress.
   const int32_t need = blocks_.distinct_blocks(tables) + static_cast<int32_t>(tables.size());

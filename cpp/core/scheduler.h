@@ -20,6 +20,10 @@ struct SchedulerConfig {
   int32_t max_num_batched_tokens = 2048;
   bool chunked_prefill = false;
   PreemptionMode preemption_mode = PreemptionMode::kRecompute;
+  // Distinct adapters among running requests (> 0: the executor's slots), 0: no limit. A
+  // waiting request whose adapter would exceed them waits while later ones are admitted.
+  int32_t max_loras = 0;
+  int32_t max_prompt_adapters = 0;
 };
 
 struct SchedulerStats {
@@ -53,6 +57,7 @@ class Scheduler {
   void preempt(Request* victim, Step& step);
   bool try_swap_in(Request* r, Step& step);
   bool try_admit(Request* r, Step& step);
+  bool adapters_fit(const Request* r) const;
   void recompute_swapped_front();
   void requeue_for_recompute(Request* r);
   int32_t running_demand() const;

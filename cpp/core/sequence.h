@@ -25,6 +25,8 @@ struct Sequence {
   int32_t stop_token = -1;        // the stop id that ended it, for stop_reason
   double cumulative_logprob = 0;  // sum of sampled tokens' logprobs
   int32_t num_computed = 0;       // tokens whose K/V are in the cache
+  // Seeds the prefix cache's block hashes: sequences of different adapters never share KV.
+  uint64_t cache_salt = 0;
 
   int32_t prompt_len() const { return static_cast<int32_t>(prompt->size()); }
   int32_t len() const { return prompt_len() + static_cast<int32_t>(output.size()); }

@@ -10,6 +10,7 @@
 #include "cpu/activation.h"
 #include "cpu/fp8_linear.h"
 #include "cpu/kv_cache.h"
+#include "cpu/lora.h"
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/quant_linear.h"

@@ -20,6 +20,7 @@
 #include "taco/kernels/attention.h"
 #include "taco/kernels/fp8.h"
 #include "taco/kernels/kv_cache.h"
+#include "taco/kernels/lora.h"
 #include "taco/kernels/norm.h"
 #include "taco/kernels/quant.h"
 #include "taco/kernels/rotary.h"
@@ -72,7 +73,8 @@ struct SkinnyGemmParams {
   X(unpack_fp8_weight, void,                                                                    \
     (const void* packed, const float* scale, void* out, bool bf16_out, int64_t n, int64_t k),   \
     (packed, scale, out, bf16_out, n, k))                                                       \
-  X(fp8_linear, void, (const kernels::Fp8LinearParams& p), (p))
+  X(fp8_linear, void, (const kernels::Fp8LinearParams& p), (p))                                 \
+  X(lora_apply, void, (const kernels::LoraParams& p), (p))
 
 // One level's entry points.
 struct KernelTable {

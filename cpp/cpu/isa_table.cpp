@@ -4,6 +4,7 @@
 #include "cpu/fp8_linear.h"
 #include "cpu/isa.h"
 #include "cpu/kv_cache.h"
+#include "cpu/lora.h"
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/quant_linear.h"

@@ -150,6 +150,11 @@ Built build(const EngineOptions& options) {
   opts = options;
   validate(opts);
   if (opts.model.empty()) throw std::invalid_argument("model: no model directory given");
+  if (opts.enable_prompt_adapter && opts.max_prompt_adapter_token <= 0) {
+    throw std::invalid_argument(
+        "enable_prompt_adapter needs max_prompt_adapter_token > 0 (the most virtual tokens an "
+        "adapter may have)");
+  }
   // A GGUF file, or an HF directory with config.json and safetensors.
   std::shared_ptr<const GgufFile> gguf;
   if (is_gguf_file(opts.model)) gguf = std::make_shared<const GgufFile>(opts.model);

@@ -6,10 +6,12 @@
 
 namespace taco {
 
-at::Tensor Linear::operator()(const at::Tensor& x) const {
-  if (reduce == nullptr) return ops::linear(x, weight, bias);
+at::Tensor Linear::operator()(const at::Tensor& x, const at::Tensor& lora_slots) const {
+  const bool adapt = lora_slots.defined() && lora.a.defined();
+  if (reduce == nullptr && !adapt) return ops::linear(x, weight, bias);
   at::Tensor y = ops::linear(x, weight, at::Tensor());
-  reduce->all_reduce_sum(y);
+  if (adapt) ops::lora_apply(y, x, lora.a, lora.b, lora_slots, lora.slice_start);
+  if (reduce != nullptr) reduce->all_reduce_sum(y);
   if (bias.defined()) y.add_(bias);
   return y;
 }
@@ -66,7 +68,7 @@ at::Tensor attention_forward(const AttentionWeights& w, const AttentionShape& s,
   const int64_t D = s.head_dim;
   const int64_t q_size = s.num_heads * D;
   const int64_t kv_size = s.num_kv_heads * D;
-  at::Tensor qkv = w.qkv(hidden);  // [T, q_size + 2 kv_size]
+  at::Tensor qkv = w.qkv(hidden, md.lora_slots);  // [T, q_size + 2 kv_size]
   // Column views of qkv (row stride q_size + 2 kv_size): rope, the cache write and attention
   // take strided rows, so q, k and v are never copied out.
   at::Tensor q = qkv.narrow(1, 0, q_size);
@@ -88,14 +90,15 @@ at::Tensor attention_forward(const AttentionWeights& w, const AttentionShape& s,
   ops::paged_attention(out, q.view({T, s.num_heads, D}), kv_cache, md.query_start_loc, md.seq_lens,
                        md.block_table, 1.0 / std::sqrt(static_cast<double>(D)), md.max_query_len,
                        md.max_seq_len, w.k_scale, w.v_scale);
-  return w.o(out.view({T, q_size}));
+  return w.o(out.view({T, q_size}), md.lora_slots);
 }
 
-at::Tensor mlp_forward(const MlpWeights& w, const at::Tensor& hidden) {
-  at::Tensor gate_up = w.gate_up(hidden);  // [T, 2 I]
+at::Tensor mlp_forward(const MlpWeights& w, const at::Tensor& hidden,
+                       const at::Tensor& lora_slots) {
+  at::Tensor gate_up = w.gate_up(hidden, lora_slots);  // [T, 2 I]
   at::Tensor act = at::empty({hidden.size(0), gate_up.size(1) / 2}, gate_up.options());
   ops::silu_and_mul(act, gate_up);
-  return w.down(act);
+  return w.down(act, lora_slots);
 }
 
 }  // namespace taco

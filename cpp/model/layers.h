@@ -22,16 +22,30 @@ struct AttentionMetadata {
   at::Tensor block_table;      // [B, max_blocks] int32
   int64_t max_query_len = 0;
   int64_t max_seq_len = 0;
+  // [T] int32: each token's LoRA slot (< 0: none); undefined when no token has one.
+  at::Tensor lora_slots;
+};
+
+// A projection's LoRA slots (taco/kernels/lora.h's layout): a [slots, parts * rank, in] and
+// b [slots, rank, out] in the adapters' dtype, zero where a slot's adapter leaves a part alone;
+// slice_start the parts' first output rows and out. Undefined when LoRA is off.
+struct LoraWeight {
+  at::Tensor a;
+  at::Tensor b;
+  std::vector<int64_t> slice_start;
 };
 
 // y = x W^T + b with W [out, in] in the layouts the GEMMs read (ops/linear.h); b optional
 // (undefined when absent). A row-parallel shard (tensor parallelism) has `reduce`: x W^T is this
 // rank's partial sum, all-reduced before b is added.
+// With lora_slots defined, each token adds its adapter's update (before the all-reduce: the
+// update of a row-parallel shard is a partial sum too).
 struct Linear {
   ops::LinearWeight weight;
   at::Tensor bias;
   ops::Communicator* reduce = nullptr;
-  at::Tensor operator()(const at::Tensor& x) const;
+  LoraWeight lora;
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& lora_slots = {}) const;
 };
 
 // Inverse frequencies [head_dim / 2] float32, bit-identical to HF's rope_init functions.
@@ -69,6 +83,7 @@ struct MlpWeights {
 };
 
 // hidden [T, H] -> [T, H]: down(silu(gate(x)) * up(x)).
-at::Tensor mlp_forward(const MlpWeights& w, const at::Tensor& hidden);
+at::Tensor mlp_forward(const MlpWeights& w, const at::Tensor& hidden,
+                       const at::Tensor& lora_slots = {});
 
 }  // namespace taco

@@ -194,10 +194,79 @@ void LlamaModel::set_kv_cache_scales(const std::vector<double>& scales) {
   }
 }
 
+namespace {
+
+// The fused projections' parts, as LoRA targets, and their output rows.
+struct LoraParts {
+  Linear* linear;
+  std::vector<LoraTarget> targets;
+  std::vector<int64_t> outs;
+  int64_t in;
+};
+
+}  // namespace
+
+void LlamaModel::allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::ScalarType dtype) {
+  if (tp_.size > 1) {
+    throw std::invalid_argument("LoRA adapters are not supported with tensor parallelism yet");
+  }
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  const auto options = at::TensorOptions().dtype(dtype).device(device_);
+  for (Layer& l : layers_) {
+    const LoraParts parts[] = {
+        {&l.attn.qkv, {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}, {q, kv, kv}, H},
+        {&l.attn.o, {LoraTarget::kO}, {H}, q},
+        {&l.mlp.gate_up, {LoraTarget::kGate, LoraTarget::kUp}, {I, I}, H},
+        {&l.mlp.down, {LoraTarget::kDown}, {H}, I}};
+    for (const LoraParts& p : parts) {
+      LoraWeight& w = p.linear->lora;
+      const auto n = static_cast<int64_t>(p.targets.size());
+      int64_t out = 0;
+      w.slice_start = {0};
+      for (int64_t o : p.outs) w.slice_start.push_back(out += o);
+      w.a = at::zeros({num_slots, n * max_rank, p.in}, options);
+      w.b = at::zeros({num_slots, max_rank, out}, options);
+    }
+  }
+}
+
+void LlamaModel::set_lora_slot(int64_t slot, const LoraAdapter* adapter) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
+    const std::pair<Linear*, std::vector<LoraTarget>> parts[] = {
+        {&l.attn.qkv, {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}},
+        {&l.attn.o, {LoraTarget::kO}},
+        {&l.mlp.gate_up, {LoraTarget::kGate, LoraTarget::kUp}},
+        {&l.mlp.down, {LoraTarget::kDown}}};
+    for (const auto& [linear, targets] : parts) {
+      LoraWeight& w = linear->lora;
+      if (!w.a.defined()) throw std::logic_error("LoRA slots are not allocated");
+      at::Tensor a = w.a[slot], b = w.b[slot];  // [n * R, in], [R, out]
+      a.zero_();
+      b.zero_();
+      if (adapter == nullptr) continue;
+      const int64_t R = b.size(0);
+      for (size_t s = 0; s < targets.size(); ++s) {
+        const LoraModule& m = adapter->modules[i][static_cast<int>(targets[s])];
+        if (!m.a.defined()) continue;
+        const int64_t r = m.a.size(0);
+        a.narrow(0, static_cast<int64_t>(s) * R, r).copy_(m.a);
+        b.narrow(0, 0, r)
+            .narrow(1, w.slice_start[s], w.slice_start[s + 1] - w.slice_start[s])
+            .copy_(m.b.t());
+      }
+    }
+  }
+}
+
 at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetadata& md,
-                               std::vector<at::Tensor>& kv_caches) const {
+                               std::vector<at::Tensor>& kv_caches, const at::Tensor& embed_rows,
+                               const at::Tensor& embed_values) const {
   // residual carries the running sum of the stream; hidden is the normalized input of each block.
   at::Tensor residual = embed(input_ids);
+  if (embed_rows.defined()) residual.index_copy_(0, embed_rows, embed_values);
   at::Tensor hidden = at::empty_like(residual);
   ops::rms_norm(hidden, residual, layers_[0].input_norm, config_.rms_norm_eps);
   // Offloaded layers: layer i + 1's copy starts when layer i's weights are taken, so it runs
@@ -222,7 +291,7 @@ at::Tensor LlamaModel::forward(const at::Tensor& input_ids, const AttentionMetad
     if (i > 0) ops::fused_add_rms_norm(hidden, residual, l.input_norm, config_.rms_norm_eps);
     hidden = attention_forward(l.attn, attn_shape_, hidden, md, rope_cache_, kv_caches[i]);
     ops::fused_add_rms_norm(hidden, residual, l.post_norm, config_.rms_norm_eps);
-    hidden = mlp_forward(l.mlp, hidden);
+    hidden = mlp_forward(l.mlp, hidden, md.lora_slots);
   }
   ops::fused_add_rms_norm(hidden, residual, norm_, config_.rms_norm_eps);
   return hidden;

@@ -12,6 +12,7 @@
 #include "model/checkpoint.h"
 #include "model/layers.h"
 #include "model/model_config.h"
+#include "model/peft_adapter.h"
 #include "model/tensor_parallel.h"
 #include "model/weight_offload.h"
 
@@ -33,9 +34,18 @@ class LlamaModel {
   ~LlamaModel();
 
   // input_ids [T] int64 -> final-normed hidden states [T, H]; writes K/V of every layer into
-  // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D].
+  // kv_caches[layer] = [2, num_blocks, Hkv, block_size, D]. Rows embed_rows [K] int64 take
+  // embed_values [K, H] (prompt adapters' virtual tokens) instead of their token's embedding;
+  // md.lora_slots picks each token's LoRA slot.
   at::Tensor forward(const at::Tensor& input_ids, const AttentionMetadata& md,
-                     std::vector<at::Tensor>& kv_caches) const;
+                     std::vector<at::Tensor>& kv_caches, const at::Tensor& embed_rows = {},
+                     const at::Tensor& embed_values = {}) const;
+
+  // LoRA: gives every projection num_slots zeroed adapter slots of rank max_rank in dtype.
+  void allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::ScalarType dtype);
+  // Copies the adapter's weights into slot (zeros for the projections it leaves alone, or for
+  // every projection when adapter is null).
+  void set_lora_slot(int64_t slot, const LoraAdapter* adapter);
 
   // hidden [N, H] -> logits [N, V] float32 (the projection runs in the model dtype, as HF's).
   // Every rank gets the whole rows.

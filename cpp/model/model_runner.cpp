@@ -141,6 +141,14 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
     for (int64_t l = 0; l < c.num_layers; ++l) cpu_caches_.push_back(swap.select(0, l));
   }
   batch_ = std::make_unique<Batch>();
+  if (opts.enable_lora || opts.enable_prompt_adapter) {
+    if (comm != nullptr && comm->world_size() > 1) {
+      throw std::invalid_argument(
+          "adapters (enable_lora, enable_prompt_adapter) are not supported "
+          "with tensor parallelism yet");
+    }
+    adapters_ = std::make_unique<AdapterSlots>(*model_, opts);
+  }
   if (comm != nullptr && comm->world_size() > 1) comm_ = std::move(comm);
   // An empty cache fails the engine's capacity check next; capturing over it would read block 0.
   // Tensor-parallel ranks capture their decode steps only when every all-reduce in them takes our
@@ -250,10 +258,60 @@ void ModelRunner::fill_prompt_logprobs(const SchedulerOutput& out, const Batch& 
   }
 }
 
-// A decode-only batch replays a captured graph when one fits; anything else runs eagerly.
-at::Tensor ModelRunner::forward(const StepPlan& b) {
+AdapterInfo ModelRunner::load_adapter(AdapterKind kind, int64_t id, const std::string& path) {
+  if (!adapters_) {
+    throw std::invalid_argument(
+        "adapter " + path + ": the engine was made without enable_lora / enable_prompt_adapter");
+  }
+  c10::InferenceMode guard;
+  const c10::DeviceGuard device_guard(device_);
+  return adapters_->load(kind, id, path);
+}
+
+void ModelRunner::unload_adapter(AdapterKind kind, int64_t id) {
+  if (adapters_) adapters_->unload(kind, id);
+}
+
+// Slots for the step's LoRAs (copied in when missing) and the prompt adapters' rows: a sequence
+// of prompt adapter p computes positions [num_computed, end) of which those below p's
+// num_virtual_tokens are virtual.
+void ModelRunner::prepare_adapters(const SchedulerOutput& out, StepAdapters& a) {
+  a.lora_slots.clear();
+  a.embed_rows.clear();
+  a.embed_values = at::Tensor();
+  if (!adapters_) return;
+  std::vector<int64_t> ids;
+  std::vector<at::Tensor> values;
+  int64_t row = 0;
+  for (const ScheduledSeq& s : out.seqs) {
+    const int64_t lora = s.sampling->lora_id;
+    if (lora != 0 && std::find(ids.begin(), ids.end(), lora) == ids.end()) ids.push_back(lora);
+    if (s.sampling->prompt_adapter_id != 0) {
+      const at::Tensor& e = adapters_->prompt_embeddings(s.sampling->prompt_adapter_id);
+      const int64_t virt = std::min<int64_t>(e.size(0), s.num_computed + s.num_new);
+      for (int64_t p = s.num_computed; p < virt; ++p)
+        a.embed_rows.push_back(row + p - s.num_computed);
+      if (virt > s.num_computed)
+        values.push_back(e.narrow(0, s.num_computed, virt - s.num_computed));
+    }
+    row += s.num_new;
+  }
+  if (!values.empty()) a.embed_values = values.size() == 1 ? values[0] : at::cat(values, 0);
+  if (ids.empty()) return;
+  adapters_->prepare(ids);
+  a.lora_slots.reserve(row);
+  for (const ScheduledSeq& s : out.seqs) {
+    const int32_t slot = s.sampling->lora_id != 0 ? adapters_->slot_of(s.sampling->lora_id) : -1;
+    a.lora_slots.insert(a.lora_slots.end(), s.num_new, slot);
+  }
+}
+
+// A decode-only batch without adapters replays a captured graph when one fits; anything else
+// runs eagerly.
+at::Tensor ModelRunner::forward(const StepPlan& b, const StepAdapters* adapters) {
   const auto B = static_cast<int64_t>(b.seq_lens.size());
-  if (graphs_ && b.max_query_len == 1 && graphs_->fits(B, b.max_seq_len)) {
+  const bool adapted = adapters != nullptr && !adapters->empty();
+  if (graphs_ && !adapted && b.max_query_len == 1 && graphs_->fits(B, b.max_seq_len)) {
     return graphs_->run(
         {b.input_ids, b.positions, b.slot_mapping, b.seq_lens, b.block_table, b.max_blocks});
   }
@@ -265,15 +323,23 @@ at::Tensor ModelRunner::forward(const StepPlan& b) {
   md.block_table = to_device(int_tensor(b.block_table, {B, b.max_blocks}));
   md.max_query_len = b.max_query_len;
   md.max_seq_len = b.max_seq_len;
-  return model_->forward(to_device(long_tensor(b.input_ids)), md, kv_caches_);
+  at::Tensor embed_rows;
+  if (adapted && !adapters->lora_slots.empty()) {
+    md.lora_slots = to_device(
+        int_tensor(adapters->lora_slots, {static_cast<int64_t>(adapters->lora_slots.size())}));
+  }
+  if (adapted && !adapters->embed_rows.empty())
+    embed_rows = to_device(long_tensor(adapters->embed_rows));
+  return model_->forward(to_device(long_tensor(b.input_ids)), md, kv_caches_, embed_rows,
+                         adapters != nullptr ? adapters->embed_values : at::Tensor());
 }
 
 // The forward and the logits every rank computes for one plan: the rows of logit_rows, or an
 // undefined tensor when none.
-at::Tensor ModelRunner::run_plan(const StepPlan& plan) {
+at::Tensor ModelRunner::run_plan(const StepPlan& plan, const StepAdapters* adapters) {
   move_blocks(plan);
   if (plan.seq_lens.empty()) return {};
-  const at::Tensor hidden = forward(plan);
+  const at::Tensor hidden = forward(plan, adapters);
   if (plan.logit_rows.empty()) return {};
   return model_->compute_logits(hidden.index_select(0, to_device(long_tensor(plan.logit_rows))));
 }
@@ -304,7 +370,8 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   at::Tensor logits;
   try {
     if (driver_) step = driver_->begin_step(b);
-    logits = run_plan(b);
+    prepare_adapters(out, step_adapters_);
+    logits = run_plan(b, &step_adapters_);
   } catch (const std::exception& e) {
     if (!driver_) throw;
     // The other ranks may be waiting in a collective this rank will never join: the group is

@@ -9,6 +9,7 @@
 
 #include "core/engine_options.h"
 #include "core/executor.h"
+#include "model/adapter_slots.h"
 #include "model/decode_graphs.h"
 #include "model/llama.h"
 #include "model/sampler.h"
@@ -49,6 +50,8 @@ class ModelRunner : public Executor {
   int32_t num_cpu_blocks() const override { return num_cpu_blocks_; }
   int32_t block_size() const override { return block_size_; }
   std::vector<SeqStepResult> execute(const SchedulerOutput& out) override;
+  AdapterInfo load_adapter(AdapterKind kind, int64_t id, const std::string& path) override;
+  void unload_adapter(AdapterKind kind, int64_t id) override;
 
   // Tensor-parallel ranks other than 0: runs rank 0's plans until it sends the stop plan. Throws
   // when a collective fails (a rank died or timed out).
@@ -57,11 +60,20 @@ class ModelRunner : public Executor {
 
  private:
   struct Batch;
+  // A step's adapter inputs: each token's LoRA slot (empty when no token has one) and the rows
+  // that take prompt adapters' virtual-token embeddings.
+  struct StepAdapters {
+    std::vector<int32_t> lora_slots;
+    std::vector<int64_t> embed_rows;
+    at::Tensor embed_values;
+    bool empty() const { return lora_slots.empty() && embed_rows.empty(); }
+  };
+  void prepare_adapters(const SchedulerOutput& out, StepAdapters& a);
   void check_scheduled(const ScheduledSeq& s) const;
   void build_batch(const SchedulerOutput& out, Batch& batch) const;
   void move_blocks(const StepPlan& plan);
-  at::Tensor forward(const StepPlan& plan);
-  at::Tensor run_plan(const StepPlan& plan);
+  at::Tensor forward(const StepPlan& plan, const StepAdapters* adapters);
+  at::Tensor run_plan(const StepPlan& plan, const StepAdapters* adapters = nullptr);
   void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
                             const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
 
@@ -81,6 +93,8 @@ class ModelRunner : public Executor {
   std::unique_ptr<DecodeGraphs> graphs_;     // CUDA devices unless enforce_eager
   std::unique_ptr<ops::Communicator> comm_;  // tensor parallelism (the model's shard uses it)
   std::unique_ptr<TpDriver> driver_;         // rank 0 of a tensor-parallel group
+  std::unique_ptr<AdapterSlots> adapters_;   // enable_lora / enable_prompt_adapter
+  StepAdapters step_adapters_;               // reused buffers
 };
 
 }  // namespace taco

@@ -7,6 +7,7 @@
 
 #include "cpu/activation.h"
 #include "cpu/kv_cache.h"
+#include "cpu/lora.h"
 #include "cpu/norm.h"
 #include "cpu/paged_attention.h"
 #include "cpu/rotary.h"
@@ -138,6 +139,44 @@ void silu_and_mul(at::Tensor& out, const at::Tensor& x) {
   const kernels::SiluAndMulParams p{out.data_ptr(), x.data_ptr(), x.size(0),
                                     out.size(1),    x_stride,     kernel_dtype(x, "silu_and_mul")};
   TACO_RUN(cuda, silu_and_mul, p, x.device(), p.check());
+}
+
+void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
+                const at::Tensor& token_slot, const std::vector<int64_t>& slice_start) {
+  const bool cuda = on_cuda({&y, &x, &a, &b, &token_slot}, "lora_apply");
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.is_contiguous() && b.is_contiguous() &&
+                  a.size(0) == b.size(0) && a.dtype() == b.dtype(),
+              "lora_apply: a [slots, slices * rank, in] and b [slots, rank, out] must be "
+              "contiguous, of one dtype");
+  TORCH_CHECK(token_slot.dim() == 1 && token_slot.scalar_type() == at::kInt &&
+                  token_slot.is_contiguous() && token_slot.size(0) == x.size(0) &&
+                  y.size(0) == x.size(0) && y.dtype() == x.dtype(),
+              "lora_apply: x [T, in], y [T, out] of one dtype and token_slot [T] int32");
+  const auto slices = static_cast<int64_t>(slice_start.size()) - 1;
+  TORCH_CHECK(slices >= 1 && slices <= kernels::kMaxLoraSlices, "lora_apply: one to three slices");
+  kernels::LoraParams p;
+  p.y = y.data_ptr();
+  p.x = x.data_ptr();
+  p.a = a.data_ptr();
+  p.b = b.data_ptr();
+  p.token_slot = token_slot.data_ptr<int32_t>();
+  const at::Tensor scratch = at::empty({x.size(0), a.size(1)}, x.options().dtype(at::kFloat));
+  p.scratch = scratch.data_ptr<float>();
+  for (int64_t s = 0; s <= slices; ++s) p.slice_start[s] = static_cast<int32_t>(slice_start[s]);
+  p.tokens = x.size(0);
+  p.in = x.size(1);
+  p.out = y.size(1);
+  p.rank = b.size(1);
+  p.slices = slices;
+  p.num_slots = a.size(0);
+  p.x_stride = row_stride(x, "lora_apply x");
+  p.y_stride = row_stride(y, "lora_apply y");
+  p.dtype = kernel_dtype(x, "lora_apply");
+  p.weight_dtype = kernel_dtype(a, "lora_apply");
+  TORCH_CHECK(a.size(1) == slices * p.rank && a.size(2) == p.in && b.size(2) == p.out,
+              "lora_apply: a is ", a.sizes(), " and b ", b.sizes(), " for x ", x.sizes(), ", y ",
+              y.sizes(), " and ", slices, " slice(s)");
+  TACO_RUN(cuda, lora_apply, p, x.device(), p.check());
 }
 
 kernels::KvCacheType kv_cache_type(const at::Tensor& kv) {

@@ -33,6 +33,12 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
 // out[T, I] = silu(x[:, :I]) * x[:, I:] for x [T, 2I].
 void silu_and_mul(at::Tensor& out, const at::Tensor& x);
 
+// LoRA: y[t] += (x[t] A^T) B^T with the A and B of token t's adapter slot (token_slot [T] int32,
+// < 0: none). a [slots, slices * rank, in] and b [slots, rank, out] as taco/kernels/lora.h lays
+// them out, slice_start the slices' first output columns and out (one to three slices).
+void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
+                const at::Tensor& token_slot, const std::vector<int64_t>& slice_start);
+
 // Writes key/value [T, Hkv, D] into kv [2, num_blocks, Hkv, block_size, D] at slot_mapping [T]
 // (int64; a negative slot skips the token). kv holds key's dtype, or (CPU) float8_e4m3fn /
 // float8_e5m2: then key / k_scale and value / v_scale are stored (taco/kernels/kv_cache.h).

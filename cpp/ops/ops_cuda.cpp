@@ -15,6 +15,7 @@
 #include "taco/cuda/attention.h"
 #include "taco/cuda/gemm.h"
 #include "taco/cuda/kv_cache.h"
+#include "taco/cuda/lora.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
 #include "taco/cuda/w4a16.h"
@@ -131,6 +132,10 @@ void fused_add_rms_norm(const kernels::RmsNormParams& p, const at::Device& devic
 
 void rotary_embedding(const kernels::RotaryParams& p, const at::Device& device) {
   run_on(device, "rotary_embedding", [&](cudaStream_t s) { return cuda::rotary_embedding(p, s); });
+}
+
+void lora_apply(const kernels::LoraParams& p, const at::Device& device) {
+  run_on(device, "lora_apply", [&](cudaStream_t s) { return cuda::lora_apply(p, s); });
 }
 
 void silu_and_mul(const kernels::SiluAndMulParams& p, const at::Device& device) {

@@ -14,6 +14,7 @@
 #include "taco/kernels/activation.h"
 #include "taco/kernels/attention.h"
 #include "taco/kernels/kv_cache.h"
+#include "taco/kernels/lora.h"
 #include "taco/kernels/norm.h"
 #include "taco/kernels/rotary.h"
 
@@ -37,6 +38,7 @@ void fused_add_rms_norm(const kernels::RmsNormParams& p, const at::Device& devic
 void rotary_embedding(const kernels::RotaryParams& p, const at::Device& device);
 void silu_and_mul(const kernels::SiluAndMulParams& p, const at::Device& device);
 void write_kv_cache(const kernels::WriteKvParams& p, const at::Device& device);
+void lora_apply(const kernels::LoraParams& p, const at::Device& device);
 // Also refuses a head_dim the kernels lack and allocates the split-KV workspace.
 void paged_attention(const kernels::PagedAttentionParams& p, const at::Device& device);
 // One launch for every layer; pairs already range-checked.

@@ -269,6 +269,23 @@ py::dict model_info_dict(const taco::ModelInfo& i) {
   return d;
 }
 
+taco::AdapterKind adapter_kind(const std::string& kind) {
+  if (kind == "lora") return taco::AdapterKind::kLora;
+  if (kind == "prompt_adapter") return taco::AdapterKind::kPromptAdapter;
+  throw std::invalid_argument("adapter kind must be 'lora' or 'prompt_adapter', got '" + kind +
+                              "'");
+}
+
+py::dict adapter_dict(const taco::AdapterInfo& a) {
+  py::dict d;
+  d["id"] = a.id;
+  d["name"] = a.name;
+  d["path"] = a.path;
+  d["rank"] = a.rank;
+  d["num_virtual_tokens"] = a.num_virtual_tokens;
+  return d;
+}
+
 void bind_engine(py::module_& m) {
   py::class_<PyEngine>(m, "Engine")
       .def(py::init([](taco::EngineOptions opts, py::object logits_hook, py::object guide_hook) {
@@ -289,6 +306,35 @@ void bind_engine(py::module_& m) {
       .def(
           "abort", [](PyEngine& e, const std::string& id) { return e.live().abort(id); },
           py::arg("request_id"))
+      .def(
+          "add_adapter",
+          [](PyEngine& e, const std::string& kind, int64_t id, const std::string& name,
+             const std::string& path) {
+            const taco::AdapterKind k = adapter_kind(kind);
+            taco::AdapterInfo info;
+            {
+              py::gil_scoped_release release;
+              info = e.live().add_adapter(k, id, name, path);
+            }
+            return adapter_dict(info);
+          },
+          py::arg("kind"), py::arg("id"), py::arg("name"), py::arg("path"))
+      .def(
+          "remove_adapter",
+          [](PyEngine& e, const std::string& kind, int64_t id) {
+            return e.live().remove_adapter(adapter_kind(kind), id);
+          },
+          py::arg("kind"), py::arg("id"))
+      .def(
+          "list_adapters",
+          [](const PyEngine& e, const std::string& kind) {
+            py::list out;
+            for (const taco::AdapterInfo& a : e.live().list_adapters(adapter_kind(kind))) {
+              out.append(adapter_dict(a));
+            }
+            return out;
+          },
+          py::arg("kind"))
       .def(
           "finish_sequence",
           [](PyEngine& e, const std::string& id, int32_t index) {

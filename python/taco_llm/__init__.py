@@ -7,6 +7,7 @@ import torch  # noqa: F401
 from taco_llm.engine_args import EngineArgs
 from taco_llm.inputs import PromptInputs, PromptType, TextPrompt, TokensPrompt
 from taco_llm.llm import LLM
+from taco_llm.lora.request import LoRARequest
 from taco_llm.outputs import (
     BeamSearchOutput,
     BeamSearchSequence,
@@ -15,6 +16,7 @@ from taco_llm.outputs import (
     RequestMetrics,
     RequestOutput,
 )
+from taco_llm.prompt_adapter.request import PromptAdapterRequest
 from taco_llm.sampling_params import (
     BeamSearchParams,
     RequestOutputKind,
@@ -41,6 +43,8 @@ __all__ = [
     "GuidedDecodingRequest",
     "LLMGuidedOptions",
     "Logprob",
+    "LoRARequest",
+    "PromptAdapterRequest",
     "PromptInputs",
     "PromptType",
     "RequestMetrics",

@@ -71,6 +71,9 @@ _LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs", "processed_logits", "ra
 # "auto": the model dtype; the 8-bit floats store K / k_scale and V / v_scale (CPU).
 _KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 
+# vLLM 0.6's LoRA ranks (LoRAConfig.max_lora_rank).
+_LORA_RANKS = (8, 16, 32, 64, 128, 256)
+
 # Arguments whose features are not built: any value other than this default is refused.
 
 _NOT_BUILT: dict[str, Any] = {
@@ -80,8 +83,7 @@ _NOT_BUILT: dict[str, Any] = {
     "tokenizer_revision": None,
     "rope_scaling": None,
     "rope_theta": None,
-    "enable_lora": False,
-    "enable_prompt_adapter": False,
+    "long_lora_scaling_factors": None,
     "speculative_model": None,
     "num_speculative_tokens": None,
     "num_scheduler_steps": 1,
@@ -158,7 +160,16 @@ class EngineArgs:
     disable_custom_all_reduce: bool = False
     limit_mm_per_prompt: dict | None = None
     enable_lora: bool = False
+    max_loras: int = 1
+    max_lora_rank: int = 16
+    fully_sharded_loras: bool = False
+    lora_extra_vocab_size: int = 256
+    long_lora_scaling_factors: tuple | None = None
+    lora_dtype: Any = "auto"
+    max_cpu_loras: int | None = None
     enable_prompt_adapter: bool = False
+    max_prompt_adapters: int = 1
+    max_prompt_adapter_token: int = 0
     device: str = "auto"
     num_scheduler_steps: int = 1
     num_gpu_blocks_override: int | None = None
@@ -189,6 +200,7 @@ class EngineArgs:
         self._check_memory()
         self._check_scheduling()
         self._check_parallel()
+        self._check_adapters()
         parse_backend(self.guided_decoding_backend, "guided_decoding_backend")
         if self.max_context_len_to_capture is not None:
             # Deprecated vLLM name of max_seq_len_to_capture; it wins when given.
@@ -296,6 +308,36 @@ class EngineArgs:
             raise ValueError(f"block_size must be one of {_BLOCK_SIZES}, got {self.block_size!r}.")
         _positive_int("num_gpu_blocks_override", self.num_gpu_blocks_override, True)
 
+    def _check_adapters(self) -> None:
+        if self.enable_lora:
+            _positive_int("max_loras", self.max_loras, False)
+            if self.max_lora_rank not in _LORA_RANKS:
+                raise ValueError(
+                    f"max_lora_rank must be one of {_LORA_RANKS}, got {self.max_lora_rank!r}."
+                )
+            _positive_int("max_cpu_loras", self.max_cpu_loras, True)
+            if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+                raise ValueError(
+                    f"max_cpu_loras ({self.max_cpu_loras}) must be >= max_loras ({self.max_loras})."
+                )
+            _int_at_least("lora_extra_vocab_size", self.lora_extra_vocab_size, 0, False)
+            self.lora_dtype = _normalize_dtype(self.lora_dtype or "auto")
+        if self.enable_prompt_adapter:
+            _positive_int("max_prompt_adapters", self.max_prompt_adapters, False)
+            if (
+                not isinstance(self.max_prompt_adapter_token, int)
+                or self.max_prompt_adapter_token < 1
+            ):
+                raise ValueError(
+                    "max_prompt_adapter_token must be set to the most virtual tokens a prompt "
+                    f"adapter may have (an int > 0), got {self.max_prompt_adapter_token!r}."
+                )
+        if (self.enable_lora or self.enable_prompt_adapter) and self.tensor_parallel_size > 1:
+            raise NotImplementedError(
+                "enable_lora / enable_prompt_adapter with tensor_parallel_size > 1 is not "
+                "supported yet."
+            )
+
     def _check_parallel(self) -> None:
         _positive_int("tensor_parallel_size", self.tensor_parallel_size, False)
         backend = self.distributed_executor_backend
@@ -396,4 +438,14 @@ class EngineArgs:
         o.tensor_parallel_size = self.tensor_parallel_size
         o.disable_custom_all_reduce = self.disable_custom_all_reduce
         o.cpu_offload_gb = float(self.cpu_offload_gb)
+        o.enable_lora = bool(self.enable_lora)
+        if self.enable_lora:
+            o.max_loras = self.max_loras
+            o.max_lora_rank = self.max_lora_rank
+            o.max_cpu_loras = self.max_cpu_loras or 0
+            o.lora_dtype = self.lora_dtype
+        o.enable_prompt_adapter = bool(self.enable_prompt_adapter)
+        if self.enable_prompt_adapter:
+            o.max_prompt_adapters = self.max_prompt_adapters
+            o.max_prompt_adapter_token = self.max_prompt_adapter_token
         return o

@@ -132,7 +132,7 @@ def run_requests(
     progress = _Progress(len(requests), use_tqdm)
     try:
         for r in requests:
-            engine.add_request(r.state.request_id, r.state.prompt_token_ids, r.options)
+            engine.add_request(r.state.request_id, r.state.engine_prompt_ids(), r.options)
             added.append(r.state.request_id)
         if async_output:
             _drive_async(engine, states, progress)

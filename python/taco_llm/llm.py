@@ -10,13 +10,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from taco_llm.adapters import AdapterRegistry
 from taco_llm.chat_utils import apply_chat_template, load_chat_template, parse_conversations
 from taco_llm.engine_args import EngineArgs
 from taco_llm.engine_loop import run_requests
 from taco_llm.inputs import ParsedPrompt, parse_prompts
 from taco_llm.logits_processors import LogitsProcessorRegistry
+from taco_llm.lora.request import LoRARequest
 from taco_llm.metrics import FrontendStats, Metric, build_metrics
 from taco_llm.outputs import BeamSearchOutput, BeamSearchSequence, RequestOutput
+from taco_llm.prompt_adapter.request import PromptAdapterRequest
 from taco_llm.request_builder import RequestBuilder, pair_params
 from taco_llm.sampling_params import BeamSearchParams, SamplingParams
 from taco_llm.structured_output.guide import Guide
@@ -210,6 +213,7 @@ class LLM:
         self._guide.grammars.set_model(
             int(self.model_info["vocab_size"]), list(self.model_info["eos_token_ids"])
         )
+        self._adapters = AdapterRegistry(self._engine, args.enable_lora, args.enable_prompt_adapter)
         self._request_counter = itertools.count()
         self._stats = FrontendStats()
 
@@ -233,19 +237,20 @@ class LLM:
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
         prompt_token_ids: list[int] | list[list[int]] | None = None,
         use_tqdm: bool = True,
-        lora_request: Any = None,
-        prompt_adapter_request: Any = None,
+        lora_request: LoRARequest | list[LoRARequest | None] | None = None,
+        prompt_adapter_request: PromptAdapterRequest | None = None,
         guided_options_request: Any = None,
     ) -> list[RequestOutput]:
         """Generates completions for the prompts (a str, a TextPrompt, a TokensPrompt, or a list
-        of them; or the legacy prompt_token_ids). Outputs are in the order of the prompts."""
-        _refuse("lora_request", lora_request)
-        _refuse("prompt_adapter_request", prompt_adapter_request)
+        of them; or the legacy prompt_token_ids). Outputs are in the order of the prompts.
+        lora_request: one LoRA adapter for every prompt, or a list of one per prompt (None: the
+        base model); prompt_adapter_request: a prompt adapter for every prompt."""
         parsed = parse_prompts(prompts, prompt_token_ids)
         params = pair_params(sampling_params, len(parsed))
         if guided_options_request is not None:
             params = _with_guided_options(params, guided_options_request)
-        return self._run(parsed, params, use_tqdm)
+        adapters = self._adapters.for_prompts(lora_request, prompt_adapter_request, len(parsed))
+        return self._run(parsed, params, use_tqdm, adapters=adapters)
 
     def chat(
         self,
@@ -261,8 +266,8 @@ class LLM:
         mm_processor_kwargs: dict[str, Any] | None = None,
     ) -> list[RequestOutput]:
         """Generates replies to one conversation (a list of {'role', 'content'} messages) or to
-        a list of conversations, formatted with the tokenizer's chat template or chat_template."""
-        _refuse("lora_request", lora_request)
+        a list of conversations, formatted with the tokenizer's chat template or chat_template.
+        lora_request: a LoRA adapter for every conversation."""
         _refuse("mm_processor_kwargs", mm_processor_kwargs)
         conversations, _ = parse_conversations(messages)
         template = load_chat_template(chat_template)
@@ -279,7 +284,9 @@ class LLM:
             for conv in conversations
         ]
         parsed = [ParsedPrompt(text=t, token_ids=None) for t in texts]
-        return self._run(parsed, pair_params(sampling_params, len(parsed)), use_tqdm)
+        adapters = self._adapters.for_prompts(lora_request, None, len(parsed))
+        params = pair_params(sampling_params, len(parsed))
+        return self._run(parsed, params, use_tqdm, adapters=adapters)
 
     def beam_search(
         self, prompts: Sequence[Any], params: BeamSearchParams, use_tqdm: bool = False
@@ -335,6 +342,7 @@ class LLM:
         params: list[SamplingParams],
         use_tqdm: bool,
         edit_options: Callable[[Any], None] | None = None,
+        adapters: list[Any] | None = None,
     ) -> list[RequestOutput]:
         info = self.model_info
         builder = RequestBuilder(
@@ -352,7 +360,7 @@ class LLM:
         requests = []
         outputs = None
         try:
-            requests = builder.build(prompts, params, ids)
+            requests = builder.build(prompts, params, ids, adapters)
             if edit_options is not None:
                 for request in requests:
                     edit_options(request.options)
@@ -386,6 +394,30 @@ class LLM:
         )
         self._closer()
         raise RuntimeError(self._failure) from error
+
+    # ---- adapters (vLLM's engine methods) ----
+
+    def add_lora(self, lora_request: LoRARequest) -> bool:
+        """Reads a LoRA adapter into the engine now (requests naming it add it otherwise);
+        True when it was not there yet. ValueError for a bad adapter or a clashing id."""
+        return self._adapters.add_lora(lora_request)
+
+    def remove_lora(self, lora_id: int) -> bool:
+        """Forgets a LoRA adapter; False when unknown."""
+        return self._adapters.remove_lora(lora_id)
+
+    def list_loras(self) -> set[int]:
+        """The ids of the LoRA adapters the engine holds."""
+        return self._adapters.list_loras()
+
+    def add_prompt_adapter(self, prompt_adapter_request: PromptAdapterRequest) -> bool:
+        return self._adapters.add_prompt_adapter(prompt_adapter_request)
+
+    def remove_prompt_adapter(self, prompt_adapter_id: int) -> bool:
+        return self._adapters.remove_prompt_adapter(prompt_adapter_id)
+
+    def list_prompt_adapters(self) -> list[int]:
+        return self._adapters.list_prompt_adapters()
 
     # ---- engine state ----
 

@@ -160,6 +160,12 @@ class RequestState:
     first_token_time: float | None = None
     finished_time: float | None = None
     finished: bool = False
+    # A prompt adapter's virtual tokens: the engine's prompt begins with this many placeholders.
+    virtual_tokens: int = 0
+    lora_request: Any = None
+
+    def engine_prompt_ids(self) -> list[int]:
+        return [0] * self.virtual_tokens + self.prompt_token_ids
 
     def apply(self, delta: Any) -> list[int]:
         """Applies a RequestDelta; returns the indices of sequences a stop string just ended."""
@@ -173,9 +179,14 @@ class RequestState:
                 seq = self.seqs[seq_delta.index] = SequenceState(seq_delta.index, self)
             if seq.apply(seq_delta):
                 stopped.append(seq_delta.index)
-        self.num_cached_tokens = max(self.num_cached_tokens, int(delta.num_cached_tokens))
+        cached = int(delta.num_cached_tokens) - self.virtual_tokens
+        self.num_cached_tokens = max(self.num_cached_tokens, cached)
         if delta.prompt_logprobs and self.params.prompt_logprobs is not None:
-            self.prompt_logprobs = self._prompt_logprobs(delta.prompt_logprobs)
+            # Rows predict prompt tokens 1, 2, ...: the first virtual_tokens of them are the
+            # virtual tokens and the user's first token, which gets None as without an adapter.
+            self.prompt_logprobs = self._prompt_logprobs(
+                delta.prompt_logprobs[self.virtual_tokens :]
+            )
         if delta.finished:
             self.finish(now)
         return stopped
@@ -258,5 +269,6 @@ class RequestState:
             outputs=seqs,
             finished=self.finished,
             metrics=metrics,
+            lora_request=self.lora_request,
             num_cached_tokens=self.num_cached_tokens,
         )

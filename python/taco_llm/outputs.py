@@ -4,6 +4,7 @@ and the beam_search outputs (BeamSearchSequence, BeamSearchOutput)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Per generated (or prompt) position: token id -> its Logprob. vLLM's shapes.
 SampleLogprobs = list[dict[int, "Logprob"]]
@@ -71,7 +72,7 @@ class RequestOutput:
     outputs: list[CompletionOutput]
     finished: bool
     metrics: RequestMetrics | None = None
-    lora_request: None = None
+    lora_request: Any = None
     encoder_prompt: str | None = None
     encoder_prompt_token_ids: list[int] | None = None
     num_cached_tokens: int | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from taco_llm.adapters import PromptAdapters
 from taco_llm.inputs import ParsedPrompt
 from taco_llm.logits_processors import LogitsProcessorRegistry
 from taco_llm.output_processor import RequestState
@@ -68,13 +69,18 @@ class RequestBuilder:
         self.constraints = constraints
 
     def build(
-        self, prompts: list[ParsedPrompt], params: list[SamplingParams], request_ids: list[str]
+        self,
+        prompts: list[ParsedPrompt],
+        params: list[SamplingParams],
+        request_ids: list[str],
+        adapters: list[PromptAdapters] | None = None,
     ) -> list[EngineRequest]:
         out = []
         for i, (prompt, p, rid) in enumerate(zip(prompts, params, request_ids)):
-            token_ids = self._prompt_ids(prompt, p, i)
+            a = adapters[i] if adapters is not None else PromptAdapters()
+            token_ids = self._prompt_ids(prompt, p, i, a.virtual_tokens)
             self._check_params(p, i)
-            max_tokens = self.max_model_len - len(token_ids)
+            max_tokens = self.max_model_len - len(token_ids) - a.virtual_tokens
             if p.max_tokens is not None:
                 max_tokens = min(p.max_tokens, max_tokens)
             options = to_engine_options(p, self.options_cls, max_tokens, self._bad_words(p))
@@ -82,11 +88,17 @@ class RequestBuilder:
                 options.logits_hook_key = self.processors.register(p.logits_processors, token_ids)
             if p.constraint is not None:
                 options.guide_key = self.constraints.register(p, f"sampling_params[{i}]")
+            options.lora_id = a.lora_id
+            options.prompt_adapter_id = a.prompt_adapter_id
             state = RequestState(rid, prompt.text, token_ids, p, self.tokenizer)
+            state.virtual_tokens = a.virtual_tokens
+            state.lora_request = a.lora_request
             out.append(EngineRequest(state, options))
         return out
 
-    def _prompt_ids(self, prompt: ParsedPrompt, p: SamplingParams, i: int) -> list[int]:
+    def _prompt_ids(
+        self, prompt: ParsedPrompt, p: SamplingParams, i: int, virtual_tokens: int
+    ) -> list[int]:
         if prompt.token_ids is not None:
             ids = prompt.token_ids
         elif self.tokenizer is None:
@@ -103,9 +115,10 @@ class RequestBuilder:
                 f"Prompt cannot be empty: prompts[{i}] has no tokens (the decoder prompt cannot "
                 "be empty; it needs at least one token)."
             )
-        if len(ids) >= self.max_model_len:
+        if len(ids) + virtual_tokens >= self.max_model_len:
+            with_virtual = f" (and {virtual_tokens} virtual tokens)" if virtual_tokens else ""
             raise ValueError(
-                f"prompts[{i}] has {len(ids)} tokens, too long for max_model_len="
+                f"prompts[{i}] has {len(ids)} tokens{with_virtual}, too long for max_model_len="
                 f"{self.max_model_len} (the prompt must leave room for at least one new token)."
             )
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)

@@ -72,6 +72,12 @@ class FakeExecutor : public Executor {
       results.push_back(run_one(ss));
     }
     check(tokens == out.num_batched_tokens, "num_batched_tokens differs from the scheduled sum");
+    std::vector<int64_t> loras;
+    for (const ScheduledSeq& ss : out.seqs) {
+      const int64_t id = ss.sampling->lora_id;
+      if (id != 0 && std::find(loras.begin(), loras.end(), id) == loras.end()) loras.push_back(id);
+    }
+    max_step_loras = std::max<int32_t>(max_step_loras, static_cast<int32_t>(loras.size()));
     max_batched_tokens = std::max(max_batched_tokens, tokens);
     max_batch_seqs = std::max<int32_t>(max_batch_seqs, static_cast<int32_t>(out.seqs.size()));
     return results;
@@ -83,6 +89,17 @@ class FakeExecutor : public Executor {
   int64_t num_swap_in_blocks = 0;
   int32_t max_batched_tokens = 0;
   int32_t max_batch_seqs = 0;
+  int32_t max_step_loras = 0;  // distinct LoRA ids in one step
+
+  // Adapters: any non-empty path loads (rank 8; prompt adapters have 2 virtual tokens).
+  AdapterInfo load_adapter(AdapterKind kind, int64_t id, const std::string& path) override {
+    if (path.empty()) throw std::invalid_argument("adapter: empty path");
+    AdapterInfo a;
+    a.id = id;
+    a.rank = kind == AdapterKind::kLora ? 8 : 0;
+    a.num_virtual_tokens = kind == AdapterKind::kPromptAdapter ? 2 : 0;
+    return a;
+  }
   int64_t computed_tokens = 0;
   std::vector<int32_t> chunk_sizes;  // num_new of every scheduled sequence, in order
 
