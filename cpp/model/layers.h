@@ -26,7 +26,7 @@ struct AttentionMetadata {
   at::Tensor lora_slots;
 };
 
-// A projection's LoRA slots (taco/kernels/lora.h's layout): a [slots, parts * rank, in] and
+// A projection's LoRA slots (taco/kernels/lora.h's layout): a [slots, in, parts * rank] and
 // b [slots, rank, out] in the adapters' dtype, zero where a slot's adapter leaves a part alone;
 // slice_start the parts' first output rows and out. Undefined when LoRA is off.
 struct LoraWeight {

@@ -226,7 +226,7 @@ void LlamaModel::allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::Sc
       int64_t out = 0;
       w.slice_start = {0};
       for (int64_t o : p.outs) w.slice_start.push_back(out += o);
-      w.a = at::zeros({num_slots, n * max_rank, p.in}, options);
+      w.a = at::zeros({num_slots, p.in, n * max_rank}, options);
       w.b = at::zeros({num_slots, max_rank, out}, options);
     }
   }
@@ -243,7 +243,7 @@ void LlamaModel::set_lora_slot(int64_t slot, const LoraAdapter* adapter) {
     for (const auto& [linear, targets] : parts) {
       LoraWeight& w = linear->lora;
       if (!w.a.defined()) throw std::logic_error("LoRA slots are not allocated");
-      at::Tensor a = w.a[slot], b = w.b[slot];  // [n * R, in], [R, out]
+      at::Tensor a = w.a[slot], b = w.b[slot];  // [in, n * R], [R, out]
       a.zero_();
       b.zero_();
       if (adapter == nullptr) continue;
@@ -252,7 +252,7 @@ void LlamaModel::set_lora_slot(int64_t slot, const LoraAdapter* adapter) {
         const LoraModule& m = adapter->modules[i][static_cast<int>(targets[s])];
         if (!m.a.defined()) continue;
         const int64_t r = m.a.size(0);
-        a.narrow(0, static_cast<int64_t>(s) * R, r).copy_(m.a);
+        a.narrow(1, static_cast<int64_t>(s) * R, r).copy_(m.a.t());
         b.narrow(0, 0, r)
             .narrow(1, w.slice_start[s], w.slice_start[s + 1] - w.slice_start[s])
             .copy_(m.b.t());

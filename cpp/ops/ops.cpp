@@ -146,7 +146,7 @@ void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const a
   const bool cuda = on_cuda({&y, &x, &a, &b, &token_slot}, "lora_apply");
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.is_contiguous() && b.is_contiguous() &&
                   a.size(0) == b.size(0) && a.dtype() == b.dtype(),
-              "lora_apply: a [slots, slices * rank, in] and b [slots, rank, out] must be "
+              "lora_apply: a [slots, in, slices * rank] and b [slots, rank, out] must be "
               "contiguous, of one dtype");
   TORCH_CHECK(token_slot.dim() == 1 && token_slot.scalar_type() == at::kInt &&
                   token_slot.is_contiguous() && token_slot.size(0) == x.size(0) &&
@@ -160,8 +160,11 @@ void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const a
   p.a = a.data_ptr();
   p.b = b.data_ptr();
   p.token_slot = token_slot.data_ptr<int32_t>();
-  const at::Tensor scratch = at::empty({x.size(0), a.size(1)}, x.options().dtype(at::kFloat));
-  p.scratch = scratch.data_ptr<float>();
+  at::Tensor scratch;  // the CUDA kernels' x A^T (the CPU kernel keeps its own)
+  if (cuda) {
+    scratch = at::empty({x.size(0), a.size(2)}, x.options().dtype(at::kFloat));
+    p.scratch = scratch.data_ptr<float>();
+  }
   for (int64_t s = 0; s <= slices; ++s) p.slice_start[s] = static_cast<int32_t>(slice_start[s]);
   p.tokens = x.size(0);
   p.in = x.size(1);
@@ -173,7 +176,7 @@ void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const a
   p.y_stride = row_stride(y, "lora_apply y");
   p.dtype = kernel_dtype(x, "lora_apply");
   p.weight_dtype = kernel_dtype(a, "lora_apply");
-  TORCH_CHECK(a.size(1) == slices * p.rank && a.size(2) == p.in && b.size(2) == p.out,
+  TORCH_CHECK(a.size(2) == slices * p.rank && a.size(1) == p.in && b.size(2) == p.out,
               "lora_apply: a is ", a.sizes(), " and b ", b.sizes(), " for x ", x.sizes(), ", y ",
               y.sizes(), " and ", slices, " slice(s)");
   TACO_RUN(cuda, lora_apply, p, x.device(), p.check());

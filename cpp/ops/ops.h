@@ -34,7 +34,7 @@ void rotary_embedding(const at::Tensor& positions, at::Tensor& query, at::Tensor
 void silu_and_mul(at::Tensor& out, const at::Tensor& x);
 
 // LoRA: y[t] += (x[t] A^T) B^T with the A and B of token t's adapter slot (token_slot [T] int32,
-// < 0: none). a [slots, slices * rank, in] and b [slots, rank, out] as taco/kernels/lora.h lays
+// < 0: none). a [slots, in, slices * rank] and b [slots, rank, out] as taco/kernels/lora.h lays
 // them out, slice_start the slices' first output columns and out (one to three slices).
 void lora_apply(at::Tensor& y, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
                 const at::Tensor& token_slot, const std::vector<int64_t>& slice_start);

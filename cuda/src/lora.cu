@@ -1,6 +1,6 @@
-// LoRA shrink / expand. Shrink: grid (tokens, A rows / 8), a warp per A row, the x row read once
-// per warp through the L1. Expand: grid (tokens, out / 256), a thread per output column; B rows
-// are [rank, out], so a warp reads each of them coalesced.
+// LoRA shrink / expand. Shrink: grid (tokens, A columns / 8), a warp per A column j, lanes over
+// the input. Expand: grid (tokens, out / 256), a thread per output column; B rows are
+// [rank, out], so a warp reads each of them coalesced.
 #include "common.cuh"
 #include "taco/cuda/lora.h"
 
@@ -18,9 +18,11 @@ __global__ void lora_shrink_kernel(LoraParams p) {
   const int64_t j = static_cast<int64_t>(blockIdx.y) * kWarps + threadIdx.x / 32;
   if (slot < 0 || j >= sr) return;
   const T* x = static_cast<const T*>(p.x) + t * p.x_stride;
-  const W* a = static_cast<const W*>(p.a) + (slot * sr + j) * p.in;
+  const W* a = static_cast<const W*>(p.a) + slot * p.in * sr + j;
   float acc = 0.0f;
-  for (int64_t c = threadIdx.x % 32; c < p.in; c += 32) acc += to_float(x[c]) * to_float(a[c]);
+  for (int64_t c = threadIdx.x % 32; c < p.in; c += 32) {
+    acc += to_float(x[c]) * to_float(a[c * sr]);
+  }
   acc = warp_sum(acc);
   if (threadIdx.x % 32 == 0) p.scratch[t * sr + j] = acc;
 }
@@ -45,7 +47,7 @@ __global__ void lora_expand_kernel(LoraParams p) {
 
 cudaError_t lora_apply(const LoraParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
-  if (!p.check().empty()) return cudaErrorInvalidValue;
+  if (!p.check().empty() || p.scratch == nullptr) return cudaErrorInvalidValue;
   const int64_t sr = p.slices * p.rank;
   if (p.tokens > 2147483647 || ceil_div(sr, kWarps) > 65535 || ceil_div(p.out, kThreads) > 65535) {
     return cudaErrorInvalidValue;

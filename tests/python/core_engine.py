@@ -114,6 +114,17 @@ class Engine:
         self._check_idle("abort")
         return self.core.abort(request_id)
 
+    def add_adapter(self, kind: str, adapter_id: int, name: str, path: str) -> dict:
+        self._check_idle("add_adapter")
+        return self.core.add_adapter(kind, adapter_id, name, path)
+
+    def remove_adapter(self, kind: str, adapter_id: int) -> bool:
+        self._check_idle("remove_adapter")
+        return self.core.remove_adapter(kind, adapter_id)
+
+    def list_adapters(self, kind: str) -> list:
+        return self.core.list_adapters(kind)
+
     def finish_sequence(self, request_id: str, index: int) -> None:
         self._check_idle("finish_sequence")
         self.finish_calls.append((request_id, index))

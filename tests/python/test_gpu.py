@@ -311,6 +311,39 @@ def test_guided_outputs_on_the_gpu(smol_model_dir):
         assert g.outputs[0].token_ids == c.outputs[0].token_ids
 
 
+@needs_gpu
+def test_lora_batches_on_the_gpu_match_the_cpu(smol_model_dir, tmp_path):
+    # Three PEFT adapters and the base model in one batch, through cuda/src/lora.cu in fp32
+    # (two slots: adapters are copied in and out between steps): greedy ids equal the CPU's,
+    # which equal HF + PEFT's (test_adapters.py).
+    from peft_adapters import make_lora
+
+    from taco_llm import LoRARequest
+
+    names = ["attn-r8", "mlp-r16", "all-r4-rs"]
+    loras = [None] + [
+        LoRARequest(n, i + 1, make_lora(smol_model_dir, n, tmp_path)) for i, n in enumerate(names)
+    ]
+    prompts = ["The capital of France is", "def fibonacci(n):"]
+    batch = [(r, p) for r in loras for p in prompts]
+    params = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+
+    def run(device: str):
+        llm = LLM(
+            model=smol_model_dir, device=device, dtype="float32", enable_lora=True, max_loras=2
+        )
+        try:
+            outs = llm.generate(
+                [p for _, p in batch], params, lora_request=[r for r, _ in batch], use_tqdm=False
+            )
+            return [list(o.outputs[0].token_ids) for o in outs]
+        finally:
+            del llm
+            _release()
+
+    assert run("cuda") == run("cpu")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @needs_gpu
 def test_gguf_4bit_weights_on_gpu_close_to_fp32(smol_model_dir, prompts, hf_fp32, dtype):

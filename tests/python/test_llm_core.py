@@ -287,17 +287,25 @@ def test_keyboard_interrupt_aborts_and_next_call_works(llm):
     assert all(o.finished for o in outs)
 
 
-def test_not_built_arguments_raise(llm):
+def test_adapter_requests_are_checked(llm):
+    from taco_llm import LoRARequest, PromptAdapterRequest
+
     for kwargs in (
         {"lora_request": object()},
         {"prompt_adapter_request": object()},
     ):
-        with pytest.raises(NotImplementedError, match=next(iter(kwargs))):
+        with pytest.raises(TypeError, match=next(iter(kwargs))):
             llm.generate("a", **kwargs)
     with pytest.raises(TypeError, match=r"logits_processors\[1\] must be callable"):
         llm.generate("a", SamplingParams(logits_processors=[lambda ids, logits: logits, 3]))
-    with pytest.raises(NotImplementedError, match="lora_request"):
+    with pytest.raises(TypeError, match="lora_request"):
         llm.chat([{"role": "user", "content": "hi"}], lora_request=object())
+    with pytest.raises(ValueError, match="'x'.*without enable_lora=True"):
+        llm.generate("a", lora_request=LoRARequest("x", 1, "/x"))
+    with pytest.raises(ValueError, match="'p'.*without enable_prompt_adapter=True"):
+        llm.generate("a", prompt_adapter_request=PromptAdapterRequest("p", 1, "/p", 4))
+    assert llm.list_loras() == set() and llm.list_prompt_adapters() == []
+    assert llm.generate("a", SamplingParams(max_tokens=2), use_tqdm=False)[0].finished
 
 
 def test_chat_single_and_batch(llm):

@@ -24,7 +24,7 @@ at::Tensor reference(const at::Tensor& y, const at::Tensor& x, const at::Tensor&
     if (slots[t] < 0) continue;
     const at::Tensor xt = x[t].to(at::kDouble);
     for (size_t s = 0; s + 1 < starts.size(); ++s) {
-      const at::Tensor as = a[slots[t]].narrow(0, s * rank, rank).to(at::kDouble);  // [R, in]
+      const at::Tensor as = a[slots[t]].narrow(1, s * rank, rank).t().to(at::kDouble);  // [R, in]
       const at::Tensor bs =
           b[slots[t]].narrow(1, starts[s], starts[s + 1] - starts[s]).to(at::kDouble);  // [R, n]
       out[t].narrow(0, starts[s], starts[s + 1] - starts[s]) += at::matmul(at::matmul(as, xt), bs);
@@ -48,7 +48,7 @@ TEST_P(LoraApply, MatchesTheReferenceOverMixedSlots) {
   const at::Tensor x = xbuf.narrow(1, 4, in);
   at::Tensor ybuf = at::randn({T, out + 5}).to(dtype);
   at::Tensor y = ybuf.narrow(1, 0, out);
-  const at::Tensor a = (at::randn({slots, 3 * rank, in}) * 0.2).to(wtype);
+  const at::Tensor a = (at::randn({slots, in, 3 * rank}) * 0.2).to(wtype);
   const at::Tensor b = (at::randn({slots, rank, out}) * 0.2).to(wtype);
   std::vector<int32_t> token_slot(T);
   for (int64_t t = 0; t < T; ++t) token_slot[t] = static_cast<int32_t>(t * 7 % (slots + 1)) - 1;
@@ -74,7 +74,7 @@ TEST_P(LoraApply, BadShapesAndSlotsThrow) {
   const auto [dtype, float_weights] = GetParam();
   const at::ScalarType wtype = float_weights ? at::kFloat : dtype;
   at::Tensor x = at::randn({4, 16}).to(dtype), y = at::zeros({4, 8}, dtype);
-  const at::Tensor a = at::zeros({2, 4, 16}, wtype), b = at::zeros({2, 4, 8}, wtype);
+  const at::Tensor a = at::zeros({2, 16, 4}, wtype), b = at::zeros({2, 4, 8}, wtype);
   const at::Tensor ok = at::tensor(std::vector<int32_t>{0, 1, -1, 0}, at::kInt);
   EXPECT_NO_THROW(ops::lora_apply(y, x, a, b, ok, {0, 8}));
   const at::Tensor far = at::tensor(std::vector<int32_t>{0, 2, -1, 0}, at::kInt);

@@ -17,8 +17,9 @@ struct LoraParams {
   void* y = nullptr;        // [tokens, out] dtype, row stride y_stride: the base projection's
                             //   output, updated in place
   const void* x = nullptr;  // [tokens, in] dtype, row stride x_stride: the projection's input
-  // [num_slots, slices * rank, in] weight_dtype: slice s's A in rows [s * rank, (s + 1) * rank);
-  // an adapter of smaller rank (or without slice s) has zero rows there.
+  // [num_slots, in, slices * rank] weight_dtype: the slices' A side by side, transposed; slice
+  // s's in columns [s * rank, (s + 1) * rank), zero where an adapter's rank is smaller (or it
+  // leaves slice s alone).
   const void* a = nullptr;
   // [num_slots, rank, out] weight_dtype: the slices' B side by side, transposed and scaled
   // (lora_alpha / r, or / sqrt(r) for rsLoRA). Column o of slice s (slice_start[s] <= o <
@@ -26,7 +27,9 @@ struct LoraParams {
   // b[slot, r, o].
   const void* b = nullptr;
   const int32_t* token_slot = nullptr;  // [tokens]: the adapter slot of each token, < 0: none
-  float* scratch = nullptr;             // [tokens, slices * rank] float32: x A^T
+  // [tokens, slices * rank] float32 for x A^T: the CUDA kernels need it; the CPU kernel keeps
+  // its own per thread and may be given none.
+  float* scratch = nullptr;
   int32_t slice_start[kMaxLoraSlices + 1] = {0, 0, 0, 0};
   int64_t tokens = 0;
   int64_t in = 0;
@@ -59,8 +62,7 @@ struct LoraParams {
         require(y_stride >= out, w, "y_stride", y_stride, "must be >= out"),
         any ? require_ptr(y, w, "y") : std::string(), any ? require_ptr(x, w, "x") : std::string(),
         any ? require_ptr(a, w, "a") : std::string(), any ? require_ptr(b, w, "b") : std::string(),
-        any ? require_ptr(token_slot, w, "token_slot") : std::string(),
-        any ? require_ptr(scratch, w, "scratch") : std::string());
+        any ? require_ptr(token_slot, w, "token_slot") : std::string());
   }
 };
 
