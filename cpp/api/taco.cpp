@@ -232,6 +232,22 @@ taco_status taco_engine_add_request(taco_engine* engine, const char* request_id,
   });
 }
 
+taco_status taco_engine_add_lora(taco_engine* engine, int64_t id, const char* name,
+                                 const char* path) {
+  return guarded(engine, [&] {
+    if (path == nullptr) throw std::invalid_argument("taco_engine_add_lora: path is NULL");
+    engine->engine->add_adapter(taco::AdapterKind::kLora, id, name != nullptr ? name : "", path);
+  });
+}
+
+taco_status taco_engine_remove_lora(taco_engine* engine, int64_t id) {
+  return guarded(engine, [&] {
+    if (!engine->engine->remove_adapter(taco::AdapterKind::kLora, id)) {
+      throw std::out_of_range("no LoRA adapter with id " + std::to_string(id));
+    }
+  });
+}
+
 taco_status taco_engine_abort(taco_engine* engine, const char* request_id) {
   return guarded(engine, [&] {
     auto& out = find_output(engine, request_id);

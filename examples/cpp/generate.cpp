@@ -1,5 +1,6 @@
 // Greedy generation from C++ with libtaco.so, no Python.
 //   generate MODEL_DIR            prints one line of output token ids per prompt
+//   generate MODEL_DIR LORA_DIR   then the same prompts again through a PEFT LoRA adapter
 // Also shows error handling: a bad model path, a bad token id and a too-long prompt each come
 // back as a status with a message, and the engine keeps working afterwards.
 #include <taco/taco.h>
@@ -20,10 +21,12 @@ const std::vector<std::vector<int32_t>> kPrompts = {
     {6403, 1980, 253, 655, 28, 281, 253, 1165, 6560, 28},
 };
 
-bool generate(taco_engine* engine, const std::vector<std::vector<int32_t>>& prompts) {
+bool generate(taco_engine* engine, const std::vector<std::vector<int32_t>>& prompts,
+              int64_t lora_id = 0) {
   taco_sampling_options greedy = taco_sampling_options_default();
   greedy.temperature = 0.0f;
   greedy.max_tokens = 24;
+  greedy.lora_id = lora_id;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string id = "p" + std::to_string(i);
     if (taco_engine_add_request(engine, id.c_str(), prompts[i].data(), prompts[i].size(),
@@ -66,8 +69,8 @@ bool show_errors(taco_engine* engine) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR [LORA_DIR]\n", argv[0]);
     return 2;
   }
   char error[512];
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
   taco_engine_options options = taco_engine_options_default();
   options.dtype = "float32";
   options.kv_cache_space_gib = 1.0;
+  options.enable_lora = argc == 3;
 
   if (taco_engine_create("/nonexistent/model", &options, &engine, error, sizeof error) == TACO_OK) {
     std::fprintf(stderr, "a bad model path was accepted\n");
@@ -86,8 +90,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create: %s\n", error);
     return 1;
   }
-  const bool ok =
-      generate(engine, kPrompts) && show_errors(engine) && generate(engine, {kPrompts[0]});
+  bool ok = generate(engine, kPrompts) && show_errors(engine) && generate(engine, {kPrompts[0]});
+  if (ok && argc == 3) {
+    if (taco_engine_add_lora(engine, 1, "example", argv[2]) != TACO_OK) {
+      std::fprintf(stderr, "add_lora: %s\n", taco_engine_last_error(engine));
+      ok = false;
+    } else {
+      ok = generate(engine, kPrompts, 1);
+    }
+  }
   taco_engine_destroy(engine);
   return ok ? 0 : 1;
 }

@@ -1,5 +1,6 @@
 """ctest `embed_example`: the C++ example, built out of tree against the installed taco package,
-must print the same greedy token ids as Python's LLM.generate for the same prompts."""
+must print the same greedy token ids as Python's LLM.generate for the same prompts, with and
+without a LoRA adapter (made here with PEFT)."""
 
 import argparse
 import re
@@ -49,16 +50,28 @@ def main() -> int:
     from taco_llm.default_model import default_model_dir
 
     model = default_model_dir()
-    lines = run([str(example_build / "generate"), model]).strip().splitlines()
+    sys.path.insert(0, str(args.source_dir / "tests/python"))
+    from peft_adapters import make_lora
+
+    adapter = make_lora(model, "mlp-r16", args.build_dir / "adapters")
+    lines = run([str(example_build / "generate"), model, adapter]).strip().splitlines()
     cpp_ids = [[int(t) for t in line.split()] for line in lines]
 
+    from taco_llm import LoRARequest
+
     prompts = example_prompts(args.source_dir)
-    llm = LLM(model=model, dtype="float32")
+    llm = LLM(model=model, dtype="float32", enable_lora=True)
     params = SamplingParams(temperature=0.0, max_tokens=24)
-    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params)
+    tokens = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+    outs = llm.generate(tokens, params)
     py_ids = [list(o.outputs[0].token_ids) for o in outs]
-    # The example generates for every prompt, then for the first one again after the errors.
-    expected = py_ids + py_ids[:1]
+    lora = LoRARequest("example", 1, adapter)
+    lora_ids = [
+        list(o.outputs[0].token_ids) for o in llm.generate(tokens, params, lora_request=lora)
+    ]
+    # The example generates for every prompt, then for the first one again after the errors,
+    # then for every prompt through the adapter.
+    expected = py_ids + py_ids[:1] + lora_ids
     if cpp_ids != expected:
         print(f"C++ ids {cpp_ids}\nPython ids {expected}")
         return 1

@@ -60,6 +60,10 @@ typedef struct taco_engine_options {
   double kv_cache_space_gib;       // CPU KV cache size (0: $TACO_CPU_KVCACHE_SPACE or 4 GiB)
   int32_t num_kv_blocks_override;  // > 0: exactly this many KV blocks (for tests)
   int32_t num_threads;             // CPU threads (0: all cores)
+  int32_t enable_lora;             // serve LoRA adapters (taco_engine_add_lora) (0)
+  int32_t max_loras;               // adapters in one batch: device slots (1)
+  int32_t max_lora_rank;           // 8, 16, 32, 64, 128 or 256 (16)
+  int32_t max_cpu_loras;           // adapters kept read in host memory (0: max_loras)
 } taco_engine_options;
 
 // Sampling options of one request. Fill with taco_sampling_options_default.
@@ -79,6 +83,7 @@ typedef struct taco_sampling_options {
   const int32_t* stop_token_ids;  // [num_stop_token_ids] extra ids that end the output
   size_t num_stop_token_ids;
   int32_t logprobs;  // -1: none; k >= 0: sampled token's logprob plus top k
+  int64_t lora_id;   // a LoRA adapter added with taco_engine_add_lora (0: the base model)
 } taco_sampling_options;
 
 TACO_API taco_engine_options taco_engine_options_default(void);
@@ -101,6 +106,15 @@ TACO_API int32_t taco_engine_max_model_len(const taco_engine* engine);
 TACO_API taco_status taco_engine_add_request(taco_engine* engine, const char* request_id,
                                              const int32_t* prompt, size_t prompt_len,
                                              const taco_sampling_options* options);
+
+// Reads the PEFT LoRA adapter in directory `path` (adapter_config.json +
+// adapter_model.safetensors) for requests with lora_id == id (> 0). Adding an id again with the
+// same path does nothing; another path under a known id, or a bad adapter, is
+// TACO_ERR_INVALID_ARGUMENT with the message naming the problem.
+TACO_API taco_status taco_engine_add_lora(taco_engine* engine, int64_t id, const char* name,
+                                          const char* path);
+// Forgets an adapter no unfinished request uses (TACO_ERR_NOT_FOUND when unknown).
+TACO_API taco_status taco_engine_remove_lora(taco_engine* engine, int64_t id);
 
 // Frees the request's KV blocks and marks it TACO_FINISH_ABORT.
 TACO_API taco_status taco_engine_abort(taco_engine* engine, const char* request_id);
