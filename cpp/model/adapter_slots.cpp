@@ -5,24 +5,21 @@
 
 namespace taco {
 
-namespace {
-
-at::ScalarType lora_scalar_type(const std::string& name, at::ScalarType model_dtype) {
-  if (name == "float32") return at::kFloat;
-  if (name == "bfloat16") return at::kBFloat16;
-  if (name == "float16") return at::kHalf;
+at::ScalarType lora_scalar_type(const std::string& lora_dtype, at::ScalarType model_dtype) {
+  if (lora_dtype == "float32") return at::kFloat;
+  if (lora_dtype == "bfloat16") return at::kBFloat16;
+  if (lora_dtype == "float16") return at::kHalf;
   return model_dtype;
 }
-
-}  // namespace
 
 AdapterSlots::AdapterSlots(LlamaModel& model, const EngineOptions& opts)
     : model_(model),
       opts_(opts),
       max_cpu_loras_(opts.max_cpu_loras > 0 ? opts.max_cpu_loras : opts.max_loras) {
   if (opts.enable_lora) {
-    model_.allocate_lora_slots(opts.max_loras, opts.max_lora_rank,
-                               lora_scalar_type(opts.lora_dtype, model_.dtype()));
+    if (model_.lora_slots() != opts.max_loras) {
+      throw std::logic_error("the model has no LoRA slots for max_loras");
+    }
     slot_id_.assign(opts.max_loras, 0);
     slot_used_.assign(opts.max_loras, 0);
   }

@@ -21,9 +21,13 @@
 
 namespace taco {
 
+// The dtype of the LoRA slots: lora_dtype, or the model's for "auto".
+at::ScalarType lora_scalar_type(const std::string& lora_dtype, at::ScalarType model_dtype);
+
 class AdapterSlots {
  public:
-  // Allocates the model's LoRA slots when opts.enable_lora.
+  // With opts.enable_lora the model's LoRA slots must be allocated (the engine factory does it
+  // before the KV cache is sized).
   AdapterSlots(LlamaModel& model, const EngineOptions& opts);
 
   // Throws std::invalid_argument naming the adapter (peft_adapter.h) or a kind not enabled.

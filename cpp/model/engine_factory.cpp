@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/adapter_slots.h"
 #include "model/fp8_checkpoint.h"
 #include "model/gguf_checkpoint.h"
 #include "model/group_quant.h"
@@ -206,6 +207,11 @@ Built build(const EngineOptions& options) {
   if (!opts.quantization_param_path.empty() && opts.kv_cache_dtype != "auto") {
     model->set_kv_cache_scales(
         read_kv_cache_scales(opts.quantization_param_path, config.num_layers));
+  }
+  // LoRA slots before the KV cache takes what memory is left.
+  if (opts.enable_lora) {
+    model->allocate_lora_slots(opts.max_loras, opts.max_lora_rank,
+                               lora_scalar_type(opts.lora_dtype, dtype));
   }
   // Every rank profiles the same step (its collectives included).
   if (!device.is_cpu()) size = profile_gpu_kv_cache_size(opts, *model, initial_free);

@@ -230,6 +230,7 @@ void LlamaModel::allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::Sc
       w.b = at::zeros({num_slots, max_rank, out}, options);
     }
   }
+  lora_slots_ = num_slots;
 }
 
 void LlamaModel::set_lora_slot(int64_t slot, const LoraAdapter* adapter) {

@@ -46,6 +46,7 @@ class LlamaModel {
   // Copies the adapter's weights into slot (zeros for the projections it leaves alone, or for
   // every projection when adapter is null).
   void set_lora_slot(int64_t slot, const LoraAdapter* adapter);
+  int64_t lora_slots() const { return lora_slots_; }
 
   // hidden [N, H] -> logits [N, V] float32 (the projection runs in the model dtype, as HF's).
   // Every rank gets the whole rows.
@@ -84,6 +85,7 @@ class LlamaModel {
   at::Tensor rope_cache_;
   std::vector<Layer> layers_;
   std::unique_ptr<WeightOffload> offload_;
+  int64_t lora_slots_ = 0;
 };
 
 }  // namespace taco

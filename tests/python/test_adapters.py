@@ -383,3 +383,48 @@ def test_bfloat16_model_with_adapters_stays_close_to_float32(
     for name, out in zip(MIXED, outs):
         # bf16 rounding may flip a near tie late; the first tokens agree with PEFT fp32.
         assert list(out.outputs[0].token_ids)[:2] == peft_refs[name][0][0][:2], name
+
+
+def test_adapters_survive_chunked_prefill_preemption_beams_and_sampling(
+    lora_llm, smol_model_dir, adapter_root, prompts
+):
+    # The same mixed batch through an engine that chunks every prompt and runs out of KV blocks
+    # (requests are swapped out and back in): greedy, beam-search and seeded-sampling outputs
+    # equal the unconstrained engine's, adapter by adapter.
+    loras = [None] + [lora(adapter_root, n) for n in MIXED]
+    batch = [(r, p) for r in loras for p in prompts]
+    settings = [
+        greedy(24),
+        SamplingParams(n=2, temperature=0.8, seed=11, max_tokens=24, ignore_eos=True),
+        SamplingParams(n=2, best_of=2, use_beam_search=True, temperature=0.0, max_tokens=12),
+    ]
+
+    def run(llm):
+        out = []
+        for sp in settings:
+            res = llm.generate(
+                [TokensPrompt(prompt_token_ids=p) for _, p in batch],
+                sp,
+                lora_request=[r for r, _ in batch],
+                use_tqdm=False,
+            )
+            out.append([[list(c.token_ids) for c in o.outputs] for o in res])
+        return out
+
+    tight = LLM(
+        model=smol_model_dir,
+        dtype="float32",
+        enable_lora=True,
+        max_loras=2,
+        enable_chunked_prefill=True,
+        max_num_batched_tokens=16,
+        num_gpu_blocks_override=12,
+        max_model_len=96,
+        preemption_mode="swap",
+    )
+    try:
+        assert run(tight) == run(lora_llm)
+        metrics = {m.name: m for m in tight.get_metrics()}
+        assert metrics["vllm:num_preemptions"].value > 0
+    finally:
+        del tight
