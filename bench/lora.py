@@ -12,14 +12,13 @@ adapters cost per token.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 
-from peers import add_workload_args, run_engines, serve_worker
+from peers import peer_bench_args, run_engines
 from throughput import Workload as Public
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -110,15 +109,10 @@ RUNNERS = {"taco": run_taco, "vllm": run_vllm}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
-    ap.add_argument("--engines", default="taco,vllm")
-    ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON", ""))
-    add_workload_args(ap, Workload, RUNNERS)
-    args = ap.parse_args()
-    if serve_worker(args, Workload, RUNNERS):
+    parsed = peer_bench_args(__doc__, Workload, RUNNERS)
+    if parsed is None:
         return
-    w = Workload(**{f: getattr(args, f) for f in asdict(Workload())})
+    args, w = parsed
     make_adapters(w, args.model)
     print(f"workload: {json.dumps(asdict(w))}\nmodel: {args.model}")
     script = os.path.abspath(__file__)

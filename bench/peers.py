@@ -39,6 +39,24 @@ def serve_worker(args, workload_cls, runners: dict) -> bool:
     return False
 
 
+def peer_bench_args(doc: str, workload_cls, runners: dict):
+    """The command line of a benchmark against peers: --model, --engines, --vllm-python and a
+    flag per workload field. Returns (args, workload); in a worker process it runs the worker
+    and returns None."""
+    import os
+    from dataclasses import asdict
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
+    ap.add_argument("--engines", default="taco,vllm")
+    ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON", ""))
+    add_workload_args(ap, workload_cls, runners)
+    args = ap.parse_args()
+    if serve_worker(args, workload_cls, runners):
+        return None
+    return args, workload_cls(**{f: getattr(args, f) for f in asdict(workload_cls())})
+
+
 def _spawn(engine: str, cmd: list[str]) -> dict | None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     for line in done.stdout.splitlines():

@@ -15,14 +15,13 @@ check of finished outputs is the test suite's).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass
 
-from peers import add_workload_args, run_engines, serve_worker
+from peers import peer_bench_args, run_engines
 
 ITEM = {
     "type": "object",
@@ -110,15 +109,10 @@ RUNNERS = {"taco": run_taco, "vllm": run_vllm}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", default=None, help="HF model dir (default: SmolLM2-135M-Instruct)")
-    ap.add_argument("--engines", default="taco,vllm")
-    ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON", ""))
-    add_workload_args(ap, Workload, RUNNERS)
-    args = ap.parse_args()
-    if serve_worker(args, Workload, RUNNERS):
+    parsed = peer_bench_args(__doc__, Workload, RUNNERS)
+    if parsed is None:
         return
-    w = Workload(**{f: getattr(args, f) for f in asdict(Workload())})
+    args, w = parsed
     print(f"workload: {json.dumps(asdict(w))}\nmodel: {args.model}")
     script = os.path.abspath(__file__)
     results = run_engines(

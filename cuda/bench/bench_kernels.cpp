@@ -6,7 +6,8 @@
 // 32 q, 8 kv, head_dim 128, bf16, block 16), sweeping the decode-kernel variants and split sizes
 // (default first, the old mixed kernel last); its bytes are the K/V it must read plus queries and
 // outputs. Sampling runs at batch 64 x SmolLM2's vocab and 256 x Llama-3's. W4A16 GEMV runs at
-// batch 1, 4 and 8 beside the dense bf16 GEMM of the same weight.
+// batch 1, 4 and 8 beside the dense bf16 GEMM of the same weight. LoRA runs Llama-3-8B's fused
+// q/k/v with 4 rank-16 adapters over the tokens, at decode (64) and prefill (4096) sizes.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "taco/cuda/attention.h"
 #include "taco/cuda/gemm.h"
 #include "taco/cuda/kv_cache.h"
+#include "taco/cuda/lora.h"
 #include "taco/cuda/norm.h"
 #include "taco/cuda/rotary.h"
 #include "taco/cuda/sampling.h"
@@ -206,6 +208,32 @@ void bench_activation() {
          static_cast<double>((x.size() + out.size()) * sizeof(bf16)));
 }
 
+// LoRA's shrink + expand on Llama-3-8B's q/k/v (in 4096, out 4096 + 1024 + 1024), 4 adapters of
+// rank 16 round-robin over the tokens: its bytes are the 4 adapters' A and B, x, and y read and
+// written.
+void bench_lora(int64_t tokens) {
+  const int64_t in = 4096, out = 6144, rank = 16, slots = 4, sr = 3 * rank;
+  DeviceBuffer<bf16> x(tokens * in), y(tokens * out), a(slots * in * sr), b(slots * rank * out);
+  DeviceBuffer<float> scratch(tokens * sr);
+  fill_random(x.get(), x.size(), 21);
+  fill_random(y.get(), y.size(), 22);
+  fill_random(a.get(), a.size(), 23);
+  fill_random(b.get(), b.size(), 24);
+  std::vector<int32_t> slot(tokens);
+  for (int64_t t = 0; t < tokens; ++t) slot[t] = static_cast<int32_t>(t % slots);
+  DeviceBuffer<int32_t> dslot(slot);
+  LoraParams p;
+  p.y = y.get(), p.x = x.get(), p.a = a.get(), p.b = b.get();
+  p.token_slot = dslot.get(), p.scratch = scratch.get();
+  p.slice_start[0] = 0, p.slice_start[1] = 4096, p.slice_start[2] = 5120, p.slice_start[3] = 6144;
+  p.tokens = tokens, p.in = in, p.out = out, p.rank = rank, p.slices = 3, p.num_slots = slots;
+  p.x_stride = in, p.y_stride = out;
+  p.dtype = p.weight_dtype = DType::kBFloat16;
+  const double bytes = static_cast<double>((a.size() + b.size() + x.size() + 2 * y.size()) * 2);
+  report("lora_apply", "t" + std::to_string(tokens) + " qkv 4096->6144 r16 x4 bf16",
+         time_ms([&] { return lora_apply(p, nullptr); }), bytes);
+}
+
 // W4A16 GEMV at decode batch sizes on a Llama-3-8B projection (n 14336, k 4096): its bytes are the
 // 4-bit weight with its per-32 scales, offsets and zero points, x and out; the dense bf16 GEMM
 // (gemm.h) over the same weight widened, next to it, reads four times the weight bytes.
@@ -301,6 +329,8 @@ int main() {
     bench_rotary_and_cache();
     bench_activation();
     bench_w4a16();
+    bench_lora(64);
+    bench_lora(4096);
     bench_sampling(64, 49152);    // SmolLM2's vocab at batch 64
     bench_sampling(256, 128256);  // Llama-3's vocab at batch 256
   } catch (const std::exception& e) {

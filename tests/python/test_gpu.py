@@ -316,6 +316,7 @@ def test_lora_batches_on_the_gpu_match_the_cpu(smol_model_dir, tmp_path):
     # Three PEFT adapters and the base model in one batch, through cuda/src/lora.cu in fp32
     # (two slots: adapters are copied in and out between steps): greedy ids equal the CPU's,
     # which equal HF + PEFT's (test_adapters.py).
+    pytest.importorskip("peft")
     from peft_adapters import make_lora
 
     from taco_llm import LoRARequest
