@@ -42,6 +42,7 @@ struct Engine::Impl {
   int64_t next_arrival = 0;
   EngineMetrics counters;                      // the step and token counters; the rest is read live
   std::map<int64_t, AdapterInfo> adapters[2];  // by AdapterKind
+  uint64_t adapters_added = 0;
 
   void validate(const std::string& id, const std::vector<int32_t>& prompt,
                 const SamplingOptions& so) const;
@@ -170,9 +171,10 @@ SeqState Engine::Impl::new_seq(Request* r, int32_t index) {
   s.seq->id = next_seq_id++;
   s.seq->index = index;
   s.seq->prompt = r->prompt;
-  if (r->opts.lora_id != 0 || r->opts.prompt_adapter_id != 0) {
-    s.seq->cache_salt = mix64(mix64(static_cast<uint64_t>(r->opts.lora_id)) ^
-                              static_cast<uint64_t>(r->opts.prompt_adapter_id));
+  // add_request checked that the ids are added.
+  if (r->opts.lora_id != 0) s.seq->cache_salt ^= adapters[0].at(r->opts.lora_id).salt;
+  if (r->opts.prompt_adapter_id != 0) {
+    s.seq->cache_salt ^= mix64(adapters[1].at(r->opts.prompt_adapter_id).salt);
   }
   owner.emplace(s.seq->id, r);
   return s;
@@ -202,8 +204,9 @@ AdapterInfo Engine::add_adapter(AdapterKind kind, int64_t id, const std::string&
     throw std::invalid_argument(what + " '" + name + "': the engine was made without " +
                                 (lora ? "enable_lora" : "enable_prompt_adapter"));
   }
-  if (id <= 0)
+  if (id <= 0) {
     throw std::invalid_argument(what + " '" + name + "': id must be > 0, got " + str(id));
+  }
   std::map<int64_t, AdapterInfo>& known = m.adapters[lora ? 0 : 1];
   auto it = known.find(id);
   if (it != known.end()) {
@@ -212,16 +215,11 @@ AdapterInfo Engine::add_adapter(AdapterKind kind, int64_t id, const std::string&
                                 "' from " + it->second.path + "; '" + name + "' from " + path +
                                 " needs an id of its own");
   }
-  for (const auto& [other, info] : known) {
-    if (!name.empty() && info.name == name) {
-      throw std::invalid_argument(what + " '" + name + "' is already added with id " + str(other) +
-                                  "; one name, one id");
-    }
-  }
   AdapterInfo info = m.executor->load_adapter(kind, id, path);
   info.id = id;
   info.name = name;
   info.path = path;
+  info.salt = mix64(++m.adapters_added);
   known.emplace(id, info);
   return info;
 }

@@ -80,8 +80,8 @@ class Engine {
                    const SamplingOptions& opts);
   // Adapters (enable_lora / enable_prompt_adapter): reads the one at `path` for requests naming
   // `id` (> 0). Adding an id again with the same path returns what it holds; a different path
-  // under a known id, or a known name under another id, throws std::invalid_argument, as does
-  // an adapter the executor cannot read (the message names it). Nothing changes on a throw.
+  // under a known id throws std::invalid_argument, as does an adapter the executor cannot read
+  // (the message names it). Nothing changes on a throw.
   AdapterInfo add_adapter(AdapterKind kind, int64_t id, const std::string& name,
                           const std::string& path);
   // Forgets an adapter: false when unknown; throws std::invalid_argument while an unfinished

@@ -44,6 +44,9 @@ struct AdapterInfo {
   std::string path;
   int32_t rank = 0;                // LoRA: the largest module rank
   int32_t num_virtual_tokens = 0;  // prompt adapter: tokens its requests' prompts begin with
+  // The engine's: new at every add, seeds the prefix-cache hashes of the adapter's requests (an
+  // id removed and added again with other weights never meets its old KV).
+  uint64_t salt = 0;
 };
 
 class Executor {

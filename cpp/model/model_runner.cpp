@@ -335,10 +335,17 @@ at::Tensor ModelRunner::forward(const StepPlan& b, const StepAdapters* adapters)
 }
 
 // The forward and the logits every rank computes for one plan: the rows of logit_rows, or an
-// undefined tensor when none.
-at::Tensor ModelRunner::run_plan(const StepPlan& plan, const StepAdapters* adapters) {
+// undefined tensor when none. Rank 0 passes the step's SchedulerOutput for its adapters, which
+// are prepared after the block moves: an adapter that fails to load then leaves the KV cache as
+// the scheduler expects it.
+at::Tensor ModelRunner::run_plan(const StepPlan& plan, const SchedulerOutput* out) {
   move_blocks(plan);
   if (plan.seq_lens.empty()) return {};
+  const StepAdapters* adapters = nullptr;
+  if (out != nullptr) {
+    prepare_adapters(*out, step_adapters_);
+    adapters = &step_adapters_;
+  }
   const at::Tensor hidden = forward(plan, adapters);
   if (plan.logit_rows.empty()) return {};
   return model_->compute_logits(hidden.index_select(0, to_device(long_tensor(plan.logit_rows))));
@@ -370,8 +377,7 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   at::Tensor logits;
   try {
     if (driver_) step = driver_->begin_step(b);
-    prepare_adapters(out, step_adapters_);
-    logits = run_plan(b, &step_adapters_);
+    logits = run_plan(b, &out);
   } catch (const std::exception& e) {
     if (!driver_) throw;
     // The other ranks may be waiting in a collective this rank will never join: the group is

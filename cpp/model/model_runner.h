@@ -73,7 +73,7 @@ class ModelRunner : public Executor {
   void build_batch(const SchedulerOutput& out, Batch& batch) const;
   void move_blocks(const StepPlan& plan);
   at::Tensor forward(const StepPlan& plan, const StepAdapters* adapters);
-  at::Tensor run_plan(const StepPlan& plan, const StepAdapters* adapters = nullptr);
+  at::Tensor run_plan(const StepPlan& plan, const SchedulerOutput* out = nullptr);
   void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
                             const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
 

@@ -201,6 +201,10 @@ LoraAdapter load_lora_adapter(const std::string& dir, const ModelConfig& c, int6
     }
     const double scale = rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r;
     LoraModule& m = out.modules[layer][target];
+    if (m.a.defined()) {
+      fail(dir, "two tensors are layer " + std::to_string(layer) + "'s " + kTargetNames[target] +
+                    " lora_A (\"" + name + "\" and another)");
+    }
     m.a = w.load(name, at::kFloat);
     m.b = w.load(b_name, at::kFloat) * scale;
     out.rank = std::max(out.rank, r);

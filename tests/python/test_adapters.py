@@ -128,12 +128,19 @@ def test_one_lora_for_every_prompt_and_chat(lora_llm, adapter_root, prompts, pef
     assert plain.outputs[0].token_ids != chat.outputs[0].token_ids
 
 
-def test_prefix_cache_never_shares_kv_between_adapters(lora_llm, adapter_root, prompts):
+def test_prefix_cache_never_shares_kv_between_adapters(smol_model_dir, adapter_root, prompts):
+    llm = LLM(
+        model=smol_model_dir,
+        dtype="float32",
+        enable_lora=True,
+        max_loras=2,
+        enable_prefix_caching=True,
+    )
     long = [t for p in prompts for t in p] * 3  # several blocks
     a, b = lora(adapter_root, "attn-r8"), lora(adapter_root, "all-r4-rs")
 
     def run(req, **kw):
-        out = lora_llm.generate(
+        out = llm.generate(
             TokensPrompt(prompt_token_ids=long), greedy(6, **kw), lora_request=req, use_tqdm=False
         )[0]
         return list(out.outputs[0].token_ids), out.num_cached_tokens
@@ -148,6 +155,11 @@ def test_prefix_cache_never_shares_kv_between_adapters(lora_llm, adapter_root, p
     assert first_a == again_a == run(a, prompt_logprobs=0)[0]
     assert got_b == run(b, prompt_logprobs=0)[0]
     assert got_base == run(None, prompt_logprobs=0)[0]
+    # The same id with other weights meets none of the old adapter's KV.
+    assert llm.remove_lora(a.lora_int_id)
+    swapped = LoRARequest("swapped", a.lora_int_id, str(adapter_root / "mlp-r16"))
+    got, cached = run(swapped)
+    assert cached == 0 and got == run(swapped, prompt_logprobs=0)[0]
 
 
 def test_adapters_are_added_listed_and_removed(lora_llm, adapter_root):

@@ -69,6 +69,11 @@ TEST(Adapters, PrefixCacheIsKeyedByAdapter) {
   EXPECT_EQ(run("other adapter", 2), 0);
   EXPECT_EQ(run("base model", 0), 0);
   EXPECT_EQ(run("base again", 0), 12);
+  // The same id with other weights: none of the old KV.
+  ASSERT_TRUE(h.engine->remove_adapter(AdapterKind::kLora, 1));
+  h.engine->add_adapter(AdapterKind::kLora, 1, "a2", "/a2");
+  EXPECT_EQ(run("re-added id", 1), 0);
+  EXPECT_EQ(run("re-added id again", 1), 12);
 }
 
 TEST(Adapters, BadIdsNamesAndRequestsAreRefused) {
@@ -86,7 +91,6 @@ TEST(Adapters, BadIdsNamesAndRequestsAreRefused) {
   EXPECT_EQ(h.engine->add_adapter(AdapterKind::kLora, 1, "a", "/a").path, "/a");  // again: a no-op
   EXPECT_THROW(h.engine->add_adapter(AdapterKind::kLora, 1, "a", "/elsewhere"),
                std::invalid_argument);
-  EXPECT_THROW(h.engine->add_adapter(AdapterKind::kLora, 2, "a", "/b"), std::invalid_argument);
   SamplingOptions unknown = sampling(2);
   unknown.lora_id = 7;
   EXPECT_THROW(h.engine->add_request("u", {1, 2}, unknown), std::invalid_argument);
