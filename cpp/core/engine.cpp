@@ -171,10 +171,10 @@ SeqState Engine::Impl::new_seq(Request* r, int32_t index) {
   s.seq->id = next_seq_id++;
   s.seq->index = index;
   s.seq->prompt = r->prompt;
-  // add_request checked that the ids are added.
+  // add_request checked that the ids are added; every add has its own salt.
   if (r->opts.lora_id != 0) s.seq->cache_salt ^= adapters[0].at(r->opts.lora_id).salt;
   if (r->opts.prompt_adapter_id != 0) {
-    s.seq->cache_salt ^= mix64(adapters[1].at(r->opts.prompt_adapter_id).salt);
+    s.seq->cache_salt ^= adapters[1].at(r->opts.prompt_adapter_id).salt;
   }
   owner.emplace(s.seq->id, r);
   return s;

@@ -26,20 +26,14 @@ AdapterSlots::AdapterSlots(LlamaModel& model, const EngineOptions& opts)
 }
 
 AdapterInfo AdapterSlots::load(AdapterKind kind, int64_t id, const std::string& path) {
-  AdapterInfo info;
-  info.id = id;
-  info.path = path;
+  AdapterInfo info;  // the engine adds the id, name and path
   if (kind == AdapterKind::kLora) {
-    if (!opts_.enable_lora) throw std::invalid_argument("LoRA adapters need enable_lora");
     auto adapter = std::make_shared<const LoraAdapter>(
         load_lora_adapter(path, model_.config(), opts_.max_lora_rank));
     info.rank = static_cast<int32_t>(adapter->rank);
     loras_[id] = {path, std::move(adapter)};
     keep_in_host(id);
     return info;
-  }
-  if (!opts_.enable_prompt_adapter) {
-    throw std::invalid_argument("prompt adapters need enable_prompt_adapter");
   }
   at::Tensor e = load_prompt_adapter(path, model_.config(), opts_.max_prompt_adapter_token);
   info.num_virtual_tokens = static_cast<int32_t>(e.size(0));

@@ -30,7 +30,8 @@ class AdapterSlots {
   // before the KV cache is sized).
   AdapterSlots(LlamaModel& model, const EngineOptions& opts);
 
-  // Throws std::invalid_argument naming the adapter (peft_adapter.h) or a kind not enabled.
+  // Reads the adapter (its kind enabled: the engine checks). Throws std::invalid_argument naming
+  // the adapter (peft_adapter.h).
   AdapterInfo load(AdapterKind kind, int64_t id, const std::string& path);
   void unload(AdapterKind kind, int64_t id);
 

@@ -194,33 +194,31 @@ void LlamaModel::set_kv_cache_scales(const std::vector<double>& scales) {
   }
 }
 
-namespace {
-
-// The fused projections' parts, as LoRA targets, and their output rows.
-struct LoraParts {
+// A projection's LoRA parts (the projections fused into it) and its input width.
+struct LlamaModel::LoraParts {
   Linear* linear;
   std::vector<LoraTarget> targets;
-  std::vector<int64_t> outs;
+  std::vector<int64_t> outs;  // each part's output rows
   int64_t in;
 };
 
-}  // namespace
+std::vector<LlamaModel::LoraParts> LlamaModel::lora_parts(Layer& l) const {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  return {{&l.attn.qkv, {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}, {q, kv, kv}, H},
+          {&l.attn.o, {LoraTarget::kO}, {H}, q},
+          {&l.mlp.gate_up, {LoraTarget::kGate, LoraTarget::kUp}, {I, I}, H},
+          {&l.mlp.down, {LoraTarget::kDown}, {H}, I}};
+}
 
 void LlamaModel::allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::ScalarType dtype) {
   if (tp_.size > 1) {
     throw std::invalid_argument("LoRA adapters are not supported with tensor parallelism yet");
   }
-  const ModelConfig& c = config_;
-  const int64_t H = c.hidden_size, I = c.intermediate_size;
-  const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
   const auto options = at::TensorOptions().dtype(dtype).device(device_);
   for (Layer& l : layers_) {
-    const LoraParts parts[] = {
-        {&l.attn.qkv, {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}, {q, kv, kv}, H},
-        {&l.attn.o, {LoraTarget::kO}, {H}, q},
-        {&l.mlp.gate_up, {LoraTarget::kGate, LoraTarget::kUp}, {I, I}, H},
-        {&l.mlp.down, {LoraTarget::kDown}, {H}, I}};
-    for (const LoraParts& p : parts) {
+    for (const LoraParts& p : lora_parts(l)) {
       LoraWeight& w = p.linear->lora;
       const auto n = static_cast<int64_t>(p.targets.size());
       int64_t out = 0;
@@ -235,22 +233,16 @@ void LlamaModel::allocate_lora_slots(int64_t num_slots, int64_t max_rank, at::Sc
 
 void LlamaModel::set_lora_slot(int64_t slot, const LoraAdapter* adapter) {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& l = layers_[i];
-    const std::pair<Linear*, std::vector<LoraTarget>> parts[] = {
-        {&l.attn.qkv, {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}},
-        {&l.attn.o, {LoraTarget::kO}},
-        {&l.mlp.gate_up, {LoraTarget::kGate, LoraTarget::kUp}},
-        {&l.mlp.down, {LoraTarget::kDown}}};
-    for (const auto& [linear, targets] : parts) {
-      LoraWeight& w = linear->lora;
+    for (const LoraParts& p : lora_parts(layers_[i])) {
+      LoraWeight& w = p.linear->lora;
       if (!w.a.defined()) throw std::logic_error("LoRA slots are not allocated");
       at::Tensor a = w.a[slot], b = w.b[slot];  // [in, n * R], [R, out]
       a.zero_();
       b.zero_();
       if (adapter == nullptr) continue;
       const int64_t R = b.size(0);
-      for (size_t s = 0; s < targets.size(); ++s) {
-        const LoraModule& m = adapter->modules[i][static_cast<int>(targets[s])];
+      for (size_t s = 0; s < p.targets.size(); ++s) {
+        const LoraModule& m = adapter->modules[i][static_cast<int>(p.targets[s])];
         if (!m.a.defined()) continue;
         const int64_t r = m.a.size(0);
         a.narrow(1, static_cast<int64_t>(s) * R, r).copy_(m.a.t());

@@ -72,6 +72,8 @@ class LlamaModel {
   };
 
   at::Tensor embed(const at::Tensor& input_ids) const;
+  struct LoraParts;  // a projection's LoRA parts (llama.cpp)
+  std::vector<LoraParts> lora_parts(Layer& l) const;
   static std::vector<at::Tensor*> tensors_of(Layer& l);
 
   ModelConfig config_;

@@ -101,8 +101,15 @@ class AdapterRegistry:
                 )
         else:
             loras = [lora_request] * num_prompts
-        for lora in {id(r): r for r in loras if r is not None}.values():
-            self.add_lora(lora)
+        # Each adapter once, however many request objects name it.
+        added: set[tuple[int, str]] = set()
+        for r in loras:
+            if r is None:
+                continue
+            key = (r.lora_int_id, r.lora_path) if isinstance(r, LoRARequest) else None
+            if key is None or key not in added:
+                self.add_lora(r)  # a TypeError for what is not a LoRARequest
+                added.add(key)
         pa_id = virtual = 0
         if prompt_adapter_request is not None:
             self.add_prompt_adapter(prompt_adapter_request)
