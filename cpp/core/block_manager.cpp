@@ -108,6 +108,17 @@ void BlockManager::fork(const BlockTable& parent, int32_t num_tokens, BlockTable
   child->on_cpu = false;
 }
 
+void BlockManager::truncate(BlockTable& t, int32_t num_tokens) {
+  if (t.on_cpu) return;
+  const auto keep = static_cast<size_t>((num_tokens + block_size_ - 1) / block_size_);
+  while (t.blocks.size() > keep) {
+    device_.decref(t.blocks.back());
+    t.blocks.pop_back();
+  }
+  if (t.hashes.size() > keep) t.hashes.resize(keep);
+  t.num_published = std::min(t.num_published, static_cast<int32_t>(keep));
+}
+
 void BlockManager::free(BlockTable& t) {
   BlockPool& pool = t.on_cpu ? cpu_ : device_;
   // Release the tail first so that cached prefix blocks end up most recently used last:

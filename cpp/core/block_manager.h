@@ -52,6 +52,9 @@ class BlockManager {
   void fork(const BlockTable& parent, int32_t num_tokens, BlockTable* child);
   // Releases every block of t (device or CPU).
   void free(BlockTable& t);
+  // Releases the device blocks past those holding t's first num_tokens tokens (the slots of
+  // rejected speculative tokens).
+  void truncate(BlockTable& t, int32_t num_tokens);
 
   // Swap a group of sequences as one: blocks they share are moved once. Costs count distinct
   // blocks; the caller checks them against the destination pool's free blocks.

@@ -12,6 +12,7 @@
 #include "core/request.h"
 #include "core/request_delta.h"
 #include "core/scheduler.h"
+#include "core/speculator.h"
 #include "core/stop_check.h"
 
 namespace taco {
@@ -34,6 +35,7 @@ struct Engine::Impl {
   int32_t max_model_len;
   std::unique_ptr<BlockManager> blocks;
   std::unique_ptr<Scheduler> scheduler;
+  std::unique_ptr<Speculator> speculator;
   std::unordered_map<std::string, std::unique_ptr<Request>> requests;
   std::unordered_map<int64_t, Request*> owner;  // sequence id -> its request
   std::vector<Request*> changed;                // requests with something to report
@@ -48,6 +50,7 @@ struct Engine::Impl {
                 const SamplingOptions& so) const;
   SeqState new_seq(Request* r, int32_t index);
   void mark_changed(Request* r);
+  void propose_drafts();
   void apply(const ScheduledSeq& ss, SeqStepResult& res);
   void append_token(Request* r, int32_t index, SeqStepResult& res);
   void fork(Request* r);
@@ -99,6 +102,7 @@ Engine::Engine(const EngineOptions& opts, std::unique_ptr<Executor> executor, in
       std::make_unique<BlockManager>(executor->num_device_blocks(), executor->num_cpu_blocks(),
                                      opts.block_size, opts.enable_prefix_caching);
   m.scheduler = std::make_unique<Scheduler>(cfg, *m.blocks);
+  m.speculator = std::make_unique<Speculator>(opts);
   m.executor = std::move(executor);
 }
 
@@ -283,6 +287,7 @@ void Engine::Impl::mark_changed(Request* r) {
 
 // A sequence just finished: release its blocks, and the request's place when it was the last.
 void Engine::Impl::end_sequence(Request* r, int32_t index) {
+  speculator->observe(*r->seqs[index].seq, r->seqs[index].spec);
   scheduler->release(r->seqs[index]);
   mark_changed(r);
   if (r->all_finished()) {
@@ -325,14 +330,46 @@ void Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res) {
   if (stopped) end_sequence(r, index);
 }
 
+// Drafts for the running sequences about to decode, unless the request's sampling depends on
+// more than the model's logits and its own tokens (beams, grammars).
+void Engine::Impl::propose_drafts() {
+  if (!speculator->enabled()) return;
+  const int32_t limit = opts.speculative_disable_by_batch_size;
+  const int32_t unfinished = static_cast<int32_t>(requests.size());
+  for (auto& [id, r] : requests) {
+    const bool eligible = r->state == SeqStatus::kRunning && !r->opts.use_beam_search &&
+                          r->opts.guide_key < 0 && (r->forked || r->opts.best_of == 1) &&
+                          (limit == 0 || unfinished <= limit);
+    for (SeqState& s : r->seqs) {
+      s.draft.clear();
+      const Sequence& q = *s.seq;
+      if (!eligible || q.finished() || q.len() - q.num_computed != 1) continue;
+      speculator->observe(q, s.spec);
+      // Drafts take the positions after the last token; the step emits one token more.
+      const int32_t room = std::min(max_model_len - q.len(),
+                                    r->opts.max_tokens - static_cast<int32_t>(q.output.size()) - 1);
+      speculator->propose(q, s.spec, room, &s.draft);
+    }
+  }
+}
+
 void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
   Request* r = owner.at(ss.seq_id);
   const int32_t index = ss.seq->index;
-  Sequence& q = *r->seqs[index].seq;
-  const int32_t prompt_done = std::min(q.num_computed + ss.num_new, q.prompt_len());
+  SeqState& s = r->seqs[index];
+  Sequence& q = *s.seq;
+  // Of a verified draft, the K/V of the accepted tokens stay; the rejected ones' slots go back.
+  const auto drafted = static_cast<int32_t>(ss.draft.size());
+  const int32_t accepted = drafted > 0 ? static_cast<int32_t>(res.next.size()) : 0;
+  const int32_t computed = ss.num_new - drafted + accepted;
+  const int32_t prompt_done = std::min(q.num_computed + computed, q.prompt_len());
   counters.num_prompt_tokens_computed += std::max(0, prompt_done - q.num_computed);
-  q.num_computed += ss.num_new;
-  blocks->publish_full_blocks(q, r->seqs[index].blocks);
+  q.num_computed += computed;
+  if (drafted > 0) {
+    blocks->truncate(s.blocks, q.num_computed);
+  } else {
+    blocks->publish_full_blocks(q, s.blocks);
+  }
   if (ss.want_prompt_logprobs) {
     for (auto& entry : res.prompt_logprobs) r->prompt_logprobs.push_back(std::move(entry));
     if (q.num_computed >= q.prompt_len()) {
@@ -341,11 +378,26 @@ void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
     }
   }
   if (!ss.do_sample) return;
+  if (drafted > 0) {
+    ++counters.spec_decode_num_drafts;
+    counters.spec_decode_num_draft_tokens += drafted;
+    counters.spec_decode_num_accepted_tokens += accepted;
+    counters.spec_decode_num_emitted_tokens += accepted + 1;
+    speculator->record(s.spec, drafted, accepted);
+    std::vector<SeqStepResult> more = std::move(res.next);
+    append_token(r, index, res);
+    for (SeqStepResult& m : more) {
+      if (q.finished()) break;
+      append_token(r, index, m);
+    }
+    // The accepted drafts are output tokens now: their full blocks can be published.
+    if (!q.finished()) blocks->publish_full_blocks(q, s.blocks);
+    return;
+  }
   if (!r->opts.use_beam_search) {
     append_token(r, index, res);
     return;
   }
-  SeqState& s = r->seqs[index];
   s.has_candidates = true;
   s.candidates = std::move(res.top);
   if (std::find(beam_ready.begin(), beam_ready.end(), r) == beam_ready.end()) {
@@ -414,9 +466,20 @@ std::vector<RequestDelta> Engine::Impl::collect_deltas() {
 
 std::vector<RequestDelta> Engine::step() {
   Impl& m = *impl_;
+  m.propose_drafts();
   SchedulerOutput out = m.scheduler->schedule();
   if (!out.empty()) {
+    const double start = now_seconds();
     std::vector<SeqStepResult> results = m.executor->execute(out);
+    // Steps of decodes alone (drafted or not) measure what a drafted token costs.
+    int32_t drafted = 0;
+    bool decodes_only = out.swap_in.empty() && out.swap_out.empty();
+    for (const ScheduledSeq& ss : out.seqs) {
+      drafted += static_cast<int32_t>(ss.draft.size());
+      decodes_only = decodes_only && ss.num_new == 1 + static_cast<int32_t>(ss.draft.size()) &&
+                     ss.seq->len() - ss.num_computed == 1;
+    }
+    if (decodes_only) m.speculator->time_step(drafted, now_seconds() - start);
     if (results.size() != out.seqs.size()) {
       throw std::runtime_error("executor returned " + str(results.size()) + " results for " +
                                str(out.seqs.size()) + " scheduled sequences");

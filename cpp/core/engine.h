@@ -54,7 +54,11 @@ struct RequestDelta {
   X(int32_t, cpu_blocks_used, "swap-space blocks holding swapped-out sequences")  \
   X(int64_t, num_steps, "engine steps run")                                       \
   X(int64_t, num_generated_tokens, "output tokens generated")                     \
-  X(int64_t, num_prompt_tokens_computed, "prompt tokens computed (not cached)")
+  X(int64_t, num_prompt_tokens_computed, "prompt tokens computed (not cached)")   \
+  X(int64_t, spec_decode_num_drafts, "drafts verified (speculative decoding)")    \
+  X(int64_t, spec_decode_num_draft_tokens, "tokens drafted and verified")         \
+  X(int64_t, spec_decode_num_accepted_tokens, "drafted tokens accepted")          \
+  X(int64_t, spec_decode_num_emitted_tokens, "tokens verification steps emitted")
 
 struct EngineMetrics {
 #define TACO_METRIC_FIELD(type, name, meaning) type name = 0;

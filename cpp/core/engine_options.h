@@ -55,6 +55,9 @@ enum class LogprobsMode : uint8_t {
   kRawLogits
 };
 
+// Drafted tokens per sequence and step at most.
+inline constexpr int32_t kMaxSpeculativeTokens = 32;
+
 // Every engine knob, with vLLM's names and defaults: X(type, name, default, ok, rule), the one
 // list from which the struct, its validation, the Python properties and the C API conversion
 // follow. `ok` is a predicate over the value `v`; `rule` says it in words for the error message.
@@ -108,7 +111,24 @@ enum class LogprobsMode : uint8_t {
   X(int32_t, max_prompt_adapters, 1, v >= 1, ">= 1")                                            \
   X(int32_t, max_prompt_adapter_token, 0, v >= 0, ">= 0 virtual tokens")                        \
   X(LogprobsMode, logprobs_mode, LogprobsMode::kProcessedLogprobs, true,                        \
-    "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")
+    "'processed_logprobs', 'raw_logprobs', 'processed_logits' or 'raw_logits'")                 \
+  /* Speculative decoding: up to num_speculative_tokens drafted tokens per decoding sequence,   \
+     verified in one forward. "ngram": the latest earlier occurrence of the sequence's last     \
+     ngram_prompt_lookup_max .. _min tokens; "lookahead": the engine-wide n-gram tree of every  \
+     prompt and output. */                                                                      \
+  X(std::string, speculative_method, "", one_of(v, {"", "ngram", "lookahead"}),                 \
+    "one of '' (off), 'ngram', 'lookahead'")                                                    \
+  X(int32_t, num_speculative_tokens, 0,                                                         \
+    o.speculative_method.empty() ? v == 0 : v >= 1 && v <= kMaxSpeculativeTokens,               \
+    "0 without speculative_method, else in [1, 32]")                                            \
+  X(int32_t, ngram_prompt_lookup_max, 0,                                                        \
+    o.speculative_method.empty() ? v == 0 : v >= 1 && v <= kMaxSpeculativeTokens,               \
+    "0 without speculative_method, else in [1, 32]")                                            \
+  X(int32_t, ngram_prompt_lookup_min, 0,                                                        \
+    o.speculative_method.empty() ? v == 0 : v >= 1 && v <= o.ngram_prompt_lookup_max,           \
+    "0 without speculative_method, else in [1, ngram_prompt_lookup_max]")                       \
+  X(int32_t, speculative_disable_by_batch_size, 0, v >= 0,                                      \
+    ">= 0 (> 0: no drafts while more requests than this are unfinished)")
 
 struct EngineOptions {
 #define TACO_OPTION_FIELD(type, name, value, ok, rule) type name = value;

@@ -32,6 +32,10 @@ struct SeqStepResult {
   // chunks of one prompt together cover tokens 1 .. prompt_len-1 in order (token 0 has none).
   // Each entry holds the actual token first, then the top prompt_logprobs candidates.
   std::vector<std::vector<TokenLogprob>> prompt_logprobs;
+  // Speculative decoding (ScheduledSeq::draft): the tokens sampled after `token` at the drafted
+  // positions while each draft token equalled the token sampled before it. Their count is the
+  // number of drafts accepted; `token` and then these are the step's output, in order.
+  std::vector<SeqStepResult> next;
 };
 
 // Adapters requests name by id (SamplingOptions::lora_id / prompt_adapter_id): LoRA weights, or

@@ -12,6 +12,7 @@
 #include "core/executor.h"
 #include "core/sampling_options.h"
 #include "core/sequence.h"
+#include "core/speculator.h"
 
 namespace taco {
 
@@ -26,6 +27,10 @@ struct SeqState {
   // Beam search: this step's candidates, held until every live beam of the request has its own.
   bool has_candidates = false;
   std::vector<TokenLogprob> candidates;
+  // Speculative decoding: the tokens drafted for the next step (verified in its forward, kept
+  // up to the first the model disagrees with), and the history that sizes them.
+  std::vector<int32_t> draft;
+  SpecState spec;
 };
 
 struct Request {

@@ -10,7 +10,8 @@ struct Scheduler::Step {
   int32_t reserved_decodes = 0;  // running decodes not yet visited: prefill chunks leave them room
   bool preempted = false;
   SchedulerOutput out;
-  std::vector<ScheduledSeq> prefills;  // appended after the decodes in out.seqs
+  std::vector<ScheduledSeq> prefills;                 // appended after the decodes in out.seqs
+  std::vector<std::pair<size_t, SeqState*>> drafted;  // decodes (index in out.seqs) with drafts
 };
 
 namespace {
@@ -84,6 +85,7 @@ SchedulerOutput Scheduler::schedule() {
     if (!try_admit(*it, step)) break;
     it = waiting_.erase(it);
   }
+  add_drafts(step);
   for (ScheduledSeq& s : step.prefills) step.out.seqs.push_back(std::move(s));
   step.out.num_batched_tokens = cfg_.max_num_batched_tokens - step.tokens;
   return std::move(step.out);
@@ -112,8 +114,7 @@ Scheduler::Planned Scheduler::schedule_request(Request* r, Step& step, bool may_
       // whole prefill (no chunking) cannot shrink: it goes first rather than starve.
       avail = std::max(0, tokens - step.reserved_decodes);
     }
-    const int32_t num_new =
-        cfg_.chunked_prefill ? std::min(need, avail) : (need <= avail ? need : 0);
+    int32_t num_new = cfg_.chunked_prefill ? std::min(need, avail) : (need <= avail ? need : 0);
     if (num_new <= 0) continue;
     tokens -= num_new;
     needed_blocks += blocks_.blocks_needed(s.blocks, q.num_computed, num_new);
@@ -128,23 +129,41 @@ Scheduler::Planned Scheduler::schedule_request(Request* r, Step& step, bool may_
   }
   for (const Item& it : plan) {
     Sequence& q = *it.s->seq;
+    const int32_t num_new = it.num_new;
     ScheduledSeq ss;
     ss.seq_id = q.id;
     ss.seq = &q;
     ss.sampling = &r->opts;
     ss.num_computed = q.num_computed;
-    ss.num_new = it.num_new;
+    ss.num_new = num_new;
     ss.do_sample = q.num_computed + it.num_new == q.len();
     ss.want_prompt_logprobs =
         q.index == 0 && r->wants_prompt_logprobs() && q.num_computed < q.prompt_len();
-    blocks_.append_slots(it.s->blocks, q.num_computed, it.num_new, &step.out.copy,
-                         &ss.slot_mapping);
+    blocks_.append_slots(it.s->blocks, q.num_computed, num_new, &step.out.copy, &ss.slot_mapping);
     ss.block_table = it.s->blocks.blocks;
-    step.tokens -= it.num_new;
+    step.tokens -= num_new;
     const bool decode = q.len() - q.num_computed == 1;
+    if (decode && !it.s->draft.empty()) step.drafted.emplace_back(step.out.seqs.size(), it.s);
     (decode ? step.out.seqs : step.prefills).push_back(std::move(ss));
   }
   return Planned::kSome;
+}
+
+// Speculative drafts take what the step leaves: tokens and free blocks no decode, prefill chunk
+// or admission wanted. They never delay a prompt or preempt anyone.
+void Scheduler::add_drafts(Step& step) {
+  for (auto& [index, s] : step.drafted) {
+    ScheduledSeq& ss = step.out.seqs[index];
+    const int32_t start = ss.num_computed + ss.num_new;
+    const int32_t n = std::min(static_cast<int32_t>(s->draft.size()), step.tokens);
+    if (n <= 0 || !blocks_.can_allocate(blocks_.blocks_needed(s->blocks, start, n))) continue;
+    // The decode made the block at `start` private already: no copy-on-write here.
+    blocks_.append_slots(s->blocks, start, n, &step.out.copy, &ss.slot_mapping);
+    ss.block_table = s->blocks.blocks;
+    ss.draft.assign(s->draft.begin(), s->draft.begin() + n);
+    ss.num_new += n;
+    step.tokens -= n;
+  }
 }
 
 void Scheduler::preempt(Request* victim, Step& step) {

@@ -57,6 +57,7 @@ class Scheduler {
   void preempt(Request* victim, Step& step);
   bool try_swap_in(Request* r, Step& step);
   bool try_admit(Request* r, Step& step);
+  void add_drafts(Step& step);
   bool adapters_fit(const Request* r) const;
   void recompute_swapped_front();
   void requeue_for_recompute(Request* r);

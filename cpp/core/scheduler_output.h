@@ -22,6 +22,10 @@ struct ScheduledSeq {
   bool want_prompt_logprobs = false;  // return logprobs of prompt tokens covered by this chunk
   std::vector<int32_t> block_table;   // device block ids covering num_computed + num_new tokens
   std::vector<int64_t> slot_mapping;  // [num_new] cache slot (block * block_size + offset)
+  // Speculative decoding: tokens drafted to follow the sequence's last one. They are the last
+  // draft.size() of the num_new tokens computed (positions from seq->len() on), and the runner
+  // samples after each of them too: SeqStepResult::next holds the accepted continuation.
+  std::vector<int32_t> draft;
 };
 
 // Decodes come first, then prefill chunks; the runner keeps that order in its flat batch.

@@ -97,6 +97,7 @@ KvCacheSize kv_cache_size(const EngineOptions& opts, const ModelConfig& c, at::S
 // what every tensor-parallel rank runs; the rest is rank 0's sampling bookkeeping.
 struct ModelRunner::Batch : StepPlan {
   std::vector<size_t> sample_seqs;  // index into out.seqs per sampled row
+  std::vector<int32_t> sample_pos;  // per sampled row: drafted tokens before it (0: none)
   std::vector<size_t> prompt_seqs;  // per seq with prompt logprobs: index into out.seqs
   std::vector<int32_t> prompt_counts, prompt_targets;
 
@@ -105,7 +106,7 @@ struct ModelRunner::Batch : StepPlan {
     input_ids.clear(), positions.clear(), slot_mapping.clear();
     query_start_loc.assign(1, 0), seq_lens.clear(), block_table.clear();
     max_blocks = max_query_len = max_seq_len = 0;
-    logit_rows.clear(), sample_seqs.clear(), prompt_seqs.clear();
+    logit_rows.clear(), sample_seqs.clear(), sample_pos.clear(), prompt_seqs.clear();
     prompt_counts.clear(), prompt_targets.clear();
   }
 };
@@ -186,7 +187,9 @@ void ModelRunner::move_blocks(const StepPlan& out) {
 void ModelRunner::check_scheduled(const ScheduledSeq& s) const {
   const int32_t end = s.num_computed + s.num_new;
   const int64_t num_slots = int64_t{num_device_blocks_} * block_size_;
-  bool ok = s.num_new > 0 && s.num_computed >= 0 && end <= s.seq->len() &&
+  const auto drafted = static_cast<int32_t>(s.draft.size());
+  bool ok = s.num_new > drafted && s.num_computed >= 0 && end <= s.seq->len() + drafted &&
+            (drafted == 0 || (s.do_sample && end == s.seq->len() + drafted)) &&
             static_cast<int64_t>(s.slot_mapping.size()) == s.num_new &&
             static_cast<int64_t>(s.block_table.size()) * block_size_ >= end;
   for (int64_t slot : s.slot_mapping) ok = ok && slot < num_slots;
@@ -209,8 +212,9 @@ void ModelRunner::build_batch(const SchedulerOutput& out, Batch& b) const {
     const int64_t first_row = static_cast<int64_t>(b.input_ids.size());
     const int32_t end = s.num_computed + s.num_new;
     check_scheduled(s);
+    const int32_t len = s.seq->len();
     for (int32_t p = s.num_computed; p < end; ++p) {
-      b.input_ids.push_back(s.seq->token_at(p));
+      b.input_ids.push_back(p < len ? s.seq->token_at(p) : s.draft[p - len]);
       b.positions.push_back(p);
     }
     b.slot_mapping.insert(b.slot_mapping.end(), s.slot_mapping.begin(), s.slot_mapping.end());
@@ -221,8 +225,13 @@ void ModelRunner::build_batch(const SchedulerOutput& out, Batch& b) const {
     b.max_query_len = std::max<int64_t>(b.max_query_len, s.num_new);
     b.max_seq_len = std::max<int64_t>(b.max_seq_len, end);
     if (s.do_sample) {
-      b.logit_rows.push_back(first_row + s.num_new - 1);
-      b.sample_seqs.push_back(i);
+      // The last token's row, then one per drafted token: each samples what follows it.
+      const auto drafted = static_cast<int32_t>(s.draft.size());
+      for (int32_t j = 0; j <= drafted; ++j) {
+        b.logit_rows.push_back(first_row + s.num_new - 1 - drafted + j);
+        b.sample_seqs.push_back(i);
+        b.sample_pos.push_back(j);
+      }
     }
     if (s.want_prompt_logprobs) {
       // Row p predicts prompt token p + 1: this chunk covers targets num_computed+1 .. up to
@@ -238,6 +247,54 @@ void ModelRunner::build_batch(const SchedulerOutput& out, Batch& b) const {
     }
   }
   b.logit_rows.insert(b.logit_rows.end(), prompt_rows.begin(), prompt_rows.end());
+}
+
+// The rows a drafted token's logits are sampled for: the sequence as it would be had the drafts
+// before it been sampled (penalties, min_tokens, processors and seeded draws see that output).
+struct ModelRunner::DraftRows {
+  std::vector<Sequence> seqs;
+  std::vector<ScheduledSeq> rows;
+  std::vector<SeqStepResult> results;
+
+  // Room for every drafted row up front: rows point into these vectors.
+  void reserve(const std::vector<int32_t>& sample_pos) {
+    const auto n = static_cast<size_t>(
+        std::count_if(sample_pos.begin(), sample_pos.end(), [](int32_t j) { return j > 0; }));
+    seqs.reserve(n), rows.reserve(n), results.reserve(n);
+  }
+  const ScheduledSeq* add(const ScheduledSeq& s, int32_t drafted_before) {
+    seqs.push_back(*s.seq);
+    seqs.back().output.insert(seqs.back().output.end(), s.draft.begin(),
+                              s.draft.begin() + drafted_before);
+    ScheduledSeq row;
+    row.seq_id = s.seq_id;
+    row.seq = &seqs.back();
+    row.sampling = s.sampling;
+    row.do_sample = true;
+    rows.push_back(std::move(row));
+    results.emplace_back().seq_id = s.seq_id;
+    return &rows.back();
+  }
+};
+
+// Verification: a drafted token is accepted when it equals the token sampled at the position
+// before it, and the sequence then also keeps what was sampled after it. Drawing at each
+// position as without drafts and comparing keeps the output distribution (and a seeded
+// request's tokens) exactly those of plain decoding.
+void ModelRunner::accept_drafts(const SchedulerOutput& out, const Batch& b,
+                                const std::vector<SeqStepResult*>& res,
+                                std::vector<SeqStepResult>& results) {
+  for (size_t k = 0; k < b.sample_seqs.size(); ++k) {
+    if (b.sample_pos[k] != 0) continue;
+    const ScheduledSeq& s = out.seqs[b.sample_seqs[k]];
+    SeqStepResult& first = results[b.sample_seqs[k]];
+    int32_t prev = first.token;
+    for (size_t j = 0; j < s.draft.size() && s.draft[j] == prev; ++j) {
+      SeqStepResult& r = *res[k + 1 + j];
+      prev = r.token;
+      first.next.push_back(std::move(r));
+    }
+  }
 }
 
 void ModelRunner::fill_prompt_logprobs(const SchedulerOutput& out, const Batch& b,
@@ -389,9 +446,17 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
   const auto num_sampled = static_cast<int64_t>(b.sample_seqs.size());
   std::vector<const ScheduledSeq*> rows;
   std::vector<SeqStepResult*> res;
-  for (size_t i : b.sample_seqs) {
-    rows.push_back(&out.seqs[i]);
-    res.push_back(&results[i]);
+  DraftRows drafts;
+  drafts.reserve(b.sample_pos);
+  for (size_t k = 0; k < b.sample_seqs.size(); ++k) {
+    const size_t i = b.sample_seqs[k];
+    if (b.sample_pos[k] == 0) {
+      rows.push_back(&out.seqs[i]);
+      res.push_back(&results[i]);
+    } else {
+      rows.push_back(drafts.add(out.seqs[i], b.sample_pos[k]));
+      res.push_back(&drafts.results.back());
+    }
   }
   // Guided rows' token bitmasks: one call of the guide hook per step, after the forward.
   const GuideMasks guides = sampler_.guide(rows);
@@ -408,6 +473,7 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
       } else {
         sampler_.sample_on_device(logits, rows, res);
       }
+      accept_drafts(out, b, res, results);
       return results;
     }
   }
@@ -416,6 +482,7 @@ std::vector<SeqStepResult> ModelRunner::execute(const SchedulerOutput& out) {
     at::Tensor sample_logits = logits.narrow(0, 0, num_sampled);
     sampler_.sample(sample_logits, rows, res, guides);
   }
+  accept_drafts(out, b, res, results);
   fill_prompt_logprobs(out, b, logits, results);
   return results;
 }

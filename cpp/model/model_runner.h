@@ -60,6 +60,7 @@ class ModelRunner : public Executor {
 
  private:
   struct Batch;
+  struct DraftRows;
   // A step's adapter inputs: each token's LoRA slot (empty when no token has one) and the rows
   // that take prompt adapters' virtual-token embeddings.
   struct StepAdapters {
@@ -74,6 +75,9 @@ class ModelRunner : public Executor {
   void move_blocks(const StepPlan& plan);
   at::Tensor forward(const StepPlan& plan, const StepAdapters* adapters);
   at::Tensor run_plan(const StepPlan& plan, const SchedulerOutput* out = nullptr);
+  static void accept_drafts(const SchedulerOutput& out, const Batch& batch,
+                            const std::vector<SeqStepResult*>& res,
+                            std::vector<SeqStepResult>& results);
   void fill_prompt_logprobs(const SchedulerOutput& out, const Batch& batch,
                             const at::Tensor& logits, std::vector<SeqStepResult>& results) const;
 

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
+from taco_llm import speculative
 from taco_llm.structured_output.params import parse_backend
 
 _DTYPE_ALIASES = {
@@ -84,8 +85,6 @@ _NOT_BUILT: dict[str, Any] = {
     "rope_scaling": None,
     "rope_theta": None,
     "long_lora_scaling_factors": None,
-    "speculative_model": None,
-    "num_speculative_tokens": None,
     "num_scheduler_steps": 1,
     "limit_mm_per_prompt": None,
     "mm_processor_kwargs": None,
@@ -175,8 +174,20 @@ class EngineArgs:
     num_gpu_blocks_override: int | None = None
     preemption_mode: str | None = None
     enable_chunked_prefill: bool | None = None
+    # Speculative decoding (vLLM 0.6's arguments; speculative_config is current vLLM's form).
     speculative_model: str | None = None
+    speculative_model_quantization: str | None = None
+    speculative_draft_tensor_parallel_size: int | None = None
     num_speculative_tokens: int | None = None
+    speculative_max_model_len: int | None = None
+    speculative_disable_by_batch_size: int | None = None
+    ngram_prompt_lookup_max: int | None = None
+    ngram_prompt_lookup_min: int | None = None
+    spec_decoding_acceptance_method: str = "rejection_sampler"
+    typical_acceptance_sampler_posterior_threshold: float | None = None
+    typical_acceptance_sampler_posterior_alpha: float | None = None
+    disable_logprobs_during_spec_decoding: bool | None = None
+    speculative_config: dict | None = None
     disable_async_output_proc: bool = False
     override_neuron_config: dict | None = None
     mm_processor_kwargs: dict | None = None
@@ -201,6 +212,12 @@ class EngineArgs:
         self._check_scheduling()
         self._check_parallel()
         self._check_adapters()
+        if self.speculative_model_quantization is not None:
+            raise ValueError(
+                "speculative_model_quantization applies to a draft model, which taco_llm does "
+                "not run yet."
+            )
+        self.speculation = speculative.parse(self)
         parse_backend(self.guided_decoding_backend, "guided_decoding_backend")
         if self.max_context_len_to_capture is not None:
             # Deprecated vLLM name of max_seq_len_to_capture; it wins when given.
@@ -444,6 +461,12 @@ class EngineArgs:
             o.max_lora_rank = self.max_lora_rank
             o.max_cpu_loras = self.max_cpu_loras or 0
             o.lora_dtype = self.lora_dtype
+        spec = self.speculation
+        o.speculative_method = spec.method
+        o.num_speculative_tokens = spec.num_speculative_tokens
+        o.ngram_prompt_lookup_max = spec.prompt_lookup_max
+        o.ngram_prompt_lookup_min = spec.prompt_lookup_min
+        o.speculative_disable_by_batch_size = spec.disable_by_batch_size
         o.enable_prompt_adapter = bool(self.enable_prompt_adapter)
         if self.enable_prompt_adapter:
             o.max_prompt_adapters = self.max_prompt_adapters

@@ -120,6 +120,20 @@ def build_metrics(
     for reason, count in frontend.finished.items():
         counter("vllm:request_success", count, finished_reason=reason)
 
+    # Speculative decoding: drafts verified, tokens drafted, accepted and emitted (the accepted
+    # ones plus the one each verification samples itself), as vLLM names them.
+    drafts = _int(engine, "spec_decode_num_drafts")
+    drafted = _int(engine, "spec_decode_num_draft_tokens")
+    accepted = _int(engine, "spec_decode_num_accepted_tokens")
+    counter("vllm:spec_decode_num_drafts", drafts)
+    counter("vllm:spec_decode_num_draft_tokens", drafted)
+    counter("vllm:spec_decode_num_accepted_tokens", accepted)
+    counter("vllm:spec_decode_num_emitted_tokens", _int(engine, "spec_decode_num_emitted_tokens"))
+    if drafts is not None and drafted is not None and accepted is not None:
+        gauge("vllm:spec_decode_draft_acceptance_rate", accepted / drafted if drafted else 0.0)
+        # Tokens per verification step: the accepted drafts and the sampled one.
+        gauge("taco:spec_decode_mean_accepted_length", 1 + accepted / drafts if drafts else 0.0)
+
     gauge("taco:num_requests_swapped", _int(engine, "num_swapped"))
     counter("taco:num_swapped_out", _int(engine, "num_swapped_out"))
     gauge("taco:kv_blocks_used", used)

@@ -101,6 +101,7 @@ class FakeExecutor : public Executor {
     return a;
   }
   int64_t computed_tokens = 0;
+  int64_t num_drafted = 0;           // drafted tokens verified
   std::vector<int32_t> chunk_sizes;  // num_new of every scheduled sequence, in order
 
  private:
@@ -129,10 +130,13 @@ class FakeExecutor : public Executor {
     const int32_t bs = cfg_.block_size;
     const Sequence& s = *ss.seq;
     const int32_t end = ss.num_computed + ss.num_new;
+    const auto drafted = static_cast<int32_t>(ss.draft.size());
     if (!check(ss.seq_id == s.id, "seq_id differs from the sequence's id") ||
-        !check(ss.num_new >= 1, "a scheduled sequence computes no token") ||
-        !check(end <= s.len(), "scheduled past the sequence's length") ||
-        !check(ss.do_sample == (end == s.len()), "do_sample must be set exactly at the end") ||
+        !check(ss.num_new >= 1 + drafted, "a scheduled sequence computes no token") ||
+        !check(drafted == 0 || s.len() - ss.num_computed == 1, "drafts on a prefill chunk") ||
+        !check(end <= s.len() + drafted, "scheduled past the sequence's length") ||
+        !check(ss.do_sample == (end == s.len() + drafted),
+               "do_sample must be set exactly at the end") ||
         !check(static_cast<int32_t>(ss.block_table.size()) == (end + bs - 1) / bs,
                "block table size") ||
         !check(static_cast<int32_t>(ss.slot_mapping.size()) == ss.num_new, "slot mapping size")) {
@@ -157,14 +161,30 @@ class FakeExecutor : public Executor {
     }
   }
 
+  // As the model runner verifies drafts: one sample after the last token and after each drafted
+  // token (the sequence extended by the drafts before it); the drafts are kept while each equals
+  // the token sampled before it.
   SeqStepResult run_one(const ScheduledSeq& ss) {
     const Sequence& s = *ss.seq;
     for (int32_t i = 0; i < ss.num_new; ++i) {
       const int32_t pos = ss.num_computed + i;
-      device_[ss.slot_mapping[i]] = encode(s.token_at(pos), pos);
+      const int32_t token = pos < s.len() ? s.token_at(pos) : ss.draft[pos - s.len()];
+      device_[ss.slot_mapping[i]] = encode(token, pos);
     }
     computed_tokens += ss.num_new;
     chunk_sizes.push_back(ss.num_new);
+    num_drafted += static_cast<int64_t>(ss.draft.size());
+    SeqStepResult r = sample_one(ss, s);
+    Sequence extended = s;
+    for (int32_t drafted : ss.draft) {
+      if (drafted != (r.next.empty() ? r.token : r.next.back().token)) break;
+      extended.output.push_back(drafted);
+      r.next.push_back(sample_one(ss, extended));
+    }
+    return r;
+  }
+
+  SeqStepResult sample_one(const ScheduledSeq& ss, const Sequence& s) {
     SeqStepResult r;
     r.seq_id = ss.seq_id;
     if (ss.want_prompt_logprobs) {

@@ -36,6 +36,7 @@ std::vector<int32_t> model_stream(const Expect& e, int32_t index, int32_t vocab,
 
 struct Coverage {
   int64_t preemptions = 0, swapped_out = 0, prefix_hits = 0, copies = 0, checked = 0, rejected = 0;
+  int64_t drafted = 0, accepted = 0;
 };
 
 void run_random(uint32_t seed, int num_ops, Coverage* cov) {
@@ -54,6 +55,13 @@ void run_random(uint32_t seed, int num_ops, Coverage* cov) {
   o.max_num_seqs = pick(1, 6);
   o.max_num_batched_tokens = o.enable_chunked_prefill ? pick(1, 3 * max_len) : max_len + pick(0, 8);
   o.preemption_mode = pick(0, 1) ? PreemptionMode::kSwap : PreemptionMode::kRecompute;
+  // Speculation must change nothing reported: drafts come and go with every other feature.
+  o.speculative_method = std::vector<std::string>{"", "ngram", "lookahead"}[pick(0, 2)];
+  if (!o.speculative_method.empty()) {
+    o.num_speculative_tokens = pick(1, 5);
+    o.ngram_prompt_lookup_max = pick(1, 3);
+    o.ngram_prompt_lookup_min = pick(1, o.ngram_prompt_lookup_max);
+  }
   Harness h = make_engine(o, fc, max_len, {0});
   SCOPED_TRACE("seed " + std::to_string(seed) + " bs " + std::to_string(bs) + " blocks " +
                std::to_string(fc.num_device_blocks) + " cpu " + std::to_string(fc.num_cpu_blocks));
@@ -107,6 +115,9 @@ void run_random(uint32_t seed, int num_ops, Coverage* cov) {
   cov->swapped_out += m.num_swapped_out;
   cov->prefix_hits += m.prefix_cache_hits;
   cov->copies += h.exec->num_copies;
+  cov->drafted += m.spec_decode_num_draft_tokens;
+  cov->accepted += m.spec_decode_num_accepted_tokens;
+  EXPECT_EQ(m.spec_decode_num_draft_tokens, h.exec->num_drafted);
 
   for (const auto& [id, e] : expect) {
     if (e.cut) continue;
@@ -144,11 +155,14 @@ TEST(Random, ThousandsOfOperationsLeaveNothingBehind) {
   EXPECT_GT(cov.copies, 0);
   EXPECT_GT(cov.rejected, 0);
   EXPECT_GT(cov.checked, 1000);
+  EXPECT_GT(cov.accepted, 0);
+  EXPECT_GT(cov.drafted, cov.accepted);
   std::printf(
       "preemptions %lld swapped %lld prefix hits %lld copies %lld checked %lld "
-      "rejected %lld\n",
+      "rejected %lld drafted %lld accepted %lld\n",
       (long long)cov.preemptions, (long long)cov.swapped_out, (long long)cov.prefix_hits,
-      (long long)cov.copies, (long long)cov.checked, (long long)cov.rejected);
+      (long long)cov.copies, (long long)cov.checked, (long long)cov.rejected,
+      (long long)cov.drafted, (long long)cov.accepted);
 }
 
 }  // namespace
