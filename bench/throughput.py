@@ -8,7 +8,9 @@ vLLM, on the same workload, in one run.
     python bench/throughput.py --engines taco,taco-gguf   # the default model's GGUF beside bf16
 
 taco-gguf serves the GGUF file --gguf (default: the default model's), weights as stored and
-activations in --dtype; the others serve the HF directory --model.
+activations in --dtype; the others serve the HF directory --model. taco-ngram and
+taco-lookahead are taco with speculative decoding (speculative_model "[ngram]" /
+"[lookahead]", 5 drafted tokens, n-grams of 1 to 4 tokens).
 
 Each engine runs in its own subprocess (`--worker ENGINE`), so peers can live in other venvs
 and one engine's threads or memory never skew another's numbers. The workload: random token-id
@@ -53,10 +55,17 @@ class Workload:
         return [rng.randint(self.min_out, self.max_out) for _ in range(self.num_prompts)]
 
 
-def run_taco(w: Workload, model: str) -> dict:
+def run_taco(w: Workload, model: str, speculative_model: str | None = None) -> dict:
     from taco_llm import LLM, SamplingParams, TokensPrompt
 
-    llm = LLM(model=model, dtype=w.dtype, device=w.device)
+    spec = {}
+    if speculative_model is not None:
+        spec = {
+            "speculative_model": speculative_model,
+            "num_speculative_tokens": 5,
+            "ngram_prompt_lookup_max": 4,
+        }
+    llm = LLM(model=model, dtype=w.dtype, device=w.device, **spec)
     return _run_llm_api(llm, SamplingParams, TokensPrompt, w)
 
 
@@ -137,6 +146,8 @@ def _summary(w: Workload, elapsed: float, out_tokens: int, ttfts: list[float]) -
 RUNNERS = {
     "taco": run_taco,
     "taco-gguf": lambda w, model: run_taco(w, model),
+    "taco-ngram": lambda w, model: run_taco(w, model, "[ngram]"),
+    "taco-lookahead": lambda w, model: run_taco(w, model, "[lookahead]"),
     "hf": run_hf,
     "vllm": run_vllm,
 }
@@ -180,17 +191,18 @@ def main() -> None:
 
 
 def _print_table(results: dict) -> None:
-    print(f"\n{'engine':9} {'out tok/s':>10} {'total tok/s':>12} {'elapsed s':>10} {'ttft s':>8}")
+    print(f"\n{'engine':14} {'out tok/s':>10} {'total tok/s':>12} {'elapsed s':>10} {'ttft s':>8}")
     for name, r in results.items():
         ttft = f"{r['ttft_median_s']:.2f}" if "ttft_median_s" in r else "-"
         print(
-            f"{name:9} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
+            f"{name:14} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
             f"{r['elapsed_s']:10.2f} {ttft:>8}"
         )
     print_ratios(results, "output_tok_s", "output tok/s", peers=("hf", "vllm"))
-    if "taco-gguf" in results and "taco" in results:
-        ratio = results["taco-gguf"]["output_tok_s"] / results["taco"]["output_tok_s"]
-        print(f"taco-gguf / taco output tok/s: {ratio:.2f}x")
+    for ours in ("taco-gguf", "taco-ngram", "taco-lookahead"):
+        if ours in results and "taco" in results:
+            ratio = results[ours]["output_tok_s"] / results["taco"]["output_tok_s"]
+            print(f"{ours} / taco output tok/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

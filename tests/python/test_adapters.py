@@ -440,3 +440,41 @@ def test_adapters_survive_chunked_prefill_preemption_beams_and_sampling(
         assert metrics["vllm:num_preemptions"].value > 0
     finally:
         del tight
+
+
+def test_speculative_decoding_with_adapters_matches_peft(
+    smol_model_dir, adapter_root, prompts, peft_refs
+):
+    llm = LLM(
+        model=smol_model_dir,
+        dtype="float32",
+        enable_lora=True,
+        max_loras=2,
+        max_lora_rank=16,
+        enable_prompt_adapter=True,
+        max_prompt_adapter_token=8,
+        speculative_model="[ngram]",
+        num_speculative_tokens=4,
+        ngram_prompt_lookup_max=3,
+    )
+    requests = [lora(adapter_root, n) for n in MIXED]
+    batch = [(r, p) for r in requests for p in prompts]
+    outs = llm.generate(
+        [TokensPrompt(prompt_token_ids=p) for _, p in batch],
+        greedy(),
+        lora_request=[r for r, _ in batch],
+        use_tqdm=False,
+    )
+    for k, out in enumerate(outs):
+        name, j = MIXED[k // len(prompts)], k % len(prompts)
+        assert list(out.outputs[0].token_ids) == peft_refs[name][0][j], f"{name}, prompt {j}"
+    req = PromptAdapterRequest("pirate", 1, str(adapter_root / "prompt-8"), 8)
+    outs = llm.generate(
+        [TokensPrompt(prompt_token_ids=p) for p in prompts],
+        greedy(),
+        prompt_adapter_request=req,
+        use_tqdm=False,
+    )
+    assert [list(o.outputs[0].token_ids) for o in outs] == peft_refs["prompt"][0]
+    metrics = {m.name: m.value for m in llm.get_metrics()}
+    assert metrics["vllm:spec_decode_num_draft_tokens"] > 0

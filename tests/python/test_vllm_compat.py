@@ -102,6 +102,13 @@ def test_get_metrics_names_types_and_values(smol_model_dir):
         "taco:cpu_blocks_used": 0.0,
         "taco:num_steps": raw["num_steps"],
         "taco:prompt_tokens_computed": raw["num_prompt_tokens_computed"],
+        # Without speculative decoding: no drafts.
+        "vllm:spec_decode_num_drafts": 0,
+        "vllm:spec_decode_num_draft_tokens": 0,
+        "vllm:spec_decode_num_accepted_tokens": 0,
+        "vllm:spec_decode_num_emitted_tokens": 0,
+        "vllm:spec_decode_draft_acceptance_rate": 0.0,
+        "taco:spec_decode_mean_accepted_length": 0.0,
     }
     success = {
         m.labels["finished_reason"]: m.value for m in metrics if m.name == "vllm:request_success"
