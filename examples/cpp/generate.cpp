@@ -79,6 +79,11 @@ int main(int argc, char** argv) {
   options.dtype = "float32";
   options.kv_cache_space_gib = 1.0;
   options.enable_lora = argc == 3;
+  // Drafts from n-grams of each sequence: the same tokens as plain decoding, sooner.
+  options.speculative_method = "ngram";
+  options.num_speculative_tokens = 4;
+  options.ngram_prompt_lookup_max = 3;
+  options.ngram_prompt_lookup_min = 1;
 
   if (taco_engine_create("/nonexistent/model", &options, &engine, error, sizeof error) == TACO_OK) {
     std::fprintf(stderr, "a bad model path was accepted\n");

@@ -64,6 +64,11 @@ typedef struct taco_engine_options {
   int32_t max_loras;               // adapters in one batch: device slots (1)
   int32_t max_lora_rank;           // 8, 16, 32, 64, 128 or 256 (16)
   int32_t max_cpu_loras;           // adapters kept read in host memory (0: max_loras)
+  // Speculative decoding (outputs unchanged, only faster where text repeats):
+  const char* speculative_method;   // "" (off), "ngram" or "lookahead" ("")
+  int32_t num_speculative_tokens;   // drafted tokens per step at most: 1-32 with a method (0)
+  int32_t ngram_prompt_lookup_max;  // longest n-gram drafts are matched by: 1-32 (0)
+  int32_t ngram_prompt_lookup_min;  // shortest: 1 .. ngram_prompt_lookup_max (0)
 } taco_engine_options;
 
 // Sampling options of one request. Fill with taco_sampling_options_default.
