@@ -59,8 +59,10 @@ def _exit_when_parent_goes() -> None:
     import threading
 
     def watch() -> None:
+        # The file descriptor, not sys.stdin: a thread blocked inside the buffered reader holds
+        # its lock, and the interpreter's shutdown after a normal exit then aborts on it.
         try:
-            while sys.stdin.buffer.read(1 << 16):
+            while os.read(sys.stdin.fileno(), 1 << 16):
                 pass
         except (OSError, ValueError):
             pass

@@ -17,6 +17,15 @@ Sequence make_seq(std::vector<int32_t> prompt, std::vector<int32_t> output = {})
   return s;
 }
 
+// Speculation over `base`: up to k drafted tokens from n-grams of 1 .. max_n tokens.
+EngineOptions with_drafts(EngineOptions base, const char* method, int32_t k, int32_t max_n) {
+  base.speculative_method = method;
+  base.num_speculative_tokens = k;
+  base.ngram_prompt_lookup_max = max_n;
+  base.ngram_prompt_lookup_min = 1;
+  return base;
+}
+
 std::vector<int32_t> lookup(const Sequence& s, int32_t max_n, int32_t min_n, int32_t k) {
   std::vector<int32_t> draft;
   ngram_lookup(s, max_n, min_n, k, &draft);
@@ -95,12 +104,7 @@ TEST(Speculator, DraftLengthFollowsTheAcceptanceAndItsCost) {
 }
 
 TEST(Speculator, GrowsDraftsThatAreAcceptedAndPausesOnesThatAreNot) {
-  EngineOptions o;
-  o.speculative_method = "ngram";
-  o.num_speculative_tokens = 4;
-  o.ngram_prompt_lookup_max = 2;
-  o.ngram_prompt_lookup_min = 1;
-  Speculator spec(o);
+  Speculator spec(with_drafts({}, "ngram", 4, 2));
   const Sequence s = make_seq({1, 2, 3, 4, 5, 6, 1});
   SpecState st;
   std::vector<int32_t> draft;
@@ -160,11 +164,7 @@ TEST(SpeculativeEngine, OutputsEqualPlainDecodingAndDraftsAreAccepted) {
         plain.enable_prefix_caching = caching;
         plain.enable_chunked_prefill = caching;
         plain.max_num_batched_tokens = caching ? 8 : 0;
-        EngineOptions spec = plain;
-        spec.speculative_method = method;
-        spec.num_speculative_tokens = 4;
-        spec.ngram_prompt_lookup_max = 3;
-        spec.ngram_prompt_lookup_min = 1;
+        const EngineOptions spec = with_drafts(plain, method, 4, 3);
         EngineMetrics pm, sm;
         const auto want = run_periodic(plain, 200, n, &pm);
         const auto got = run_periodic(spec, 200, n, &sm);
@@ -184,12 +184,8 @@ TEST(SpeculativeEngine, OutputsEqualPlainDecodingAndDraftsAreAccepted) {
 }
 
 TEST(SpeculativeEngine, DraftsNeverPreemptAndShortCachesStillDrain) {
-  EngineOptions plain;
-  EngineOptions spec;
-  spec.speculative_method = "ngram";
-  spec.num_speculative_tokens = 8;
-  spec.ngram_prompt_lookup_max = 2;
-  spec.ngram_prompt_lookup_min = 1;
+  const EngineOptions plain;
+  const EngineOptions spec = with_drafts(plain, "ngram", 8, 2);
   EngineMetrics pm, sm;
   // 16 blocks of 4 tokens hold one 64-token sequence: the four requests preempt each other.
   const auto want = run_periodic(plain, 16, 1, &pm);
@@ -200,11 +196,7 @@ TEST(SpeculativeEngine, DraftsNeverPreemptAndShortCachesStillDrain) {
 }
 
 TEST(SpeculativeEngine, NoDraftsAboveTheBatchSizeLimitOrForBeams) {
-  EngineOptions spec;
-  spec.speculative_method = "ngram";
-  spec.num_speculative_tokens = 4;
-  spec.ngram_prompt_lookup_max = 2;
-  spec.ngram_prompt_lookup_min = 1;
+  EngineOptions spec = with_drafts({}, "ngram", 4, 2);
   spec.speculative_disable_by_batch_size = 3;
   EngineMetrics m;
   run_periodic(spec, 200, 1, &m);
