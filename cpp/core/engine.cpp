@@ -52,7 +52,7 @@ struct Engine::Impl {
   void mark_changed(Request* r);
   void propose_drafts();
   void apply(const ScheduledSeq& ss, SeqStepResult& res);
-  void append_token(Request* r, int32_t index, SeqStepResult& res);
+  bool append_token(Request* r, int32_t index, SeqStepResult& res, bool end_now = true);
   void fork(Request* r);
   void beam_step(Request* r);
   SeqState beam_child(Request* r, const SeqState& parent, const BeamCandidate& c, int32_t index);
@@ -305,12 +305,14 @@ void Engine::Impl::fork(Request* r) {
     SeqState child = new_seq(r, k);
     child.seq->status = SeqStatus::kRunning;
     child.seq->num_computed = shared;
+    child.spec = speculator->fork_state(r->seqs[0].spec, r->seqs[0].seq->prompt_len());
     blocks->fork(r->seqs[0].blocks, shared, &child.blocks);
     r->seqs.push_back(std::move(child));
   }
 }
 
-void Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res) {
+// Returns whether the token stopped the sequence; with end_now false the caller ends it.
+bool Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res, bool end_now) {
   Sequence& q = *r->seqs[index].seq;
   SeqState& s = r->seqs[index];
   q.output.push_back(res.token);
@@ -327,7 +329,8 @@ void Engine::Impl::append_token(Request* r, int32_t index, SeqStepResult& res) {
   mark_changed(r);
   const bool stopped = check_stop(q, r->opts, eos_ids, max_model_len);
   if (!r->forked && r->opts.best_of > 1) fork(r);
-  if (stopped) end_sequence(r, index);
+  if (stopped && end_now) end_sequence(r, index);
+  return stopped;
 }
 
 // Drafts for the running sequences about to decode, unless the request's sampling depends on
@@ -336,6 +339,13 @@ void Engine::Impl::propose_drafts() {
   if (!speculator->enabled()) return;
   const int32_t limit = opts.speculative_disable_by_batch_size;
   const int32_t unfinished = static_cast<int32_t>(requests.size());
+  int32_t decodes = 0;  // sequences that decode next step (drafted or not)
+  for (const auto& [id, r] : requests) {
+    if (r->state != SeqStatus::kRunning) continue;
+    for (const SeqState& s : r->seqs) {
+      decodes += !s.seq->finished() && s.seq->len() - s.seq->num_computed == 1;
+    }
+  }
   for (auto& [id, r] : requests) {
     const bool eligible = r->state == SeqStatus::kRunning && !r->opts.use_beam_search &&
                           r->opts.guide_key < 0 && (r->forked || r->opts.best_of == 1) &&
@@ -348,7 +358,7 @@ void Engine::Impl::propose_drafts() {
       // Drafts take the positions after the last token; the step emits one token more.
       const int32_t room = std::min(max_model_len - q.len(),
                                     r->opts.max_tokens - static_cast<int32_t>(q.output.size()) - 1);
-      speculator->propose(q, s.spec, room, &s.draft);
+      speculator->propose(q, s.spec, room, decodes, &s.draft);
     }
   }
 }
@@ -382,16 +392,19 @@ void Engine::Impl::apply(const ScheduledSeq& ss, SeqStepResult& res) {
     ++counters.spec_decode_num_drafts;
     counters.spec_decode_num_draft_tokens += drafted;
     counters.spec_decode_num_accepted_tokens += accepted;
-    counters.spec_decode_num_emitted_tokens += accepted + 1;
     speculator->record(s.spec, drafted, accepted);
     std::vector<SeqStepResult> more = std::move(res.next);
-    append_token(r, index, res);
-    for (SeqStepResult& m : more) {
-      if (q.finished()) break;
-      append_token(r, index, m);
+    int32_t emitted = 1;
+    bool stopped = append_token(r, index, res, false);
+    for (size_t j = 0; j < more.size() && !stopped; ++j, ++emitted) {
+      stopped = append_token(r, index, more[j], false);
     }
-    // The accepted drafts are output tokens now: their full blocks can be published.
-    if (!q.finished()) blocks->publish_full_blocks(q, s.blocks);
+    counters.spec_decode_num_emitted_tokens += emitted;
+    // The accepted drafts are output tokens now: their full blocks can be published (a stop
+    // inside the run leaves K/V past the last token, which is not the sequence's).
+    q.num_computed = std::min(q.num_computed, q.len());
+    blocks->publish_full_blocks(q, s.blocks);
+    if (stopped) end_sequence(r, index);
     return;
   }
   if (!r->opts.use_beam_search) {

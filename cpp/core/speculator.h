@@ -34,20 +34,23 @@ class Speculator {
   explicit Speculator(const EngineOptions& opts);
   bool enabled() const { return method_ != Method::kOff; }
 
-  // Appends to draft up to min(max_tokens, the adaptive length) tokens for seq's next step;
-  // nothing when no n-gram matches or the sequence's drafts are paused.
-  void propose(const Sequence& seq, SpecState& st, int32_t max_tokens, std::vector<int32_t>* draft);
+  // Appends to draft up to min(max_tokens, the adaptive length) tokens for seq's next step, one
+  // of `decodes` sequences decoding in it (a drafted token slows all of them); nothing when no
+  // n-gram matches or the sequence's drafts are paused.
+  void propose(const Sequence& seq, SpecState& st, int32_t max_tokens, int32_t decodes,
+               std::vector<int32_t>* draft);
   // A verified draft of `drafted` tokens of which the first `accepted` were kept.
   void record(SpecState& st, int32_t drafted, int32_t accepted) const;
-  // Lookahead: indexes seq's tokens not yet in the cache (prompts at admission, then outputs).
+  // Lookahead: indexes seq's tokens not yet in the cache (its prompt at its first drafting
+  // step, then its outputs, the last ones when it finishes).
   void observe(const Sequence& seq, SpecState& st);
+  // A sequence forked from `parent` after the shared prompt: its history, without the windows
+  // that lie within the prompt (the parent indexes those).
+  SpecState fork_state(const SpecState& parent, int32_t prompt_len) const;
   // The time of a step that computed only decodes, `drafted` of its tokens drafted: the cost of
-  // a drafted token relative to a plain decode step is measured, not assumed (a few percent on
-  // a GPU, tens of percent on a CPU).
+  // a drafted token relative to a plain decode step is measured, not assumed (tens of percent on
+  // a CPU at batch 1; far less on a GPU, where a step is bound by reading the weights).
   void time_step(int32_t drafted, double seconds);
-  float row_cost() const { return row_cost_; }
-
-  int32_t lookahead_nodes() const { return cache_ ? cache_->num_nodes() : 0; }
 
  private:
   enum class Method { kOff, kNgram, kLookahead };
@@ -57,7 +60,8 @@ class Speculator {
   int32_t min_n_ = 0;
   std::unique_ptr<LookaheadCache> cache_;
   double plain_step_ = 0;  // moving average of steps without drafts (seconds)
-  float row_cost_;         // a drafted token's time over a plain step's
+  float row_cost_ = 0;     // a drafted token's time over a plain step's, once measured
+  bool measured_ = false;
 };
 
 }  // namespace taco

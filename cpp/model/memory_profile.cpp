@@ -15,9 +15,10 @@ namespace {
 
 // One forward over the most tokens a step may hold (max_num_batched_tokens, cut into sequences of
 // at most max_model_len tokens, at most max_num_seqs of them), then the logits of up to
-// max_num_seqs rows, as a decode step of max_num_seqs sequences has them. K/V writes are skipped
-// (slot -1) and attention reads one scratch block: the values are irrelevant, only the memory
-// the caching allocator reserves for them counts (it keeps it reserved afterwards).
+// max_num_seqs rows, as a decode step of max_num_seqs sequences has them (times 1 +
+// num_speculative_tokens: a verification step takes logits after every drafted token). K/V writes
+// are skipped (slot -1) and attention reads one scratch block: the values are irrelevant, only the
+// memory the caching allocator reserves for them counts (it keeps it reserved afterwards).
 void profile_forward(const EngineOptions& opts, const LlamaModel& model) {
   const ModelConfig& c = model.config();
   const at::Device device = model.device();
@@ -54,7 +55,8 @@ void profile_forward(const EngineOptions& opts, const LlamaModel& model) {
   c10::InferenceMode guard;
   at::Tensor input_ids = at::zeros({tokens}, longs);
   at::Tensor hidden = model.forward(input_ids, md, scratch_kv);
-  const int64_t rows = std::min<int64_t>(tokens, opts.max_num_seqs);
+  const int64_t rows = std::min<int64_t>(
+      tokens, int64_t{opts.max_num_seqs} * (1 + int64_t{opts.num_speculative_tokens}));
   at::Tensor logits = model.compute_logits(hidden.narrow(0, 0, rows));
   ops::synchronize(device);
 }

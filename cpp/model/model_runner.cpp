@@ -124,6 +124,7 @@ ModelRunner::ModelRunner(std::unique_ptr<LlamaModel> model, const EngineOptions&
   sampler_.set_logits_hook(opts.logits_hook);
   sampler_.set_guide_hook(opts.guide_hook);
   sampler_.set_logprobs_mode(opts.logprobs_mode);
+  sampler_.set_per_sequence_draws(!opts.speculative_method.empty());
   keep_activations_on_heap();
   const ModelConfig& c = model_->config();
   const auto options = at::TensorOptions().dtype(kv_cache_dtype(opts, model_->dtype()));

@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/mix64.h"
 #include "core/sampling_options.h"
 #include "core/sequence.h"
 #include "cpu/sampling.h"
@@ -18,7 +19,7 @@ namespace taco {
 using namespace cpu::sampling;  // NOLINT(google-build-using-namespace): the row arithmetic
 
 Sampler::Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids, uint64_t seed)
-    : vocab_size_(vocab_size), eos_token_ids_(std::move(eos_token_ids)), rng_(seed) {}
+    : vocab_size_(vocab_size), eos_token_ids_(std::move(eos_token_ids)), seed_(seed), rng_(seed) {}
 
 GuideMasks Sampler::guide(const std::vector<const ScheduledSeq*>& rows) const {
   GuideMasks g;
@@ -169,9 +170,15 @@ std::vector<double> Sampler::uniforms(const std::vector<const ScheduledSeq*>& ro
   for (size_t i = 0; i < rows.size(); ++i) {  // the engine generator's numbers in batch order
     const SamplingOptions& o = *rows[i]->sampling;
     if (o.greedy()) continue;
-    u[i] = o.seed ? seeded_uniform(*o.seed, rows[i]->seq->index,
-                                   static_cast<int32_t>(rows[i]->seq->output.size()))
-                  : uniform(rng_);
+    const Sequence& q = *rows[i]->seq;
+    const auto step = static_cast<int32_t>(q.output.size());
+    if (o.seed) {
+      u[i] = seeded_uniform(*o.seed, q.index, step);
+    } else if (per_sequence_draws_) {
+      u[i] = seeded_uniform(mix64(seed_ ^ mix64(static_cast<uint64_t>(q.id))), 0, step);
+    } else {
+      u[i] = uniform(rng_);
+    }
   }
   return u;
 }

@@ -10,7 +10,9 @@
 // Randomness: a request with a seed draws its uniform number from a counter-based hash of
 // (seed, sequence index, output length), so it samples the same tokens wherever it sits in a
 // batch and whatever else runs; unseeded requests draw from one engine generator seeded by
-// EngineOptions::seed, in batch order.
+// EngineOptions::seed, in batch order. With speculative decoding the number of rows a step
+// samples depends on the drafts (and their sizing on measured times), so unseeded requests draw
+// from a hash of (engine seed, sequence id, output length) instead: runs stay reproducible.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -43,6 +45,8 @@ class Sampler {
   void set_logprobs_mode(LogprobsMode mode) { mode_ = mode; }
   // Fills the token bitmasks of rows whose request has a guide_key (one call per step).
   void set_guide_hook(GuideHook hook) { guide_hook_ = std::move(hook); }
+  // Unseeded rows draw from a hash of (engine seed, sequence id, output length).
+  void set_per_sequence_draws(bool on) { per_sequence_draws_ = on; }
 
   // The bitmasks of this step's guided rows, from one call of the guide hook (empty when none).
   // Every step that samples asks once, before any of the sampling calls below.
@@ -94,6 +98,8 @@ class Sampler {
 
   int32_t vocab_size_;
   std::vector<int32_t> eos_token_ids_;
+  uint64_t seed_;
+  bool per_sequence_draws_ = false;
   std::mt19937_64 rng_;
   LogitsHook hook_;
   GuideHook guide_hook_;

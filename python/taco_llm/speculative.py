@@ -157,9 +157,8 @@ def parse(args: Any) -> Speculation:
             f"num_speculative_tokens must be at most {MAX_SPECULATIVE_TOKENS}, got {k}."
         )
     lookup_max = _count("ngram_prompt_lookup_max", given["ngram_prompt_lookup_max"], 0) or 0
-    lookup_min = _count("ngram_prompt_lookup_min", given["ngram_prompt_lookup_min"], 0) or 0
-    if lookup_min == 0:
-        lookup_min = 1  # vLLM 0.6: unset means 1
+    # vLLM 0.6: an unset minimum is 1; an explicit one must be >= 1.
+    lookup_min = _count("ngram_prompt_lookup_min", given["ngram_prompt_lookup_min"], 1) or 1
     if lookup_max < 1 or lookup_max > MAX_SPECULATIVE_TOKENS:
         raise ValueError(
             f"ngram_prompt_lookup_max must be in [1, {MAX_SPECULATIVE_TOKENS}] with "

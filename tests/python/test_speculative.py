@@ -140,12 +140,13 @@ def test_unseeded_sampling_keeps_the_distribution(smol_model_dir):
     """Many unseeded draws of the first three tokens of a continuation that drafts often
     predict: with drafts verified, the distribution is plain decoding's."""
     prompt = "one two three four, one two three four, one two three four, one two"
-    sp = SamplingParams(temperature=1.0, max_tokens=3, n=200, ignore_eos=True)
+    # Small batches: drafts are sized against the batch they slow down.
+    sp = SamplingParams(temperature=1.0, max_tokens=3, n=25, ignore_eos=True)
     counts = []
     for args in ({}, NGRAM):
         llm = LLM(model=smol_model_dir, dtype="float32", seed=5, **args)
         c = Counter()
-        for _ in range(4):
+        for _ in range(32):
             (out,) = llm.generate(prompt, sp, use_tqdm=False)
             c.update(tuple(s.token_ids) for s in out.outputs)
         counts.append(c)
@@ -216,7 +217,8 @@ def test_metrics_report_drafts(smol_model_dir):
     drafts = m["vllm:spec_decode_num_drafts"]
     accepted = m["vllm:spec_decode_num_accepted_tokens"]
     assert drafts > 0 and accepted > 0
-    assert m["vllm:spec_decode_num_emitted_tokens"] == accepted + drafts
+    # Each verification emits its accepted drafts and one more, unless a stop cuts the run.
+    assert drafts <= m["vllm:spec_decode_num_emitted_tokens"] <= accepted + drafts
     assert m["vllm:spec_decode_draft_acceptance_rate"] == pytest.approx(
         accepted / m["vllm:spec_decode_num_draft_tokens"]
     )
@@ -238,6 +240,7 @@ def test_metrics_report_drafts(smol_model_dir):
         ({**NGRAM, "num_speculative_tokens": 33}, ValueError, "num_speculative_tokens"),
         ({**NGRAM, "ngram_prompt_lookup_min": 4}, ValueError, "ngram_prompt_lookup_min"),
         ({**NGRAM, "ngram_prompt_lookup_max": -1}, ValueError, "ngram_prompt_lookup_max"),
+        ({**NGRAM, "ngram_prompt_lookup_min": 0}, ValueError, "ngram_prompt_lookup_min"),
         ({**NGRAM, "speculative_disable_by_batch_size": 1}, ValueError, "disable_by_batch"),
         ({**NGRAM, "speculative_max_model_len": 100}, ValueError, "speculative_max_model_len"),
         (

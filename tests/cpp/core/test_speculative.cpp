@@ -108,32 +108,32 @@ TEST(Speculator, GrowsDraftsThatAreAcceptedAndPausesOnesThatAreNot) {
   const Sequence s = make_seq({1, 2, 3, 4, 5, 6, 1});
   SpecState st;
   std::vector<int32_t> draft;
-  spec.propose(s, st, 10, &draft);
+  spec.propose(s, st, 10, 1, &draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{2, 3}));  // the prior: one in two accepted
   spec.record(st, 2, 2);
   draft.clear();
-  spec.propose(s, st, 10, &draft);
+  spec.propose(s, st, 10, 1, &draft);
   EXPECT_EQ(draft, (std::vector<int32_t>{2, 3, 4, 5}));
   draft.clear();
-  spec.propose(s, st, 3, &draft);  // room caps the draft
+  spec.propose(s, st, 3, 1, &draft);  // room caps the draft
   EXPECT_EQ(draft.size(), 3u);
   int failures = 0;
   while (!draft.empty() && failures < 20) {
     spec.record(st, static_cast<int32_t>(draft.size()), 0);
     ++failures;
     draft.clear();
-    spec.propose(s, st, 10, &draft);
+    spec.propose(s, st, 10, 1, &draft);
   }
   EXPECT_LT(failures, 8);  // paused after a few drafts that kept nothing
   EXPECT_GT(st.paused, 0);
   const int32_t pause = st.paused;
   for (int i = 0; i < pause; ++i) {
     draft.clear();
-    spec.propose(s, st, 10, &draft);
+    spec.propose(s, st, 10, 1, &draft);
     EXPECT_TRUE(draft.empty());
   }
   draft.clear();
-  spec.propose(s, st, 10, &draft);  // probes again after the pause
+  spec.propose(s, st, 10, 1, &draft);  // probes again after the pause
   EXPECT_FALSE(draft.empty());
 }
 
