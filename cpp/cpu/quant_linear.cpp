@@ -313,6 +313,68 @@ void tile_int8(const uint8_t* tile, int64_t nb, const int8_t* xq, const float* x
   }
 }
 
+// The same for M rows of x at once (M <= 4: verification steps of speculative decoding, small
+// batches): each block's codes and scales are unpacked once and meet every row's codes. Row i's
+// arithmetic is tile_int8's, in the same order: the results are bit-identical.
+template <bool ZP, int M>
+void tile_int8_rows(const uint8_t* tile, int64_t nb, const int8_t* xq, int64_t k,
+                    const float* xscale, const float* xsum, float (*out)[R]) {
+  constexpr int64_t bytes = R * 16 + R * 4;
+  const __m512i mask = _mm512_set1_epi8(15);
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  __m512 acc[M];
+  __m128 off[M];
+#pragma GCC unroll 4
+  for (int i = 0; i < M; ++i) {
+    acc[i] = _mm512_setzero_ps();
+    off[i] = _mm_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b, tile += bytes) {
+    prefetch_ahead(tile, bytes);
+    const __m512i codes = _mm512_loadu_si512(tile);
+    const __m512i lo = _mm512_and_si512(codes, mask);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), mask);
+    const __m256 dm =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + R * 16)));
+    const __m128 d = _mm256_castps256_ps128(dm);
+    __m128 m = _mm256_extractf128_ps(dm, 1);
+    if constexpr (ZP) m = _mm_mul_ps(_mm_sub_ps(_mm_setzero_ps(), m), d);  // -z d
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      const __m128i* xb = reinterpret_cast<const __m128i*>(xq + i * k + b * kQuantBlock);
+      const __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128(xb));
+      const __m512i xhi = _mm512_broadcast_i32x4(_mm_loadu_si128(xb + 1));
+      __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
+      dot = _mm512_dpbusd_epi32(dot, hi, xhi);
+      const __m512 scale = _mm512_permutexvar_ps(
+          spread, _mm512_castps128_ps512(_mm_mul_ps(d, _mm_set1_ps(xscale[i * nb + b]))));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[i]);
+      off[i] = _mm_fmadd_ps(m, _mm_set1_ps(xsum[i * nb + b]), off[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, acc[i]);
+    alignas(16) float offs[4];
+    _mm_store_ps(offs, off[i]);
+    for (int64_t r = 0; r < R; ++r) {
+      out[i][r] = lanes[4 * r] + lanes[4 * r + 1] + lanes[4 * r + 2] + lanes[4 * r + 3] + offs[r];
+    }
+  }
+}
+
+template <bool ZP>
+void tile_int8_rows(int rows, const uint8_t* tile, int64_t nb, const int8_t* xq, int64_t k,
+                    const float* xscale, const float* xsum, float (*out)[R]) {
+  if (rows == 4) {
+    tile_int8_rows<ZP, 4>(tile, nb, xq, k, xscale, xsum, out);
+  } else if (rows == 3) {
+    tile_int8_rows<ZP, 3>(tile, nb, xq, k, xscale, xsum, out);
+  } else {
+    tile_int8_rows<ZP, 2>(tile, nb, xq, k, xscale, xsum, out);
+  }
+}
+
 // Int8 path for 8-bit codes: per block two 64-byte lines hold rows 0-1 and 2-3 (32 code bytes
 // each); x's 32 int8 codes, broadcast to both halves, meet each line in one vpdpbusd, lanes
 // 8r'..8r'+7 summing row r' of the line (the first four lanes its columns 0-15, the next four
@@ -397,6 +459,24 @@ void run(const QuantLinearParams& p) {
       for (int64_t i = 0; i < p.m; ++i) {
         const float* xsum = halves ? px.sum16.data() + i * nb * 2 : px.sum.data() + i * nb;
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
+        if (int8 && bits4 && p.m - i >= 2) {
+          // Up to four rows share each block's unpacked codes.
+          const int group = static_cast<int>(std::min<int64_t>(4, p.m - i));
+          float outs[4][R];
+          const int8_t* xq = px.q.data() + i * p.k;
+          const float* xs = px.scale.data() + i * nb;
+          if (zp) {
+            tile_int8_rows<true>(group, tile, nb, xq, p.k, xs, xsum, outs);
+          } else {
+            tile_int8_rows<false>(group, tile, nb, xq, p.k, xs, xsum, outs);
+          }
+          for (int g = 0; g < group; ++g) {
+            T* dst = static_cast<T*>(p.out) + (i + g) * p.out_stride + t * R;
+            for (int64_t r = 0; r < rows; ++r) dst[r] = T(outs[g][r]);
+          }
+          i += group - 1;
+          continue;
+        }
         if (int8) {
           const int8_t* xq = px.q.data() + i * p.k;
           const float* xs = px.scale.data() + i * nb;

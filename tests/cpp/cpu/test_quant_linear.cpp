@@ -203,6 +203,25 @@ TEST_P(QuantLinear, MatchesTheDequantizedReference) {
       ASSERT_EQ(pad, -7.0f) << "wrote past n";
     }
   }
+  // Rows computed together equal each row computed alone, bit for bit: a speculative
+  // verification step's rows see what single-row decode steps would.
+  for (int64_t i = 0; c.m > 1 && i < c.m; ++i) {
+    std::vector<float> onef(out_stride, -7.0f);
+    std::vector<cpu::bf16> oneb(out_stride, cpu::bf16(-7.0f));
+    kernels::QuantLinearParams one = p;
+    one.m = 1;
+    one.x = c.dtype == DType::kFloat32 ? static_cast<const void*>(xf.data() + i * x_stride)
+                                       : xb.data() + i * x_stride;
+    one.out = c.dtype == DType::kFloat32 ? static_cast<void*>(onef.data()) : oneb.data();
+    cpu::quant_linear(one);
+    for (int64_t r = 0; r < c.n; ++r) {
+      const float together = c.dtype == DType::kFloat32
+                                 ? outf[i * out_stride + r]
+                                 : static_cast<float>(outb[i * out_stride + r]);
+      const float alone = c.dtype == DType::kFloat32 ? onef[r] : static_cast<float>(oneb[r]);
+      ASSERT_EQ(together, alone) << "row " << i << " col " << r;
+    }
+  }
 }
 
 // Packed into a wider layout (4-bit codes as 8-bit, one scale for both groups), a weight keeps its
