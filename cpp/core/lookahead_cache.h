@@ -27,6 +27,7 @@ class LookaheadCache {
               std::vector<int32_t>* draft) const;
 
   int32_t num_nodes() const { return static_cast<int32_t>(nodes_.size()); }
+  int32_t depth() const { return depth_; }
 
  private:
   struct Node {

@@ -100,7 +100,7 @@ void Speculator::time_step(int32_t drafted, double seconds) {
 
 SpecState Speculator::fork_state(const SpecState& parent, int32_t prompt_len) const {
   SpecState child = parent;
-  if (cache_) child.indexed = std::max(parent.indexed, prompt_len - (max_n_ + num_tokens_) + 1);
+  if (cache_) child.indexed = std::max(parent.indexed, prompt_len - cache_->depth() + 1);
   return child;
 }
 
